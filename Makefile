@@ -1,0 +1,144 @@
+# vmabackup — plain Makefile.
+#
+#   make                 build vma (and vmad once it exists) into $(BUILDDIR)
+#   make check           install missing packages, build, run every test
+#   make check-asan      the same tests in an AddressSanitizer + UBSan build (build-asan/)
+#   make demo            install missing packages, build, run the demo
+#   make install         PREFIX=/usr/local DESTDIR= honoured
+#   make bench           run the benchmarks in bench/ (slow; not part of check)
+#
+# Source sets are found by wildcard so that a new file in a directory needs no edit here:
+#   libvma (archive library):  vma-*.c util/*.c
+#   vma (CLI):                 vma.c cli/*.c
+#   vmad (daemon):             vmad.c blockdev.c backup.c nbd/*.c monitor/*.c
+#   unit tests:                tests/unit/test-*.c, each its own cmocka program
+
+BUILDDIR ?= build
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR ?= $(PREFIX)/share/man
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+
+LIB_PKGS := glib-2.0 uuid zlib libzstd lzo2
+DAEMON_PKGS := $(LIB_PKGS) json-glib-1.0 gio-unix-2.0
+TEST_PKGS := cmocka
+
+pkg_cflags = $(shell $(PKG_CONFIG) --cflags $(1) 2>/dev/null)
+pkg_libs = $(shell $(PKG_CONFIG) --libs $(1) 2>/dev/null)
+
+WARN := -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
+        -Wformat=2 -Wshadow=local -Wpointer-arith -Wvla -Wstrict-prototypes
+# CI builds with -Werror; so can anyone: make WERROR=1
+ifeq ($(CI),true)
+WERROR ?= 1
+endif
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+
+OPT ?= -O2 -g
+ifneq ($(SANITIZE),)
+OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=$(SANITIZE) -fno-sanitize-recover=undefined
+LDSAN := -fsanitize=$(SANITIZE)
+endif
+
+CPPFLAGS += -Iinclude -I. -D_GNU_SOURCE -DG_LOG_DOMAIN=\"vmabackup\"
+ALL_CFLAGS = -std=c11 $(OPT) $(WARN) -pthread -MMD -MP $(call pkg_cflags,$(DAEMON_PKGS) $(TEST_PKGS)) $(CFLAGS)
+LIB_LDLIBS = $(call pkg_libs,$(LIB_PKGS)) -lbz2 -pthread
+DAEMON_LDLIBS = $(call pkg_libs,$(DAEMON_PKGS)) -lbz2 -pthread
+ALL_LDFLAGS = $(LDSAN) $(LDFLAGS)
+
+LIB_SRCS := $(sort $(wildcard vma-*.c util/*.c))
+CLI_SRCS := $(sort vma.c $(wildcard cli/*.c))
+DAEMON_SRCS := $(sort $(wildcard blockdev.c backup.c nbd/*.c monitor/*.c))
+VMAD_MAIN := $(wildcard vmad.c)
+UNIT_SRCS := $(sort $(wildcard tests/unit/test-*.c))
+FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz-*.c))
+TOOL_SRCS := $(sort $(wildcard tests/tools/*.c))
+
+obj = $(patsubst %.c,$(BUILDDIR)/obj/%.o,$(1))
+LIB_OBJS := $(call obj,$(LIB_SRCS))
+CLI_OBJS := $(call obj,$(CLI_SRCS))
+DAEMON_OBJS := $(call obj,$(DAEMON_SRCS))
+LIBVMA := $(BUILDDIR)/libvma.a
+LIBVMAD := $(BUILDDIR)/libvmad.a
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILDDIR)/tests/unit/%,$(UNIT_SRCS))
+TOOL_BINS := $(patsubst tests/tools/%.c,$(BUILDDIR)/tests/tools/%,$(TOOL_SRCS))
+
+PROGRAMS := $(BUILDDIR)/vma
+ifneq ($(VMAD_MAIN),)
+PROGRAMS += $(BUILDDIR)/vmad
+endif
+
+.PHONY: all deps check check-only check-asan demo install uninstall bench clean fuzz
+all: $(PROGRAMS)
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILDDIR)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
+
+$(LIBVMA): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(LIBVMAD): $(DAEMON_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILDDIR)/vma: $(CLI_OBJS) $(LIBVMA)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIB_LDLIBS)
+
+$(BUILDDIR)/vmad: $(call obj,$(VMAD_MAIN)) $(LIBVMAD) $(LIBVMA)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DAEMON_LDLIBS)
+
+$(BUILDDIR)/tests/unit/%: $(BUILDDIR)/obj/tests/unit/%.o $(LIBVMAD) $(LIBVMA)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DAEMON_LDLIBS) $(call pkg_libs,$(TEST_PKGS))
+
+$(BUILDDIR)/tests/tools/%: $(BUILDDIR)/obj/tests/tools/%.o $(LIBVMAD) $(LIBVMA)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DAEMON_LDLIBS) $(call pkg_libs,libnbd)
+
+# Everything the tests need, built.
+test-build: $(PROGRAMS) $(UNIT_BINS) $(TOOL_BINS)
+.PHONY: test-build
+
+check: deps
+	$(MAKE) check-only
+
+check-only: test-build
+	BUILDDIR=$(abspath $(BUILDDIR)) tests/run.sh
+
+check-asan: deps
+	$(MAKE) BUILDDIR=build-asan SANITIZE=address,undefined check-only
+
+demo: deps
+	$(MAKE) all
+	BUILDDIR=$(abspath $(BUILDDIR)) scripts/demo.sh
+
+bench: all
+	BUILDDIR=$(abspath $(BUILDDIR)) bench/run.sh
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
+	install -m 0755 $(BUILDDIR)/vma $(DESTDIR)$(BINDIR)/vma
+	install -m 0644 docs/vma.1 $(DESTDIR)$(MANDIR)/man1/vma.1
+	if [ -x $(BUILDDIR)/vmad ]; then \
+	    install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 && \
+	    install -m 0755 $(BUILDDIR)/vmad $(DESTDIR)$(SBINDIR)/vmad && \
+	    install -m 0644 docs/vmad.8 $(DESTDIR)$(MANDIR)/man8/vmad.8; \
+	fi
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/vma $(DESTDIR)$(MANDIR)/man1/vma.1 \
+	      $(DESTDIR)$(SBINDIR)/vmad $(DESTDIR)$(MANDIR)/man8/vmad.8
+
+clean:
+	rm -rf build build-*
+
+-include $(shell find $(BUILDDIR)/obj -name '*.d' 2>/dev/null)
