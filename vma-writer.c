@@ -291,6 +291,11 @@ static void layout_blobs_locked(VmaWriter *w, BlobTable *t, VmaHeader *hdr)
             hdr->dev_info[id].size = GUINT64_TO_BE(d->size);
         }
     }
+    /* Without any blob the region would be empty and header_size 12288, which readers
+     * reject; it still holds the unused byte 0. */
+    if (t->cap < t->pos) {
+        t->cap = round_up_512(t->pos);
+    }
 }
 
 static uint64_t header_size_locked(VmaWriter *w)
