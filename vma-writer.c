@@ -737,14 +737,14 @@ VmaWriter *vma_writer_new(const char *target, const VmaWriterOptions *opts, GErr
     }
 
     if (stat(target, &st) == 0 && S_ISFIFO(st.st_mode)) {
-        /* blocks until a reader opens the FIFO, as `cat > fifo` does */
-        int fd;
-        do {
-            fd = open(target, O_WRONLY | O_CLOEXEC);
-        } while (fd < 0 && errno == EINTR);
+        /* Non-blocking, as the deployed writer opens it: a FIFO without a reader is an
+         * error at once instead of a hang (the daemon opens targets in its main loop). */
+        int fd = open(target, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
         if (fd < 0) {
+            int e = errno;
             g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "open %s: %s", target,
-                        g_strerror(errno));
+                        e == ENXIO ? "no process has the FIFO open for reading"
+                                   : g_strerror(e));
             return NULL;
         }
         return writer_new_common(fd, target, OUTPUT_FIFO, opts, errp);
@@ -1002,31 +1002,31 @@ static bool test_and_set_done_locked(WriterDevice *d, uint32_t cluster)
     return false;
 }
 
-static bool is_done_locked(const WriterDevice *d, uint64_t cluster)
-{
-    uint64_t chunk = cluster >> DONE_CHUNK_SHIFT;
-    uint64_t bit = cluster & (DONE_CHUNK_CLUSTERS - 1);
-
-    return d->done && d->done[chunk] && (d->done[chunk][bit / 8] & (1u << (bit % 8)));
-}
-
-/* First cluster of d never written, or d->nclusters when complete. */
+/* First cluster of d never written, or d->nclusters when complete. Scans 64 clusters
+ * per step, so even a 2^32-cluster device is checked quickly. */
 static uint64_t first_missing_locked(const WriterDevice *d)
 {
-    for (uint64_t c = 0; c < d->nclusters;) {
-        uint64_t chunk = c >> DONE_CHUNK_SHIFT;
-        if (!d->done || !d->done[chunk]) {
-            return c;
+    uint64_t nchunks = (d->nclusters + DONE_CHUNK_CLUSTERS - 1) >> DONE_CHUNK_SHIFT;
+
+    for (uint64_t ch = 0; ch < nchunks; ch++) {
+        uint64_t base = ch << DONE_CHUNK_SHIFT;
+        if (!d->done || !d->done[ch]) {
+            return base;
         }
-        if ((c & 7) == 0 && c + 8 <= d->nclusters &&
-            d->done[chunk][(c & (DONE_CHUNK_CLUSTERS - 1)) / 8] == 0xff) {
-            c += 8;
-            continue;
+        const uint8_t *bm = d->done[ch];
+        uint64_t limit = MIN(DONE_CHUNK_CLUSTERS, d->nclusters - base);
+        for (uint64_t i = 0; i < limit; i += 64) {
+            uint64_t word;
+            memcpy(&word, bm + i / 8, sizeof(word));
+            if (word == UINT64_MAX) {
+                continue;
+            }
+            for (uint64_t b = i; b < MIN(i + 64, limit); b++) {
+                if (!(bm[b / 8] & (1u << (b % 8)))) {
+                    return base + b;
+                }
+            }
         }
-        if (!is_done_locked(d, c)) {
-            return c;
-        }
-        c++;
     }
     return d->nclusters;
 }
