@@ -48,6 +48,16 @@
  *  - the archive always has at least one extent (an empty one when nothing was written),
  *    as the deployed writer does.
  *
+ * Outputs. A new regular file is created with O_EXCL, mode 0600, and removed whenever
+ * close fails; it is fdatasync'ed on close (so is a passed regular file, which is never
+ * removed). With opts->direct the file gets O_DIRECT if its file system allows (tmpfs does
+ * not: then ordinary writes); the unaligned tail is written after clearing O_DIRECT. An
+ * existing FIFO is opened non-blocking, so a FIFO without a reader fails at once instead
+ * of hanging the caller. "exec:CMD" runs /bin/sh -c CMD with posix_spawn (stdin = our
+ * pipe, stdout/stderr inherited, SIGPIPE reset to default, empty signal mask); close
+ * waits for it and fails unless it exits with status 0 — a failed command replaces a
+ * broken-pipe error, being its cause. Pipes get a 1 MiB buffer where allowed.
+ *
  * Pipes (FIFOs, exec: commands, passed descriptors that are pipes or sockets) are put in
  * non-blocking mode so that the writer thread waits in poll() together with the cancel
  * eventfd. SIGPIPE is blocked in the writer thread, so a vanished reader shows up as
@@ -58,7 +68,11 @@
  * each config its name (with NUL) then its data, then the device names in dev_id order;
  * the region grows in 512-byte steps exactly as the deployed writer grows it (when a
  * blob does not fit, by its own length + 2 rounded up to 512), which decides
- * header_size.
+ * header_size. One deliberate difference: an archive with no config and no device still
+ * gets a 512-byte blob region (header_size 12288 would be rejected by every reader).
+ * When every cluster is queued before the writer thread reaches the queue, extents are
+ * packed 58 records at a time in queue order, as the deployed writer packs them; the unit
+ * tests rebuild the deployed fixtures byte for byte that way.
  *
  * Done bitmaps: a 256 TiB device has 2^32 clusters; one bit each would be 512 MiB. Bits
  * live in chunks of 2^16 clusters (8 KiB) allocated on first touch, found through a
@@ -141,7 +155,6 @@ struct VmaWriter {
     OutputKind kind;
     int fd;            /* owned by the writer thread while it runs, then by close */
     bool fd_regular;   /* fdatasync on close */
-    bool fd_nonblock;  /* pipe-like: wait in poll() */
     pid_t child;       /* OUTPUT_EXEC: the shell, 0 once reaped */
     int wake_fd;       /* eventfd, signalled when an error is latched */
     uint8_t uuid[16];
@@ -658,7 +671,6 @@ static VmaWriter *writer_new_common(int fd, const char *name, OutputKind kind,
             vma_writer_free(w);
             return NULL;
         }
-        w->fd_nonblock = true;
     }
     return w;
 }
