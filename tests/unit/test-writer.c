@@ -579,7 +579,7 @@ static void test_header_ref_2dev(void **state)
     assert_int_equal(vma_writer_register_device(w, "drive-efidisk0", 540672, &err), 2);
     assert_ok(vma_writer_start(w, &err), err);
     /* no clusters: close would fail and remove the file, so read it while open */
-    for (int i = 0; i < 1000 && vma_writer_get_output_bytes(w) < hsize; i++) {
+    for (int i = 0; i < 10000 && vma_writer_get_output_bytes(w) < hsize; i++) {
         g_usleep(1000);
     }
     assert_int_equal(vma_writer_get_output_bytes(w), hsize);
@@ -1287,7 +1287,7 @@ static void test_cancel_wakes_blocked(void **state)
     assert_int_equal(vma_writer_register_device(w, "drive-scsi0", 64 * VMA_CLUSTER_SIZE, &err), 1);
     GThread *t = g_thread_new("producer", blocked_producer, &bp);
     /* the producer fills the lane and blocks; the writer blocks in the header write */
-    for (int i = 0; i < 2000 && vma_writer_get_queued_bytes(w) < 2 * VMA_CLUSTER_SIZE; i++) {
+    for (int i = 0; i < 10000 && vma_writer_get_queued_bytes(w) < 2 * VMA_CLUSTER_SIZE; i++) {
         g_usleep(1000);
     }
     assert_int_equal(vma_writer_get_queued_bytes(w), 2 * VMA_CLUSTER_SIZE);
