@@ -72,6 +72,7 @@ ifneq ($(VMAD_MAIN),)
 PROGRAMS += $(BUILDDIR)/vmad
 endif
 
+.SECONDARY:
 .PHONY: all deps check check-only check-asan demo install uninstall bench clean fuzz
 all: $(PROGRAMS)
 
