@@ -1589,11 +1589,16 @@ static void test_compressed_variants(void **state)
     g_autoptr(GBytes) bz2 = bzip2_bytes(a->data + half, a->len - half, 1);
     g_autoptr(GBytes) lz1 = lzop_bytes(a->data, half, LZOP_ADLER32_D, 8192);
     g_autoptr(GBytes) lz2 = lzop_bytes(a->data + half, a->len - half, LZOP_CRC32_D, 8192);
+    /* a zstd skippable frame (magic 0x184D2A5?, LE length, payload) before the data */
+    static const uint8_t skippable_frame[] = { 0x53, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 'a', 'b', 'c' };
+    g_autoptr(GBytes) skip = g_bytes_new_static(skippable_frame, sizeof(skippable_frame));
+    g_autoptr(GBytes) zs = zstd_bytes(a->data, a->len);
     Compressed c[] = {
         { "gzip", VMA_COMPRESSION_GZIP, gzip_bytes(a->data, a->len) },
         { "gzip members", VMA_COMPRESSION_GZIP, concat(gz1, gz2) },
         { "zstd", VMA_COMPRESSION_ZSTD, zstd_bytes(a->data, a->len) },
         { "zstd frames", VMA_COMPRESSION_ZSTD, concat(zs1, zs2) },
+        { "zstd skippable frame", VMA_COMPRESSION_ZSTD, concat(skip, zs) },
         { "bzip2", VMA_COMPRESSION_BZIP2, bzip2_bytes(a->data, a->len, 9) },
         { "bzip2 streams", VMA_COMPRESSION_BZIP2, concat(bz1, bz2) },
         { "lzop", VMA_COMPRESSION_LZOP, lzop_bytes(a->data, a->len, LZOP_ADLER32_D, 256 << 10) },
