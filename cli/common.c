@@ -98,7 +98,15 @@ bool cli_check_name(const char *what, const char *name, GError **errp)
 {
     const char *why = NULL;
 
-    if (name[0] == '\0') {
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            why = "contains a control character";
+            break;
+        }
+    }
+    if (why) {
+        /* reported first: such a name could forge output lines */
+    } else if (name[0] == '\0') {
         why = "empty name";
     } else if (strchr(name, '/')) {
         why = "contains '/'";
@@ -106,13 +114,6 @@ bool cli_check_name(const char *what, const char *name, GError **errp)
         why = "contains '..'";
     } else if (name[0] == '.') {
         why = "starts with '.'";
-    } else {
-        for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
-            if (*p < 0x20 || *p == 0x7f) {
-                why = "contains a control character";
-                break;
-            }
-        }
     }
     if (why) {
         g_autofree char *shown = g_strescape(name, NULL);

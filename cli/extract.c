@@ -19,8 +19,9 @@
  * read as zeros) unless the map's write-zeros flag asks for them, in which case zero
  * runs are written as zeros (fallocate ZERO_RANGE / BLKZEROOUT where the target allows,
  * pwrite of zeros otherwise). Blocks past a disk's size are never written. A vmstate
- * stream is written in place, zero blocks as holes, and its file ends where the stream
- * ends (at most the declared size unless data goes past it).
+ * stream is written in place, zero blocks as holes; its declared size is no bound, so
+ * vmstate.bin is as long as the declared size or the clusters received, whichever is
+ * shorter, extended to the last non-zero byte of any data stored past the declared size.
  *
  * Failure: one error line; every file this run created inside DIR is removed (DIR itself
  * is left, as the deployed tool leaves it), so nothing remains under a final name.
@@ -180,12 +181,14 @@ static bool dev_flush(OutDev *d, GError **errp)
     return true;
 }
 
-/* Queue len bytes at off: data, or zeros when data is NULL. */
+/* Queue len bytes at off: data, or zeros when data is NULL. Zero pieces shorter than a
+ * cluster that must be written become part of the surrounding data run (one large write
+ * instead of many small ones); whole zero clusters form zero runs. */
 static bool dev_put(OutDev *d, uint64_t off, const uint8_t *data, size_t len, GError **errp)
 {
-    bool zero = data == NULL;
+    bool zero = data == NULL && len >= VMA_CLUSTER_SIZE;
 
-    if (len == 0 || (zero && !d->write_zeros)) {
+    if (len == 0 || (data == NULL && !d->write_zeros)) {
         return true;
     }
     if (d->run_len > 0 &&
@@ -203,7 +206,11 @@ static bool dev_put(OutDev *d, uint64_t off, const uint8_t *data, size_t len, GE
         if (!d->buf) {
             d->buf = g_malloc(d->buf_cap);
         }
-        memcpy(d->buf + d->run_len, data, len);
+        if (data) {
+            memcpy(d->buf + d->run_len, data, len);
+        } else {
+            memset(d->buf + d->run_len, 0, len);
+        }
     }
     d->run_len += len;
     return true;
@@ -215,6 +222,7 @@ static bool dev_write_cluster(OutDev *d, const VmaCluster *c, GError **errp)
     uint64_t base = (uint64_t)c->cluster_num * VMA_CLUSTER_SIZE;
     uint64_t limit = di->is_vmstate ? UINT64_MAX : di->size;
     const uint8_t *p = c->data;
+    unsigned j = 0;
 
     if (base >= limit) {
         g_set_error(errp, VMA_ERROR, VMA_ERROR_FORMAT,
@@ -222,27 +230,41 @@ static bool dev_write_cluster(OutDev *d, const VmaCluster *c, GError **errp)
                     c->cluster_num, di->name, di->size);
         return false;
     }
-    for (unsigned j = 0; j < VMA_BLOCKS_PER_CLUSTER; j++) {
+    /* Runs of stored (or of zero) blocks within the cluster, clipped at the size. */
+    while (j < VMA_BLOCKS_PER_CLUSTER) {
         uint64_t start = base + (uint64_t)j * VMA_BLOCK_SIZE;
         bool stored = c->mask & (1u << j);
-        size_t n = (size_t)MIN((uint64_t)VMA_BLOCK_SIZE, limit > start ? limit - start : 0);
+        unsigned k = j;
 
-        if (n == 0) {
-            if (stored) {
+        if (start >= limit) {
+            if (c->mask >> j) {
                 g_set_error(errp, VMA_ERROR, VMA_ERROR_FORMAT,
                             "cluster %" G_GUINT32_FORMAT " of %s stores a block past its size",
                             c->cluster_num, di->name);
                 return false;
             }
-            continue;
+            break;
         }
-        if (!dev_put(d, start, stored ? p : NULL, n, errp)) {
+        while (k < VMA_BLOCKS_PER_CLUSTER && (bool)(c->mask & (1u << k)) == stored &&
+               base + (uint64_t)k * VMA_BLOCK_SIZE < limit) {
+            k++;
+        }
+        uint64_t end = MIN(base + (uint64_t)k * VMA_BLOCK_SIZE, limit);
+        if (!dev_put(d, start, stored ? p : NULL, (size_t)(end - start), errp)) {
             return false;
         }
-        if (stored) {
-            p += VMA_BLOCK_SIZE;
-            d->vm_data_end = MAX(d->vm_data_end, start + VMA_BLOCK_SIZE);
+        if (stored && di->is_vmstate && end > di->size) {
+            /* State data past the declared size: the file must reach its last byte. */
+            size_t n = (size_t)(end - start);
+            while (n > 0 && p[n - 1] == 0) {
+                n--;
+            }
+            d->vm_data_end = MAX(d->vm_data_end, start + n);
         }
+        if (stored) {
+            p += (size_t)(k - j) * VMA_BLOCK_SIZE;
+        }
+        j = k;
     }
     if (di->is_vmstate) {
         d->vm_clusters = MAX(d->vm_clusters, (uint64_t)c->cluster_num + 1);
@@ -556,17 +578,40 @@ static bool restore_clusters(Extract *x, VmaReader *r, GError **errp)
         return false;
     }
 
+    /* Name every incomplete device, as verify does: the reader's own summary when all
+     * disks were restored, else one message per restored disk. */
+    g_autoptr(GString) missing = NULL;
+    bool all_disks = true;
     for (guint id = 1; id <= VMA_MAX_DEVICES; id++) {
         OutDev *d = &x->devs[id];
+        all_disks = all_disks && (!d->di || d->di->is_vmstate || d->restore);
+    }
+    for (guint id = 1; id <= VMA_MAX_DEVICES; id++) {
+        OutDev *d = &x->devs[id];
+        g_autoptr(GError) err = NULL;
         if (!d->restore) {
             continue;
         }
         if (!dev_flush(d, errp)) {
             return false;
         }
-        if (!d->di->is_vmstate && !vma_reader_check_complete(r, id, errp)) {
-            return false;
+        if (all_disks) {
+            continue;
         }
+        if (!d->di->is_vmstate && !vma_reader_check_complete(r, id, &err)) {
+            if (!missing) {
+                missing = g_string_new(err->message);
+            } else {
+                g_string_append_printf(missing, "; %s", err->message);
+            }
+        }
+    }
+    if (all_disks && !vma_reader_check_complete(r, 0, errp)) {
+        return false;
+    }
+    if (missing) {
+        g_set_error(errp, VMA_ERROR, VMA_ERROR_MISSING, "%s", missing->str);
+        return false;
     }
     for (guint id = 1; id <= VMA_MAX_DEVICES; id++) {
         OutDev *d = &x->devs[id];
@@ -700,8 +745,8 @@ int cli_extract_main(int argc, char **argv)
         case 'd':
             g_strfreev(x.drives);
             x.drives = g_strsplit(optarg, ",", -1);
-            for (char **p = x.drives; *p; p++) {
-                if (**p == '\0') {
+            for (char **p = x.drives; *p || p == x.drives; p++) {
+                if (!*p || **p == '\0') {
                     g_strfreev(x.drives);
                     return cli_usage_error("extract", "-d: empty device name in '%s'", optarg);
                 }

@@ -8,12 +8,12 @@ N=$TESTDATA/negative
 
 # file -> gist of the message (tests/data/README.md, negative/ table)
 declare -A gist=(
-    [bad-hdr.vma]="checksum"
-    [bad-exthdr.vma]="checksum"
-    [trunc-mid.vma]="short"
-    [dup-extent.vma]="duplicate"
-    [undeclared-dev.vma]="3"
-    [noblob.vma]="header size"
+    [bad-hdr.vma]="header checksum"
+    [bad-exthdr.vma]="extent header checksum"
+    [trunc-mid.vma]="short vma extent (89624 < 90624)"
+    [dup-extent.vma]="duplicated cluster 0 for stream drive-efidisk0"
+    [undeclared-dev.vma]="device id 3"
+    [noblob.vma]="header size 12288"
     [trunc-ext-boundary.vma]="missing cluster 0"
 )
 
