@@ -100,10 +100,12 @@ typedef struct CliReadStats {
     uint64_t partial_zero_bytes; /* zero-block bytes in clusters that also hold data */
     int last_percent;
     time_t start;
+    int out_errno;               /* set when writing a progress line failed */
 } CliReadStats;
 
 void cli_read_stats_init(CliReadStats *s, VmaReader *r);
-/* Count one cluster; with out != NULL print a progress line when the percentage moves. */
+/* Count one cluster; with out != NULL print a progress line when the percentage moves
+ * (a failed write sets out_errno: callers stop early instead of reading on). */
 void cli_read_stats_add(CliReadStats *s, VmaReader *r, const VmaCluster *c, FILE *out);
 void cli_read_stats_print_summary(const CliReadStats *s, FILE *out);
 uint64_t cli_read_stats_bytes_read(const CliReadStats *s);
@@ -116,8 +118,9 @@ CliTtyProgress *cli_tty_progress_new(const char *what, bool wanted);
 /* done/total in bytes; total 0 = unknown. */
 void cli_tty_progress_update(CliTtyProgress *p, uint64_t done, uint64_t total);
 void cli_tty_progress_end(CliTtyProgress *p);
-/* Update from a reader's input position (works for compressed input of known size). */
-void cli_tty_progress_update_reader(CliTtyProgress *p, VmaReader *r);
+/* Update from a reader's input position (a file, compressed or not) or, for a pipe,
+ * from the cluster records counted in s. */
+void cli_tty_progress_update_reader(CliTtyProgress *p, VmaReader *r, const CliReadStats *s);
 
 /* ---- restore map (restore-map.c) ----------------------------------------------------- */
 

@@ -558,6 +558,12 @@ static bool restore_clusters(Extract *x, VmaReader *r, GError **errp)
             break;
         }
         cli_read_stats_add(&st, r, &c, vout);
+        if (st.out_errno) {
+            g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "write to stdout: %s",
+                        g_strerror(st.out_errno));
+            ok = false;
+            break;
+        }
         if (c.dev_id == 0 || c.dev_id > VMA_MAX_DEVICES || !x->devs[c.dev_id].di) {
             g_set_error(errp, VMA_ERROR, VMA_ERROR_FORMAT, "cluster of unknown device id %u",
                         c.dev_id);
@@ -570,7 +576,7 @@ static bool restore_clusters(Extract *x, VmaReader *r, GError **errp)
             break;
         }
         if ((st.clusters_read & 63) == 0) {
-            cli_tty_progress_update_reader(tty, r);
+            cli_tty_progress_update_reader(tty, r, &st);
         }
     }
     cli_tty_progress_end(tty);

@@ -18,6 +18,7 @@
  *    when stderr is a terminal, starting after the first second, at most 4 redraws a
  *    second, erased at the end so that it never mixes with real output.
  */
+#include <errno.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -67,7 +68,9 @@ void cli_read_stats_add(CliReadStats *s, VmaReader *r, const VmaCluster *c, FILE
         if (percent != s->last_percent) {
             fprintf(out, "progress %d%% (read %" G_GUINT64_FORMAT " bytes, duration %ld sec)\n",
                     percent, cli_read_stats_bytes_read(s), (long)(time(NULL) - s->start));
-            fflush(out);
+            if (fflush(out) != 0 || ferror(out)) {
+                s->out_errno = errno ? errno : EIO;
+            }
             s->last_percent = percent;
         }
     }
@@ -143,7 +146,7 @@ void cli_tty_progress_update(CliTtyProgress *p, uint64_t done, uint64_t total)
     p->drawn = true;
 }
 
-void cli_tty_progress_update_reader(CliTtyProgress *p, VmaReader *r)
+void cli_tty_progress_update_reader(CliTtyProgress *p, VmaReader *r, const CliReadStats *s)
 {
     VmaReaderStats st;
 
@@ -152,7 +155,12 @@ void cli_tty_progress_update_reader(CliTtyProgress *p, VmaReader *r)
     }
     vma_reader_get_stats(r, &st);
     if (st.input_size > 0) {
+        /* a file: its position is exact, compressed or not */
         cli_tty_progress_update(p, st.input_bytes, st.input_size);
+    } else if (s->clusters_total > 0) {
+        /* a pipe: count cluster records against what the device sizes call for */
+        cli_tty_progress_update(p, MIN(s->clusters_read, s->clusters_total) * VMA_CLUSTER_SIZE,
+                                s->clusters_total * VMA_CLUSTER_SIZE);
     } else {
         cli_tty_progress_update(p, st.archive_bytes, 0);
     }

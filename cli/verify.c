@@ -109,8 +109,13 @@ int cli_verify_main(int argc, char **argv)
             break;
         }
         cli_read_stats_add(&st, r, &cl, text ? stdout : NULL);
+        if (st.out_errno) {
+            g_set_error(&err, VMA_ERROR, VMA_ERROR_IO, "write to stdout: %s",
+                        g_strerror(st.out_errno));
+            break;
+        }
         if ((st.clusters_read & 63) == 0) {
-            cli_tty_progress_update_reader(tty, r);
+            cli_tty_progress_update_reader(tty, r, &st);
         }
     }
     cli_tty_progress_end(tty);
