@@ -371,6 +371,37 @@ static bool check_archive(Extract *x, VmaReader *r, GError **errp)
             }
         }
     }
+
+    /* Two archive entries must not claim one file name in DIR (a config called
+     * "disk-drive-scsi0.raw", two devices of one name, two configs of one name). */
+    g_autoptr(GHashTable) names = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    g_autoptr(GPtrArray) wanted = g_ptr_array_new_with_free_func(g_free);
+    for (guint i = 0; i < count; i++) {
+        const char *name = NULL;
+        const uint8_t *data = NULL;
+        size_t len = 0;
+        if (vma_reader_get_config(r, i, &name, &data, &len)) {
+            g_ptr_array_add(wanted, g_strdup(name));
+        }
+    }
+    for (guint id = 1; id <= VMA_MAX_DEVICES; id++) {
+        const VmaDeviceInfo *di = vma_reader_get_device(r, id);
+        if (di && di->is_vmstate) {
+            g_ptr_array_add(wanted, g_strdup("vmstate.bin"));
+        } else if (di && !x->map_path && drive_selected(x, di->name)) {
+            g_ptr_array_add(wanted, g_strdup_printf("tmp-disk-%s.raw", di->name));
+            g_ptr_array_add(wanted, g_strdup_printf("disk-%s.raw", di->name));
+        }
+    }
+    for (guint i = 0; i < wanted->len; i++) {
+        const char *name = g_ptr_array_index(wanted, i);
+        if (!g_hash_table_add(names, g_strdup(name))) {
+            g_set_error(errp, VMA_ERROR, VMA_ERROR_FORMAT,
+                        "two entries of the archive would both be written to %s/%s", x->dir,
+                        name);
+            return false;
+        }
+    }
     return true;
 }
 

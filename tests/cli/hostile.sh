@@ -34,6 +34,15 @@ spec empty '{"configs": [["", "x"]]}'
 expect_fail "refusing config name" extract "$T/empty.vma" "$T/jail/empty"
 [ ! -e "$T/evil" ] && [ ! -e "$T/evil-abs" ] && [ ! -e /tmp/evil-abs ] || fail "a file escaped"
 [ -z "$(ls -A "$T/jail")" ] || fail "refused extractions left something: $(ls -A "$T/jail")"
+# Entries that would share a file name in DIR.
+spec clash1 '{"configs": [["disk-drive-scsi0.raw", "x"]],
+              "devices": [{"name": "drive-scsi0", "size": 4096, "fill": 1}]}'
+expect_fail "would both be written to" extract "$T/clash1.vma" "$T/jail/clash1"
+spec clash2 '{"devices": [{"name": "d", "size": 4096, "fill": 1}, {"name": "d", "size": 4096}]}'
+# (the reader already refuses two devices of one name; the CLI would too)
+expect_fail " d " extract "$T/clash2.vma" "$T/jail/clash2"
+spec clash3 '{"configs": [["c", "x"], ["c", "y"]]}'
+expect_fail "would both be written to" extract "$T/clash3.vma" "$T/jail/clash3"
 # With -r, device names are not file names: a mapped device may be called anything.
 # (Config names still are, and are checked.)
 
