@@ -81,6 +81,7 @@ struct VmaReader {
     ReaderDevice devs[256];
 
     uint8_t *ext;                             /* data of the current extent */
+    size_t ext_cap;
     uint64_t bi[VMA_EXTENT_SLOTS];            /* its blockinfo entries, host order */
     size_t slot_off[VMA_EXTENT_SLOTS];        /* data offset of each slot */
     unsigned slot;                            /* next slot to hand out */
@@ -540,8 +541,11 @@ static int read_extent(VmaReader *r, GError **errp)
     size_t data_len = (size_t)blocks * VMA_BLOCK_SIZE;
     assert(data_len <= EXTENT_MAX_DATA);
     if (data_len > 0) {
-        if (r->ext == NULL) {
-            r->ext = g_malloc(EXTENT_MAX_DATA);
+        if (r->ext_cap < data_len) {
+            /* grows to the largest extent seen (at most 59 clusters) */
+            g_free(r->ext);
+            r->ext = g_malloc(data_len);
+            r->ext_cap = data_len;
         }
         n = vma_input_read(r->in, r->ext, data_len, errp);
         if (n < 0) {

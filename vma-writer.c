@@ -48,6 +48,16 @@
  *  - the archive always has at least one extent (an empty one when nothing was written),
  *    as the deployed writer does.
  *
+ * Outputs. A new regular file is created with O_EXCL, mode 0600, and removed whenever
+ * close fails; it is fdatasync'ed on close (so is a passed regular file, which is never
+ * removed). With opts->direct the file gets O_DIRECT if its file system allows (tmpfs does
+ * not: then ordinary writes); the unaligned tail is written after clearing O_DIRECT. An
+ * existing FIFO is opened non-blocking, so a FIFO without a reader fails at once instead
+ * of hanging the caller. "exec:CMD" runs /bin/sh -c CMD with posix_spawn (stdin = our
+ * pipe, stdout/stderr inherited, SIGPIPE reset to default, empty signal mask); close
+ * waits for it and fails unless it exits with status 0 — a failed command replaces a
+ * broken-pipe error, being its cause. Pipes get a 1 MiB buffer where allowed.
+ *
  * Pipes (FIFOs, exec: commands, passed descriptors that are pipes or sockets) are put in
  * non-blocking mode so that the writer thread waits in poll() together with the cancel
  * eventfd. SIGPIPE is blocked in the writer thread, so a vanished reader shows up as
@@ -58,7 +68,11 @@
  * each config its name (with NUL) then its data, then the device names in dev_id order;
  * the region grows in 512-byte steps exactly as the deployed writer grows it (when a
  * blob does not fit, by its own length + 2 rounded up to 512), which decides
- * header_size.
+ * header_size. One deliberate difference: an archive with no config and no device still
+ * gets a 512-byte blob region (header_size 12288 would be rejected by every reader).
+ * When every cluster is queued before the writer thread reaches the queue, extents are
+ * packed 58 records at a time in queue order, as the deployed writer packs them; the unit
+ * tests rebuild the deployed fixtures byte for byte that way.
  *
  * Done bitmaps: a 256 TiB device has 2^32 clusters; one bit each would be 512 MiB. Bits
  * live in chunks of 2^16 clusters (8 KiB) allocated on first touch, found through a
@@ -141,7 +155,6 @@ struct VmaWriter {
     OutputKind kind;
     int fd;            /* owned by the writer thread while it runs, then by close */
     bool fd_regular;   /* fdatasync on close */
-    bool fd_nonblock;  /* pipe-like: wait in poll() */
     pid_t child;       /* OUTPUT_EXEC: the shell, 0 once reaped */
     int wake_fd;       /* eventfd, signalled when an error is latched */
     uint8_t uuid[16];
@@ -658,7 +671,6 @@ static VmaWriter *writer_new_common(int fd, const char *name, OutputKind kind,
             vma_writer_free(w);
             return NULL;
         }
-        w->fd_nonblock = true;
     }
     return w;
 }
@@ -737,14 +749,14 @@ VmaWriter *vma_writer_new(const char *target, const VmaWriterOptions *opts, GErr
     }
 
     if (stat(target, &st) == 0 && S_ISFIFO(st.st_mode)) {
-        /* blocks until a reader opens the FIFO, as `cat > fifo` does */
-        int fd;
-        do {
-            fd = open(target, O_WRONLY | O_CLOEXEC);
-        } while (fd < 0 && errno == EINTR);
+        /* Non-blocking, as the deployed writer opens it: a FIFO without a reader is an
+         * error at once instead of a hang (the daemon opens targets in its main loop). */
+        int fd = open(target, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
         if (fd < 0) {
+            int e = errno;
             g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "open %s: %s", target,
-                        g_strerror(errno));
+                        e == ENXIO ? "no process has the FIFO open for reading"
+                                   : g_strerror(e));
             return NULL;
         }
         return writer_new_common(fd, target, OUTPUT_FIFO, opts, errp);
@@ -1002,31 +1014,31 @@ static bool test_and_set_done_locked(WriterDevice *d, uint32_t cluster)
     return false;
 }
 
-static bool is_done_locked(const WriterDevice *d, uint64_t cluster)
-{
-    uint64_t chunk = cluster >> DONE_CHUNK_SHIFT;
-    uint64_t bit = cluster & (DONE_CHUNK_CLUSTERS - 1);
-
-    return d->done && d->done[chunk] && (d->done[chunk][bit / 8] & (1u << (bit % 8)));
-}
-
-/* First cluster of d never written, or d->nclusters when complete. */
+/* First cluster of d never written, or d->nclusters when complete. Scans 64 clusters
+ * per step, so even a 2^32-cluster device is checked quickly. */
 static uint64_t first_missing_locked(const WriterDevice *d)
 {
-    for (uint64_t c = 0; c < d->nclusters;) {
-        uint64_t chunk = c >> DONE_CHUNK_SHIFT;
-        if (!d->done || !d->done[chunk]) {
-            return c;
+    uint64_t nchunks = (d->nclusters + DONE_CHUNK_CLUSTERS - 1) >> DONE_CHUNK_SHIFT;
+
+    for (uint64_t ch = 0; ch < nchunks; ch++) {
+        uint64_t base = ch << DONE_CHUNK_SHIFT;
+        if (!d->done || !d->done[ch]) {
+            return base;
         }
-        if ((c & 7) == 0 && c + 8 <= d->nclusters &&
-            d->done[chunk][(c & (DONE_CHUNK_CLUSTERS - 1)) / 8] == 0xff) {
-            c += 8;
-            continue;
+        const uint8_t *bm = d->done[ch];
+        uint64_t limit = MIN(DONE_CHUNK_CLUSTERS, d->nclusters - base);
+        for (uint64_t i = 0; i < limit; i += 64) {
+            uint64_t word;
+            memcpy(&word, bm + i / 8, sizeof(word));
+            if (word == UINT64_MAX) {
+                continue;
+            }
+            for (uint64_t b = i; b < MIN(i + 64, limit); b++) {
+                if (!(bm[b / 8] & (1u << (b % 8)))) {
+                    return base + b;
+                }
+            }
         }
-        if (!is_done_locked(d, c)) {
-            return c;
-        }
-        c++;
     }
     return d->nclusters;
 }

@@ -579,7 +579,7 @@ static void test_header_ref_2dev(void **state)
     assert_int_equal(vma_writer_register_device(w, "drive-efidisk0", 540672, &err), 2);
     assert_ok(vma_writer_start(w, &err), err);
     /* no clusters: close would fail and remove the file, so read it while open */
-    for (int i = 0; i < 1000 && vma_writer_get_output_bytes(w) < hsize; i++) {
+    for (int i = 0; i < 10000 && vma_writer_get_output_bytes(w) < hsize; i++) {
         g_usleep(1000);
     }
     assert_int_equal(vma_writer_get_output_bytes(w), hsize);
@@ -1195,6 +1195,23 @@ static void test_missing_cluster(void **state)
     assert_error(err, VMA_ERROR_INVALID, "closed already");
     g_clear_error(&err);
     vma_writer_free(w);
+
+    /* the gap in the second bitmap chunk (clusters 65536 and up), cluster 0 present */
+    w = vma_writer_new(path, NULL, &err);
+    assert_non_null(w);
+    assert_int_equal(vma_writer_register_device(w, "drive-sata1", 70000 * (uint64_t)VMA_CLUSTER_SIZE,
+                                                &err), 1);
+    for (uint32_t c = 0; c < 70000; c++) {
+        if (c != 65600) {
+            assert_ok(vma_writer_write_cluster(w, 1, c, NULL, 0, &err), err);
+        }
+    }
+    assert_false(vma_writer_close(w, &err));
+    assert_error(err, VMA_ERROR_MISSING,
+                 "device drive-sata1: cluster 65600 was never written (1 of 70000 clusters");
+    g_clear_error(&err);
+    assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
+    vma_writer_free(w);
     remove_tmpdir(dir);
 }
 
@@ -1270,7 +1287,7 @@ static void test_cancel_wakes_blocked(void **state)
     assert_int_equal(vma_writer_register_device(w, "drive-scsi0", 64 * VMA_CLUSTER_SIZE, &err), 1);
     GThread *t = g_thread_new("producer", blocked_producer, &bp);
     /* the producer fills the lane and blocks; the writer blocks in the header write */
-    for (int i = 0; i < 2000 && vma_writer_get_queued_bytes(w) < 2 * VMA_CLUSTER_SIZE; i++) {
+    for (int i = 0; i < 10000 && vma_writer_get_queued_bytes(w) < 2 * VMA_CLUSTER_SIZE; i++) {
         g_usleep(1000);
     }
     assert_int_equal(vma_writer_get_queued_bytes(w), 2 * VMA_CLUSTER_SIZE);
@@ -1394,6 +1411,10 @@ static void test_fifo_target(void **state)
     g_autofree char *fifo = g_build_filename(dir, "fifo", NULL);
 
     assert_int_equal(mkfifo(fifo, 0600), 0);
+    /* no reader: refused at once, not a hang */
+    assert_null(vma_writer_new(fifo, NULL, &err));
+    assert_error(err, VMA_ERROR_IO, "no process has the FIFO open for reading");
+    g_clear_error(&err);
     int rfd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     assert_true(rfd >= 0);
     VmaWriter *w = vma_writer_new(fifo, NULL, &err);
@@ -1434,6 +1455,37 @@ static void test_broken_pipe(void **state)
     assert_error(err, VMA_ERROR_IO, "Broken pipe");
     g_clear_error(&err);
     vma_writer_free(w);
+}
+
+/* A passed descriptor is never unlinked, even when the archive fails. */
+static void test_fd_regular_file(void **state)
+{
+    g_autoptr(GError) err = NULL;
+    char *dir = make_tmpdir();
+    g_autofree char *path = g_build_filename(dir, "out.vma", NULL);
+
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    assert_true(fd >= 0);
+    VmaWriter *w = vma_writer_new_fd(fd, path, NULL, &err);
+    assert_non_null(w);
+    write_tiny(w);
+    assert_ok(vma_writer_close(w, &err), err);
+    vma_writer_free(w);
+    g_autoptr(GBytes) out = read_path(path);
+    check_tiny(out);
+    g_unlink(path);
+
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    assert_true(fd >= 0);
+    w = vma_writer_new_fd(fd, path, NULL, &err);
+    assert_non_null(w);
+    assert_int_equal(vma_writer_register_device(w, "drive-scsi0", 4096, &err), 1);
+    assert_false(vma_writer_close(w, &err));
+    assert_error(err, VMA_ERROR_MISSING, "cluster 0 was never written");
+    g_clear_error(&err);
+    vma_writer_free(w);
+    assert_true(g_file_test(path, G_FILE_TEST_EXISTS));
+    remove_tmpdir(dir);
 }
 
 static void test_direct(void **state)
@@ -1540,6 +1592,7 @@ int main(void)
         cmocka_unit_test(test_existing_file),
         cmocka_unit_test(test_fifo_target),
         cmocka_unit_test(test_broken_pipe),
+        cmocka_unit_test(test_fd_regular_file),
         cmocka_unit_test(test_direct),
         cmocka_unit_test(test_priority_order),
     };
