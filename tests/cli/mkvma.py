@@ -2,9 +2,9 @@
 """mkvma.py — build VMA archives for the CLI tests, including hostile ones.
 
 `vma create` refuses bad names and sizes, so tests that need an archive with a device
-called "../evil" or a config called ".x" build it here, with valid checksums, following
-docs (reference) section "The VMA archive format": big-endian fields, little-endian blob
-lengths, MD5 over the header and over each 512-byte extent header.
+called "../evil" or a config called ".x" build it here, with valid checksums: big-endian
+fields, little-endian blob lengths, MD5 over the header and over each 512-byte extent
+header, up to 58 cluster entries per extent (as the deployed writer does).
 
 Usage: mkvma.py SPEC.json OUT.vma
 
