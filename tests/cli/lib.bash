@@ -1,6 +1,6 @@
 # Helpers for the golden CLI tests (sourced, not a test itself: tests/run.sh runs *.sh).
 #
-# Provides: $T (a temporary directory removed on exit), fail, check, run_vma (captures
+# Provides: $T (a temporary directory removed on exit), on_exit, fail, check, run_vma (captures
 # $out, $err, $rc), expect_ok, expect_fail (exit 1, exactly one stderr line containing a
 # gist), expect_usage (exit 2), and is_sparse.
 set -u
@@ -12,12 +12,20 @@ export TZ=UTC LC_ALL=C
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/vmacli.XXXXXX")
 _cleanup_pids=()
+_cleanup_cmds=()
 _cleanup() {
-    local p
+    local p c
     for p in "${_cleanup_pids[@]}"; do
         kill "$p" 2>/dev/null
     done
+    for c in "${_cleanup_cmds[@]}"; do
+        eval "$c" 2>/dev/null
+    done
     rm -rf "$T"
+}
+# on_exit COMMAND: run COMMAND (a string, eval'ed) when the test ends.
+on_exit() {
+    _cleanup_cmds+=("$1")
 }
 trap _cleanup EXIT
 

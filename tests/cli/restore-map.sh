@@ -113,6 +113,26 @@ elapsed=$((($(date +%s%N) - start) / 1000000))
 cmp "$T/t7" "$I/a.raw" || fail "throttled restore data"
 [ "$elapsed" -ge 900 ] || fail "1 MiB at 1 MiB/s took only ${elapsed} ms"
 
+# ---- block devices (only where loop devices can be set up: root) ------------------------
+# Both directions: create reads a block device completely (no hole information), and a
+# restore map writes into one, zeroing the zero blocks when asked (BLKZEROOUT or zeros).
+if [ "$(id -u)" -eq 0 ] && command -v losetup >/dev/null &&
+    fill_ff "$T/blk.img" 1048576 && L=$(losetup -f --show "$T/blk.img" 2>/dev/null) &&
+    [ -b "$L" ]; then
+    # detach only what still belongs to our image file
+    on_exit "losetup -n -O NAME -j '$T/blk.img' | xargs -r -n1 losetup -d"
+    run_map "$T/rb" "1:drive-scsi0=$L
+skip=drive-scsi1
+"
+    [ "$rc" -eq 0 ] || fail "restore into block device $L: $err"
+    cmp "$L" "$I/a.raw" || fail "block device restore with write-zeros 1"
+    check "create from a block device" "$VMA" create "$T/blk.vma" drive-scsi0="$L"
+    expect_ok extract "$T/blk.vma" "$T/blkx"
+    cmp "$T/blkx/disk-drive-scsi0.raw" "$I/a.raw" || fail "create from a block device"
+else
+    echo "note: no loop device (not root?): block-device paths not exercised"
+fi
+
 # ---- refusals --------------------------------------------------------------------------
 map_fails() { # GIST MAP-TEXT
     run_map "$T/rf.$RANDOM" "$2"
