@@ -86,7 +86,7 @@ static void create_usage(FILE *out)
             "  -h, --help         show this help\n");
 }
 
-/* Latch the first error (takes ownership of err) and cancel the writer. */
+/* Any thread: latch the first error (takes ownership of err) and cancel the writer. */
 static void create_fail(Create *cr, GError *err)
 {
     bool first;
@@ -155,7 +155,7 @@ static bool send_cluster(Create *cr, Image *im, uint64_t cl, void *buf, GError *
     return vma_writer_write_cluster(cr->w, (uint8_t)im->dev_id, (uint32_t)cl, buf, 0, errp);
 }
 
-/* Read clusters [cl, end) of an image and hand them to the writer. */
+/* Reader thread: read clusters [cl, end) of an image and hand them to the writer. */
 static bool copy_clusters(Create *cr, Image *im, uint64_t cl, uint64_t end, GError **errp)
 {
     while (cl < end) {
@@ -211,6 +211,7 @@ static bool copy_clusters(Create *cr, Image *im, uint64_t cl, uint64_t end, GErr
     return true;
 }
 
+/* Reader thread: one image, front to back; holes become zero clusters unread. */
 static bool copy_image(Create *cr, Image *im, GError **errp)
 {
     uint64_t ncl = (im->size + VMA_CLUSTER_SIZE - 1) / VMA_CLUSTER_SIZE;
@@ -252,6 +253,7 @@ static bool copy_image(Create *cr, Image *im, GError **errp)
     return true;
 }
 
+/* Reader thread: takes images one at a time until none is left or anything failed. */
 static gpointer reader_thread(gpointer opaque)
 {
     Create *cr = opaque;
