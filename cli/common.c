@@ -23,15 +23,7 @@
 
 int cli_fail(const char *context, const GError *err)
 {
-    const char *msg = err ? err->message : "unknown error";
-
-    fflush(stdout);
-    if (context) {
-        fprintf(stderr, "vma: %s: %s\n", context, msg);
-    } else {
-        fprintf(stderr, "vma: %s\n", msg);
-    }
-    return CLI_EXIT_FAILURE;
+    return cli_failf(context, "%s", err ? err->message : "unknown error");
 }
 
 int cli_failf(const char *context, const char *fmt, ...)

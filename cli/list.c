@@ -91,23 +91,6 @@ void cli_json_string(GString *out, const char *s)
     g_string_append_c(out, '"');
 }
 
-static const char *compression_name(VmaCompression c)
-{
-    switch (c) {
-    case VMA_COMPRESSION_ZSTD:
-        return "zstd";
-    case VMA_COMPRESSION_GZIP:
-        return "gzip";
-    case VMA_COMPRESSION_LZOP:
-        return "lzop";
-    case VMA_COMPRESSION_BZIP2:
-        return "bzip2";
-    case VMA_COMPRESSION_NONE:
-    default:
-        return "none";
-    }
-}
-
 void cli_json_listing_members(VmaReader *r, GString *out)
 {
     uint8_t uuid[16];
@@ -121,7 +104,7 @@ void cli_json_listing_members(VmaReader *r, GString *out)
     cli_json_string(out, uuid_str);
     g_string_append_printf(out, ", \"ctime\": %" G_GINT64_FORMAT, vma_reader_get_ctime(r));
     g_string_append_printf(out, ", \"compression\": \"%s\"",
-                           compression_name(vma_reader_get_compression(r)));
+                           vma_compression_name(vma_reader_get_compression(r)));
 
     g_string_append(out, ", \"configs\": [");
     for (guint i = 0; i < count; i++) {
