@@ -19,6 +19,9 @@ import socket
 import time
 
 
+NO_ID = object()   # cmd() without an "id" member (None sends "id": null)
+
+
 class ProtocolError(Exception):
     pass
 
@@ -110,11 +113,11 @@ class QMP:
 
     # ---- commands ----
 
-    def cmd(self, name, args=None, id=None, fds=()):
+    def cmd(self, name, args=None, id=NO_ID, fds=()):
         req = {"execute": name}
         if args is not None:
             req["arguments"] = args
-        if id is not None:
+        if id is not NO_ID:
             req["id"] = id
         self.send(req, fds)
         return self.response()
