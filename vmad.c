@@ -10,7 +10,8 @@
  * with the same checks and the same error messages.
  *
  * Startup fails with one line "vmad: OPTION: reason" on stderr and exit status 1,
- * after undoing what earlier options created. Shutdown (quit, SIGTERM, SIGINT, SIGHUP):
+ * after undoing what earlier options created. Once every option is done (sockets
+ * listening, pid file written) vmad tells systemd READY=1 if $NOTIFY_SOCKET is set. Shutdown (quit, SIGTERM, SIGINT, SIGHUP):
  * stop accepting monitor clients, stop the NBD server (in-flight requests finish),
  * flush and close the disks, remove the sockets and the pid file, send SHUTDOWN to the
  * monitors, exit 0.
@@ -24,7 +25,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <glib-unix.h>
@@ -328,6 +332,31 @@ static void remove_pidfile(Daemon *d)
     }
 }
 
+/* systemd readiness (Type=notify): one datagram to $NOTIFY_SOCKET, if set. */
+static void notify_systemd(const char *state)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+
+    if (path == NULL || (path[0] != '/' && path[0] != '@') ||
+        strlen(path) >= sizeof(sun.sun_path)) {
+        return;
+    }
+    memcpy(sun.sun_path, path, strlen(path));
+    if (path[0] == '@') {
+        sun.sun_path[0] = '\0';   /* abstract namespace */
+    }
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return;
+    }
+    socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path));
+    if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sun, len) < 0) {
+        g_warning("notify systemd (%s): %s", state, g_strerror(errno));
+    }
+    close(fd);
+}
+
 /* ---- shutdown --------------------------------------------------------------------------- */
 
 static void request_shutdown(const char *reason, void *opaque)
@@ -349,6 +378,9 @@ static gboolean on_signal(gpointer opaque)
 /* Undo everything, in the order the file comment gives. emit: send SHUTDOWN. */
 static void teardown(Daemon *d, bool emit)
 {
+    if (emit) {
+        notify_systemd("STOPPING=1");
+    }
     for (guint i = 0; i < d->monitors->len; i++) {
         qmp_monitor_stop_listening(g_ptr_array_index(d->monitors, i));
     }
@@ -420,6 +452,11 @@ int main(int argc, char **argv)
     d.loop = g_main_loop_new(NULL, FALSE);
     qmp_set_shutdown_handler(request_shutdown, &d);
     (void)qapi_schema_builtin();
+    /* from here on a signal is remembered and handled once the main loop runs, so a
+     * signal during startup still gets the clean shutdown */
+    g_unix_signal_add(SIGTERM, on_signal, &d);
+    g_unix_signal_add(SIGINT, on_signal, &d);
+    g_unix_signal_add(SIGHUP, on_signal, &d);
 
     for (guint i = 0; i < opts->len; i++) {
         const Opt *o = &g_array_index(opts, Opt, i);
@@ -466,9 +503,7 @@ int main(int argc, char **argv)
         }
     }
 
-    g_unix_signal_add(SIGTERM, on_signal, &d);
-    g_unix_signal_add(SIGINT, on_signal, &d);
-    g_unix_signal_add(SIGHUP, on_signal, &d);
+    notify_systemd("READY=1");
     g_main_loop_run(d.loop);
 
     teardown(&d, true);
