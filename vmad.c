@@ -397,6 +397,14 @@ static void teardown(Daemon *d, bool emit)
     g_ptr_array_set_size(d->monitors, 0);   /* frees them: sessions closed */
 }
 
+static void daemon_free(Daemon *d)
+{
+    g_ptr_array_unref(d->monitors);
+    g_ptr_array_unref(d->chardevs);
+    g_main_loop_unref(d->loop);
+    g_free(d->pidfile);
+}
+
 /* ---- main ----------------------------------------------------------------------------- */
 
 typedef struct Opt {
@@ -416,9 +424,11 @@ int main(int argc, char **argv)
         switch (c) {
         case 'h':
             usage(stdout);
+            g_free(d.pidfile);
             return 0;
         case 'V':
             printf("vmad %s\n", VMABACKUP_VERSION);
+            g_free(d.pidfile);
             return 0;
         case OPT_PIDFILE:
             g_free(d.pidfile);
@@ -434,6 +444,7 @@ int main(int argc, char **argv)
                 fprintf(stderr, "vmad: unknown option %s (see vmad --help)\n",
                         argv[optind - 1]);
             }
+            g_free(d.pidfile);
             return 1;
         default: {
             Opt o = {.kind = c, .arg = optarg};
@@ -444,6 +455,7 @@ int main(int argc, char **argv)
     }
     if (optind < argc) {
         fprintf(stderr, "vmad: unexpected argument '%s' (see vmad --help)\n", argv[optind]);
+        g_free(d.pidfile);
         return 1;
     }
 
@@ -491,6 +503,7 @@ int main(int argc, char **argv)
         if (!ok) {
             fprintf(stderr, "vmad: %s %s: %s\n", name, o->arg, err->message);
             teardown(&d, false);
+            daemon_free(&d);
             return 1;
         }
     }
@@ -499,6 +512,7 @@ int main(int argc, char **argv)
         if (!write_pidfile(&d, &err)) {
             fprintf(stderr, "vmad: --pidfile: %s\n", err->message);
             teardown(&d, false);
+            daemon_free(&d);
             return 1;
         }
     }
@@ -507,9 +521,6 @@ int main(int argc, char **argv)
     g_main_loop_run(d.loop);
 
     teardown(&d, true);
-    g_ptr_array_unref(d.monitors);
-    g_ptr_array_unref(d.chardevs);
-    g_main_loop_unref(d.loop);
-    g_free(d.pidfile);
+    daemon_free(&d);
     return 0;
 }
