@@ -22,6 +22,7 @@ NBD_SERVE=${NBD_SERVE:-$BUILDDIR/tests/tools/nbd-serve}
 NBD_SERVER_IMPL=${NBD_SERVER_IMPL:-nbd-serve}
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/vmad-nbd-test.XXXXXX")
+BUILD_TMP=
 SERVER_PID=
 NBD_SOCK=
 NBD_PORT=
@@ -37,8 +38,16 @@ _cleanup() {
         wait "$SERVER_PID" 2>/dev/null
     fi
     rm -rf "$T"
+    [ -z "$BUILD_TMP" ] || rm -rf "$BUILD_TMP"
 }
 trap _cleanup EXIT
+
+# A scratch directory in the build tree, for tests that need a file system accepting
+# O_DIRECT (/tmp may be tmpfs, which does not). Sets BUILD_TMP.
+make_build_tmp() {
+    mkdir -p "$BUILDDIR" || fail "mkdir $BUILDDIR"
+    BUILD_TMP=$(mktemp -d "$BUILDDIR/tmp-nbd-test.XXXXXX") || fail "mktemp in $BUILDDIR"
+}
 
 fail() {
     echo "FAIL: $*" >&2

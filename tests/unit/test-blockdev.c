@@ -35,7 +35,36 @@
 
 /* ---- helpers ---- */
 
+static GPtrArray *tmpdirs; /* created and not yet removed (a failed test leaves some) */
+
+static void rm_tmpdir(const char *dir);
+
+static char *make_tmpdir_raw(bool in_build_tree);
+
 static char *make_tmpdir(bool in_build_tree)
+{
+    char *dir = make_tmpdir_raw(in_build_tree);
+
+    if (tmpdirs == NULL) {
+        tmpdirs = g_ptr_array_new_with_free_func(g_free);
+    }
+    g_ptr_array_add(tmpdirs, g_strdup(dir));
+    return dir;
+}
+
+static int remove_leftovers(void **state)
+{
+    if (tmpdirs != NULL) {
+        while (tmpdirs->len > 0) {
+            rm_tmpdir(g_ptr_array_index(tmpdirs, tmpdirs->len - 1));
+        }
+        g_clear_pointer(&tmpdirs, g_ptr_array_unref);
+    }
+    blockdev_close_all();
+    return 0;
+}
+
+static char *make_tmpdir_raw(bool in_build_tree)
 {
     g_autoptr(GError) err = NULL;
     char *dir;
@@ -66,6 +95,12 @@ static void rm_tmpdir(const char *dir)
         g_unlink(p);
     }
     g_rmdir(dir);
+    for (guint i = 0; tmpdirs != NULL && i < tmpdirs->len; i++) {
+        if (strcmp(g_ptr_array_index(tmpdirs, i), dir) == 0) {
+            g_ptr_array_remove_index(tmpdirs, i);
+            break;
+        }
+    }
 }
 
 static char *make_file(const char *dir, const char *name, uint64_t size)
@@ -621,5 +656,5 @@ int main(void)
         cmocka_unit_test(test_direct_unaligned),
         cmocka_unit_test(test_hooks_atomic),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, NULL, remove_leftovers);
 }
