@@ -8,22 +8,12 @@ need_tools qemu-io qemu-img
 
 make_build_tmp
 truncate -s $((32 * 1024 * 1024 + 1536)) "$BUILD_TMP/d.raw"
-[ -x "$NBD_SERVE" ] || fail "$NBD_SERVE not built"
-"$NBD_SERVE" --blockdev d,"$BUILD_TMP/d.raw",direct --export d --socket "$T/probe.sock" \
-    >"$T/probe.out" 2>&1 </dev/null &
-probe=$!
-for i in $(seq 1 100); do
-    grep -q ready "$T/probe.out" 2>/dev/null && break
-    kill -0 $probe 2>/dev/null || break
-    sleep 0.1
-done
-kill $probe 2>/dev/null
-wait $probe 2>/dev/null
-if grep -q 'O_DIRECT not supported' "$T/probe.out"; then
-    skip "SKIP: the build tree's file system refuses O_DIRECT: $(cat "$T/probe.out")"
+if ! try_start_server --blockdev d,"$BUILD_TMP/d.raw",direct --export d,writable; then
+    if grep -q 'O_DIRECT not supported' "$T/server.log"; then
+        skip "SKIP: the build tree's file system refuses O_DIRECT: $(tail -n 1 "$T/server.log")"
+    fi
+    fail "server failed to start: $(tail -n 1 "$T/server.log")"
 fi
-
-start_server --blockdev d,"$BUILD_TMP/d.raw",direct --export d,writable
 qio d 'write -P 0x10 0 1M' 'read -P 0x10 0 1M'
 qio d 'write -P 0x21 1 1' 'read -P 0x21 1 1' 'read -P 0x10 2 4094' 'read -P 0x10 0 1'
 qio d 'write -P 0x32 4095 4098' 'read -P 0x32 4095 4098' 'read -P 0x10 8193 1000'
