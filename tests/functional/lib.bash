@@ -2,13 +2,14 @@
 #
 # Server abstraction. A test describes what to serve with nbd-serve's arguments:
 #     start_server [--tcp] --blockdev NODE,FILE[,ro][,direct] ... --export NODE[,writable] ...
-# start_server runs the implementation named by $NBD_SERVER_IMPL (default "nbd-serve",
-# the test-only tools/nbd-serve program) as the function server_start_$NBD_SERVER_IMPL
-# with the same arguments, and returns once the server accepts clients. Afterwards:
+# plus --max-connections N. start_server runs the implementation named by
+# $NBD_SERVER_IMPL: "nbd-serve" (default; the test-only tests/tools/nbd-serve program)
+# or "vmad" (the daemon, $VMAD), and returns once the server accepts clients (or fails
+# the test; try_start_server returns 1 instead). Afterwards:
 #     SERVER_PID                  the server's pid (stop_server / kill_server use it)
 #     NBD_SOCK or NBD_PORT        where it listens (UNIX socket, or 127.0.0.1:PORT with --tcp)
 #     nbd_uri EXPORT              prints the client URI of an export
-# A vmad implementation only has to provide server_start_vmad with the same contract.
+# Another implementation needs server_argv_IMPL and server_ready_IMPL (see below).
 #
 # Every test gets a private directory $T (mktemp -d) that the EXIT trap removes after
 # stopping the server by pid.
@@ -22,6 +23,7 @@ NBD_SERVE=${NBD_SERVE:-$BUILDDIR/tests/tools/nbd-serve}
 NBD_SERVER_IMPL=${NBD_SERVER_IMPL:-nbd-serve}
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/vmad-nbd-test.XXXXXX")
+BUILD_TMP=
 SERVER_PID=
 NBD_SOCK=
 NBD_PORT=
@@ -37,8 +39,16 @@ _cleanup() {
         wait "$SERVER_PID" 2>/dev/null
     fi
     rm -rf "$T"
+    [ -z "$BUILD_TMP" ] || rm -rf "$BUILD_TMP"
 }
 trap _cleanup EXIT
+
+# A scratch directory in the build tree, for tests that need a file system accepting
+# O_DIRECT (/tmp may be tmpfs, which does not). Sets BUILD_TMP.
+make_build_tmp() {
+    mkdir -p "$BUILDDIR" || fail "mkdir $BUILDDIR"
+    BUILD_TMP=$(mktemp -d "$BUILDDIR/tmp-nbd-test.XXXXXX") || fail "mktemp in $BUILDDIR"
+}
 
 fail() {
     echo "FAIL: $*" >&2
@@ -61,38 +71,115 @@ need_tools() {
     done
 }
 
-# ---- the nbd-serve implementation ----
+# ---- implementations ----
+# server_argv_IMPL ARGS... sets SERVER_ARGV (the command line) from the common
+# arguments plus LISTEN (unix:PATH or tcp:PORT); server_ready_IMPL says whether the
+# started server accepts clients (every export added).
 
-server_start_nbd-serve() {
-    local tcp=0 args=() a
-    for a in "$@"; do
-        if [ "$a" = --tcp ]; then tcp=1; else args+=("$a"); fi
+_split_common_args() {      # sets _TCP, _MAXCONN, _ARGS (the rest)
+    _TCP=0 _MAXCONN= _ARGS=()
+    while [ $# -gt 0 ]; do
+        case $1 in
+        --tcp) _TCP=1 ;;
+        --max-connections) _MAXCONN=$2; shift ;;
+        *) _ARGS+=("$1") ;;
+        esac
+        shift
     done
-    [ -x "$NBD_SERVE" ] || fail "$NBD_SERVE not built (make test-build)"
+}
 
-    local attempt
+server_argv_nbd-serve() {
+    _split_common_args "$@"
+    SERVER_ARGV=("$NBD_SERVE" "${_ARGS[@]}")
+    [ -z "$_MAXCONN" ] || SERVER_ARGV+=(--max-connections "$_MAXCONN")
+    case $LISTEN in
+    unix:*) SERVER_ARGV+=(--socket "${LISTEN#unix:}") ;;
+    tcp:*) SERVER_ARGV+=(--tcp "127.0.0.1:${LISTEN#tcp:}") ;;
+    esac
+}
+
+server_ready_nbd-serve() {
+    grep -q '^ready$' "$T/server.out" 2>/dev/null
+}
+
+# vmad: the same disks and exports through its qemu-storage-daemon-style options.
+server_argv_vmad() {
+    _split_common_args "$@"
+    SERVER_ARGV=("${VMAD:-$BUILDDIR/vmad}")
+    local a val node file flags f n=0 nbd
+    set -- "${_ARGS[@]}"
+    while [ $# -gt 0 ]; do
+        a=$1 val=$2
+        shift 2
+        case $a in
+        --blockdev)
+            node=${val%%,*} val=${val#*,} file=${val%%,*} flags=
+            [ "$val" = "$file" ] || flags=${val#*,}
+            a="driver=file,node-name=$node,filename=${file//,/,,}"
+            for f in ${flags//,/ }; do
+                case $f in
+                ro) a+=",read-only=on" ;;
+                direct) a+=",cache.direct=on" ;;
+                esac
+            done
+            SERVER_ARGV+=(--blockdev "$a")
+            ;;
+        --export)
+            node=${val%%,*} flags=
+            [ "$val" = "$node" ] || flags=${val#*,}
+            n=$((n + 1))
+            a="nbd,id=export$n,node-name=$node"
+            for f in ${flags//,/ }; do
+                case $f in
+                writable) a+=",writable=on" ;;
+                name=*) a+=",$f" ;;
+                esac
+            done
+            EXPORT_OPTS+=(--export "$a")
+            ;;
+        esac
+    done
+    case $LISTEN in
+    unix:*) nbd="addr.type=unix,addr.path=${LISTEN#unix:}" ;;
+    tcp:*) nbd="addr.type=inet,addr.host=127.0.0.1,addr.port=${LISTEN#tcp:}" ;;
+    esac
+    [ -z "$_MAXCONN" ] || nbd+=",max-connections=$_MAXCONN"
+    SERVER_ARGV+=(--nbd-server "$nbd" "${EXPORT_OPTS[@]}" --pidfile "$T/vmad.pid")
+    EXPORT_OPTS=()
+}
+EXPORT_OPTS=()
+
+server_ready_vmad() {
+    [ -s "$T/vmad.pid" ]
+}
+
+# Start a server; 0 once it serves, 1 if it failed to start (its stderr is in
+# $T/server.log). Takes the common arguments described at the top.
+try_start_server() {
+    local tcp=0 a
+    for a in "$@"; do
+        [ "$a" != --tcp ] || tcp=1
+    done
+    local attempt i
     for attempt in 1 2 3 4 5 6 7 8; do
-        rm -f "$T/server.out"
+        rm -f "$T/server.out" "$T/vmad.pid"
+        : >"$T/server.log"
         if [ $tcp = 1 ]; then
             NBD_PORT=$((20000 + (RANDOM * 7 + attempt * 131) % 40000))
             NBD_SOCK=
-            "$NBD_SERVE" "${args[@]}" --tcp "127.0.0.1:$NBD_PORT" \
-                >"$T/server.out" 2>>"$T/server.log" &
+            LISTEN=tcp:$NBD_PORT
         else
             NBD_SOCK=$T/nbd.sock
             NBD_PORT=
-            "$NBD_SERVE" "${args[@]}" --socket "$NBD_SOCK" \
-                >"$T/server.out" 2>>"$T/server.log" &
+            LISTEN=unix:$NBD_SOCK
         fi
+        "server_argv_$NBD_SERVER_IMPL" "$@"
+        [ -x "${SERVER_ARGV[0]}" ] || fail "${SERVER_ARGV[0]} not built (make test-build)"
+        "${SERVER_ARGV[@]}" >"$T/server.out" 2>>"$T/server.log" </dev/null &
         SERVER_PID=$!
-        local i
         for i in $(seq 1 300); do
-            if grep -q '^ready$' "$T/server.out" 2>/dev/null; then
-                return 0
-            fi
-            if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-                break
-            fi
+            "server_ready_$NBD_SERVER_IMPL" && return 0
+            kill -0 "$SERVER_PID" 2>/dev/null || break
             sleep 0.1
         done
         if kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -104,14 +191,13 @@ server_start_nbd-serve() {
         if [ $tcp = 1 ] && grep -q 'Address already in use' "$T/server.log"; then
             continue
         fi
-        fail "server failed to start: $(tail -n 1 "$T/server.log")"
+        return 1
     done
     fail "no free TCP port found"
 }
 
 start_server() {
-    : >>"$T/server.log"
-    "server_start_$NBD_SERVER_IMPL" "$@"
+    try_start_server "$@" || fail "server failed to start: $(tail -n 1 "$T/server.log")"
 }
 
 # Stop the server gently (SIGTERM) and check it exits 0 within 20 s.
