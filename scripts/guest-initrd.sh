@@ -20,6 +20,8 @@
 # Console lines (serial console, ttyS0) the host looks for; everything else is noise:
 #   GUEST-READY disks=N            all disks are present; the mode starts now
 #   GUEST-GEN G                    loop mode: pass G is completely written (see below)
+#   GUEST-LOOP-END gens=G reason=R loop mode: stopped after pass G; R is passes, seconds
+#                                  or stop (which condition ended the loop)
 #   GUEST-RESULT: ok               the mode succeeded
 #   GUEST-RESULT: fail REASON      it did not (REASON is one line)
 # After the result line the guest runs `sync` and `poweroff -f` (QEMU exits when started
@@ -264,7 +266,7 @@ write_verify() {
 }
 
 loop() {
-    local first nblocks seconds passes stop start gen b end
+    local first nblocks seconds passes stop start gen b end why m
     first=$(count "$(param first 0)" guest.first)
     nblocks=$(count "$(param blocks 256)" guest.blocks)
     seconds=$(count "$(param seconds 10)" guest.seconds)
@@ -292,14 +294,19 @@ loop() {
         dd if=/tmp/pass of=/dev/vda bs=4096 seek="$first" oflag=direct conv=fsync status=none ||
             fail "write pass $gen to /dev/vda: dd failed"
         echo "GUEST-GEN $gen"
-        [ "$passes" -gt 0 ] && [ "$gen" -ge "$passes" ] && break
-        [ $(($(date +%s) - start)) -ge "$seconds" ] && break
-        if [ -n "$stop" ]; then
+        why=
+        if [ "$passes" -gt 0 ] && [ "$gen" -ge "$passes" ]; then
+            why=passes
+        elif [ $(($(date +%s) - start)) -ge "$seconds" ]; then
+            why=seconds
+        elif [ -n "$stop" ]; then
             m=$(dd if=/dev/vda bs=4096 skip="$stop" count=1 iflag=direct status=none | head -c 16) ||
                 fail "read stop block $stop: dd failed"
-            [ "$m" = SSSSSSSSSSSSSSSS ] && break
+            [ "$m" = SSSSSSSSSSSSSSSS ] && why=stop
         fi
+        [ -n "$why" ] && break
     done
+    echo "GUEST-LOOP-END gens=$gen reason=$why"
     check_region vda /tmp/pass $((first * 4096)) $((nblocks * 4096)) "pass $gen"
     finish ok
 }
