@@ -145,7 +145,7 @@ fail() {
 param() {
     local w v=$2
     for w in $(cat /proc/cmdline); do
-        case "$w" in "guest.$1="*) v=${w#guest.$1=} ;; esac
+        case "$w" in "guest.$1="*) v=${w#"guest.$1="} ;; esac
     done
     echo "$v"
 }

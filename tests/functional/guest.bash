@@ -285,7 +285,8 @@ guest_server_stop() {
     if [ -n "$_guest_server_fork" ] && [ "$BASHPID" = "$$" ]; then
         wait "$_guest_server_fork" 2>/dev/null
     fi
-    GUEST_SERVER_PID= _guest_server_fork=
+    GUEST_SERVER_PID=
+    _guest_server_fork=
     return 0
 }
 
