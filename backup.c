@@ -638,26 +638,30 @@ static void copy_chunk(BackupJob *job, BackupDisk *d, uint64_t first, unsigned n
         return;
     }
 
+    /* Release each cluster as soon as its old data is in memory: a hook waiting for
+     * it waits for one read, not for the chunk. */
     int r = 0;
-    unsigned bad = 0;
-    for (unsigned i = 0; i < n && r == 0; i++) {
-        if (claimed[i] && data[i]) {
+    unsigned i = 0;
+    for (; i < n && r == 0; i++) {
+        if (!claimed[i]) {
+            continue;
+        }
+        if (data[i]) {
             bufs[i] = vma_cluster_alloc();
             r = read_cluster(d, first + i, bufs[i]);
-            bad = i;
         }
+        release_clusters(d, first + i, &claimed[i], 1);
     }
-    release_clusters(d, first, claimed, n);
     if (r < 0) {
-        for (unsigned i = 0; i < n; i++) {
-            vma_cluster_free(bufs[i]);
+        release_clusters(d, first + i, &claimed[i], n - i);
+        for (unsigned j = 0; j < n; j++) {
+            vma_cluster_free(bufs[j]);
         }
-        job_fail_read(job, d, first + bad, r);
+        job_fail_read(job, d, first + i - 1, r);
         return;
     }
 
-    unsigned i = 0;
-    for (; i < n; i++) {
+    for (i = 0; i < n; i++) {
         if (claimed[i]) {
             void *buf = g_steal_pointer(&bufs[i]);
             if (!hand_over(job, d, first + i, buf, 0)) {
