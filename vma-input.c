@@ -8,9 +8,13 @@
  *   skippable-frame magics), gzip (1F 8B), lzop (89 4C 5A 4F 00 0D 0A 1A 0A) and bzip2
  *   ("BZh" + level digit); anything else is passed through unchanged (the archive reader
  *   then checks the VMA magic and reports "not a VMA archive").
- * * One raw buffer of 4 MiB holds bytes read from the descriptor and not yet consumed.
- *   Plain archives are copied out of it, or read straight into the caller's buffer when
- *   a large read finds it empty. Regular files get POSIX_FADV_SEQUENTIAL.
+ * * One raw buffer holds bytes read from the descriptor and not yet consumed: 64 KiB
+ *   at first (opening an archive to read its header stays cheap); for compressed input
+ *   4 MiB once the input is longer than that. Plain archives are copied out of it in
+ *   small pieces (extent headers), and read straight into the caller's buffer when a
+ *   read of 1 MiB or more (the data of a full extent, up to 3.7 MiB) finds it empty:
+ *   bulk data is read with large read() calls and copied once. Regular files get
+ *   POSIX_FADV_SEQUENTIAL.
  * * Decompressors write directly into the caller's buffer: the libzstd streaming API,
  *   zlib inflate in gzip mode, libbz2. lzop is a container of independent LZO1X blocks
  *   (at most 64 MiB each): its file header and block headers are parsed here, each
@@ -40,7 +44,8 @@
 
 #include "vma-input.h"
 
-#define RAW_BUF_SIZE (4u << 20)
+#define RAW_BUF_MIN (64u << 10)      /* first size of the raw buffer */
+#define RAW_BUF_MAX (4u << 20)       /* its size once the input is past RAW_BUF_MAX */
 #define DIRECT_READ_MIN (1u << 20)   /* plain reads this large bypass the raw buffer */
 #define LZOP_MAX_BLOCK (64u << 20)   /* lzop's own block size limit */
 
@@ -65,6 +70,7 @@ struct VmaInput {
     uint64_t size;           /* regular file size, else 0 */
 
     uint8_t *raw;            /* bytes read from fd: [raw_pos, raw_len) not yet consumed */
+    size_t raw_cap;
     size_t raw_pos;
     size_t raw_len;
     bool raw_eof;            /* read() returned 0 */
@@ -156,21 +162,27 @@ static ssize_t raw_fill(VmaInput *in, GError **errp)
         in->raw_len -= in->raw_pos;
         in->raw_pos = 0;
     }
-    if (in->raw_eof || in->raw_len == RAW_BUF_SIZE) {
+    if (in->raw_cap < RAW_BUF_MAX && in->raw_total >= RAW_BUF_MAX &&
+        in->comp != VMA_COMPRESSION_NONE) {
+        /* a long compressed stream: switch to large reads */
+        in->raw = g_realloc(in->raw, RAW_BUF_MAX);
+        in->raw_cap = RAW_BUF_MAX;
+    }
+    if (in->raw_eof || in->raw_len == in->raw_cap) {
         return 0;
     }
-    ssize_t n = read_fd(in, in->raw + in->raw_len, RAW_BUF_SIZE - in->raw_len, errp);
+    ssize_t n = read_fd(in, in->raw + in->raw_len, in->raw_cap - in->raw_len, errp);
     if (n > 0) {
         in->raw_len += (size_t)n;
     }
     return n;
 }
 
-/* Make at least n (<= RAW_BUF_SIZE) bytes available unless the input ends first.
+/* Make at least n (<= RAW_BUF_MIN) bytes available unless the input ends first.
  * Returns the bytes available (fewer than n only at end of input) or -1. */
 static ssize_t raw_ensure(VmaInput *in, size_t n, GError **errp)
 {
-    assert(n <= RAW_BUF_SIZE);
+    assert(n <= RAW_BUF_MIN);
     while (raw_avail(in) < n && !in->raw_eof) {
         if (raw_fill(in, errp) < 0) {
             return -1;
@@ -753,7 +765,8 @@ VmaInput *vma_input_new(int fd, const char *name, GError **errp)
         in->size = (uint64_t)st.st_size;
         (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     }
-    in->raw = g_malloc(RAW_BUF_SIZE);
+    in->raw = g_malloc(RAW_BUF_MIN);
+    in->raw_cap = RAW_BUF_MIN;
 
     ssize_t avail = raw_ensure(in, sizeof(lzop_magic), errp);
     if (avail < 0) {

@@ -26,9 +26,6 @@ void vma_input_free(VmaInput *in);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmaInput, vma_input_free)
 
 VmaCompression vma_input_get_compression(VmaInput *in);
-/* Name of a compression for messages ("zstd", "gzip", "lzop", "bzip2", "none"). */
-const char *vma_compression_name(VmaCompression c);
-
 /* Read len bytes of the (decompressed) stream into buf. Returns len, or fewer only at
  * the clean end of the stream (0 once it has ended), or -1 with an error (I/O error,
  * corrupt or truncated compressed data). Errors are latched: every later call fails

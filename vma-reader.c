@@ -4,8 +4,8 @@
  *
  * Design notes
  * * Stream-only. Bytes come from vma-input.c, which never seeks and undoes whole-stream
- *   compression; the reader sees the plain archive. archive offsets in messages are
- *   offsets in that plain archive.
+ *   compression; the reader sees the plain archive. Byte offsets in messages are
+ *   offsets in that plain archive. Messages start with the archive's name.
  * * Open = read the 12288-byte fixed header, bound header_size (<= 524288) before
  *   allocating, read the rest, then check in the deployed tool's order: magic, MD5,
  *   version, header_size > 12288, blob_buffer_offset >= 12288, offset + size <=
@@ -24,7 +24,10 @@
  * * Seen clusters: per device, a sparse bitmap of 4096-cluster chunks (512 bytes each,
  *   256 MiB of device) in a hash table, allocated on first touch, with a count per
  *   chunk so that the missing-cluster search skips full chunks. Memory grows with the
- *   clusters actually present in the stream, never with the sizes a header declares.
+ *   clusters actually present in the stream, never with the sizes a header declares
+ *   (worst case, every 8-byte blockinfo entry of a hostile stream opens a new chunk:
+ *   about 600 bytes of memory per entry, bounded by the input's length; a complete
+ *   256 TiB device needs 512 MiB of bitmap in any scheme).
  *   vmstate streams need no bitmap: their clusters must come in order 0, 1, 2, ...
  * * The reader does not clip data at the device size: in the last, partial cluster a
  *   consumer writes only up to the device size (stored blocks past it are ignored by
@@ -81,6 +84,7 @@ struct VmaReader {
     ReaderDevice devs[256];
 
     uint8_t *ext;                             /* data of the current extent */
+    size_t ext_cap;
     uint64_t bi[VMA_EXTENT_SLOTS];            /* its blockinfo entries, host order */
     size_t slot_off[VMA_EXTENT_SLOTS];        /* data offset of each slot */
     unsigned slot;                            /* next slot to hand out */
@@ -540,8 +544,11 @@ static int read_extent(VmaReader *r, GError **errp)
     size_t data_len = (size_t)blocks * VMA_BLOCK_SIZE;
     assert(data_len <= EXTENT_MAX_DATA);
     if (data_len > 0) {
-        if (r->ext == NULL) {
-            r->ext = g_malloc(EXTENT_MAX_DATA);
+        if (r->ext_cap < data_len) {
+            /* grows to the largest extent seen (at most 59 clusters) */
+            g_free(r->ext);
+            r->ext = g_malloc(data_len);
+            r->ext_cap = data_len;
         }
         n = vma_input_read(r->in, r->ext, data_len, errp);
         if (n < 0) {

@@ -22,9 +22,10 @@
  * copy-before-write data) is unbounded — its producers bound what they hold — and is
  * always dequeued first. The normal lane is bounded by opts->queue_clusters; its
  * producers wait on not_full. A vmstate stream always uses the normal lane, because its
- * clusters must reach the archive in order. The writer thread takes whatever is queued
- * (at most 58 records) as soon as the queue is non-empty, so a partial extent goes out
- * when producers are slower than the output and full extents when they are faster.
+ * clusters must reach the archive in order. The writer thread takes up to 58 records
+ * as soon as the queue is non-empty, after giving producers up to 2 ms to fill the
+ * extent (not while the normal lane is full), so a partial extent goes out when
+ * producers are slower than the output and full extents when they keep up.
  *
  * Locking. One mutex, w->lock, protects the queue, the latched error, the life-cycle
  * flags, the per-device done bitmaps and counters, and the header description until the
@@ -105,6 +106,7 @@ extern char **environ;
 #define DEFAULT_QUEUE_CLUSTERS 64
 #define PIPE_BUFFER_SIZE (1024 * 1024)
 #define DIRECT_CHUNK_SIZE (1024 * 1024)
+#define EXTENT_FILL_WAIT_US 2000 /* how long a partial extent waits for more records */
 #define DONE_CHUNK_SHIFT 16 /* clusters per done-bitmap chunk: 2^16 */
 #define DONE_CHUNK_CLUSTERS (UINT64_C(1) << DONE_CHUNK_SHIFT)
 #define DONE_CHUNK_BYTES (DONE_CHUNK_CLUSTERS / 8)
@@ -566,6 +568,18 @@ static gpointer writer_thread(gpointer opaque)
         while (!w->error && !w->shutdown && g_queue_is_empty(&w->prio) &&
                g_queue_is_empty(&w->normal)) {
             g_cond_wait(&w->not_empty, &w->lock);
+        }
+        /* Give producers a moment to fill the extent: an extent header per record or two
+         * would bloat archives of sparse disks (every zero cluster is a record). Never
+         * wait while producers are blocked on the full normal lane. */
+        gint64 deadline = g_get_monotonic_time() + EXTENT_FILL_WAIT_US;
+        while (!w->error && !w->shutdown &&
+               g_queue_get_length(&w->prio) + g_queue_get_length(&w->normal) <
+                   VMA_WRITER_EXTENT_SLOTS &&
+               g_queue_get_length(&w->normal) < w->queue_bound) {
+            if (!g_cond_wait_until(&w->not_empty, &w->lock, deadline)) {
+                break;
+            }
         }
         if (w->error) {
             g_mutex_unlock(&w->lock);
