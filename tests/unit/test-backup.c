@@ -1003,6 +1003,31 @@ static void test_memory_bound_spill(void **state)
     }
     /* the fleecing file is invisible in the directory */
     assert_int_equal(dir_entries(fdir), 0);
+
+    /* query-backup through the backup's life: progress only grows; at the end the
+     * target takes the rest while "finishing" */
+    uint64_t last = 0;
+    bool seen_finishing = false;
+    for (;;) {
+        BackupStatus q;
+        backup_query(&q);
+        bool active = strcmp(q.status, "active") == 0;
+        assert_true(q.transferred >= last);
+        last = q.transferred;
+        if (active) {
+            assert_int_equal(q.end_time, 0);
+            if (q.finishing) {
+                seen_finishing = true;
+                assert_int_equal(q.transferred, q.total);
+            }
+        }
+        backup_status_clear(&q);
+        if (!active) {
+            break;
+        }
+        g_usleep(10000);
+    }
+    assert_true(seen_finishing);
     backup_wait();
     gint64 duration = g_get_monotonic_time() - t0;
     writers_stop(w);
@@ -1107,9 +1132,15 @@ static void test_cancel(void **state)
 
         BackupOptions o = {
             .backup_file = out,
-            .speed = 4 * 1024 * 1024, /* ~300 ms */
+            .speed = 4 * 1024 * 1024, /* ~600 ms */
             .max_workers = (int)seed % 3,
         };
+        bool passed_fd = seed == 5; /* a passed descriptor's file is never removed */
+        if (passed_fd) {
+            o.use_fd = true;
+            o.fd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+            assert_true(o.fd >= 0);
+        }
         g_autoptr(GError) err = NULL;
         g_autofree char *uuid = backup_start(&o, &err);
         if (uuid == NULL) {
@@ -1124,7 +1155,7 @@ static void test_cancel(void **state)
         writers_stop(w);
 
         status_expect("error", "backup canceled");
-        assert_false(g_file_test(out, G_FILE_TEST_EXISTS));
+        assert_true(g_file_test(out, G_FILE_TEST_EXISTS) == passed_fd);
         g_autofree char *ev = events_of("drive-b");
         assert_string_equal(ev, "created,running,aborting,CANCELLED,concluded,null");
         check_disks_final(w);
