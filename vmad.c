@@ -48,6 +48,8 @@ typedef enum OptKind {
     OPT_CHARDEV,
     OPT_MONITOR,
     OPT_PIDFILE,
+    OPT_FLEECING_DIR,
+    OPT_BACKUP_BUFFER_SIZE,
 } OptKind;
 
 static const struct option long_options[] = {
@@ -57,6 +59,8 @@ static const struct option long_options[] = {
     {"chardev", required_argument, NULL, OPT_CHARDEV},
     {"monitor", required_argument, NULL, OPT_MONITOR},
     {"pidfile", required_argument, NULL, OPT_PIDFILE},
+    {"fleecing-dir", required_argument, NULL, OPT_FLEECING_DIR},
+    {"backup-buffer-size", required_argument, NULL, OPT_BACKUP_BUFFER_SIZE},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -96,6 +100,11 @@ static void usage(FILE *out)
 "  --chardev socket,id=ID,path=PATH,server=on[,wait=off]\n"
 "  --monitor chardev=ID   the same in qemu-storage-daemon's form\n"
 "  --pidfile FILE         write the process id to FILE (locked; removed on exit)\n"
+"  --backup-buffer-size SIZE\n"
+"                         memory for data a backup saves before guest writes\n"
+"                         (copy-before-write; default 256M)\n"
+"  --fleecing-dir DIR     spill that data to a temporary file in DIR when the\n"
+"                         memory is full (else the backup fails, not the guest)\n"
 "  -h, --help             show this help and exit\n"
 "  -V, --version          show the version and exit\n"
 "\n"
@@ -384,6 +393,7 @@ static void teardown(Daemon *d, bool emit)
     for (guint i = 0; i < d->monitors->len; i++) {
         qmp_monitor_stop_listening(g_ptr_array_index(d->monitors, i));
     }
+    qmp_backup_shutdown();
     qmp_block_shutdown();
     remove_pidfile(d);
     if (emit) {
@@ -496,6 +506,14 @@ int main(int argc, char **argv)
         case OPT_MONITOR:
             name = "--monitor";
             ok = add_monitor(&d, o->arg, &err);
+            break;
+        case OPT_FLEECING_DIR:
+            name = "--fleecing-dir";
+            ok = qmp_backup_set_fleecing_dir(o->arg, &err);
+            break;
+        case OPT_BACKUP_BUFFER_SIZE:
+            name = "--backup-buffer-size";
+            ok = qmp_backup_set_buffer_size(o->arg, &err);
             break;
         default:
             g_assert_not_reached();

@@ -31,6 +31,10 @@ const QmpCommand qmp_commands[] = {
     {"query-block-exports", qmp_cmd_query_block_exports},
     {"getfd", qmp_cmd_getfd},
     {"closefd", qmp_cmd_closefd},
+    {"backup", qmp_cmd_backup},
+    {"backup-cancel", qmp_cmd_backup_cancel},
+    {"query-backup", qmp_cmd_query_backup},
+    {"query-jobs", qmp_cmd_query_jobs},
     {NULL, NULL},
 };
 

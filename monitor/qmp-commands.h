@@ -29,6 +29,21 @@ JsonNode *qmp_cmd_block_export_add(QmpSession *s, JsonObject *args, GError **err
 JsonNode *qmp_cmd_block_export_del(QmpSession *s, JsonObject *args, GError **errp);
 JsonNode *qmp_cmd_query_block_exports(QmpSession *s, JsonObject *args, GError **errp);
 
+/* the backup job (qmp-cmds-backup.c) */
+JsonNode *qmp_cmd_backup(QmpSession *s, JsonObject *args, GError **errp);
+JsonNode *qmp_cmd_backup_cancel(QmpSession *s, JsonObject *args, GError **errp);
+JsonNode *qmp_cmd_query_backup(QmpSession *s, JsonObject *args, GError **errp);
+JsonNode *qmp_cmd_query_jobs(QmpSession *s, JsonObject *args, GError **errp);
+
+/* vmad --fleecing-dir DIR (must be a directory) and --backup-buffer-size SIZE (bytes, or
+ * with a K/M/G/T suffix; at least 64K): where and how much copy-before-write data a
+ * backup keeps. Main loop thread, before backups run. */
+bool qmp_backup_set_fleecing_dir(const char *dir, GError **errp);
+bool qmp_backup_set_buffer_size(const char *text, GError **errp);
+/* Daemon shutdown, backup side: cancel a running backup and wait until it has ended.
+ * Before qmp_block_shutdown(). */
+void qmp_backup_shutdown(void);
+
 /*
  * Daemon shutdown, block side: remove every export (BLOCK_EXPORT_DELETED each), stop
  * the NBD server (in-flight requests finish, its socket is removed), flush and close
