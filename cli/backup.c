@@ -583,7 +583,7 @@ static int follow_backup(QmpClient *c, const BackupArgs *a, const char *uuid,
     if (!done) {
         return cli_failf("backup", "unexpected backup status '%s'", st.status);
     }
-    if (kind == OUTPUT_PATH && access(backup_file, F_OK) != 0) {
+    if (kind == OUTPUT_PATH && access(backup_file, F_OK) != 0 && errno == ENOENT) {
         /* e.g. vmad under systemd with PrivateTmp=yes has a /tmp of its own */
         fprintf(stderr,
                 "vma: backup: warning: %s does not exist here although vmad wrote it "

@@ -158,6 +158,12 @@ expect_fail() {
         fail "$scenario: stderr '$(cat "$T/err")', expected last line '$want'"
 }
 
+# ---- help ------------------------------------------------------------------------------
+"$VMA" backup --help >"$T/out" || fail "backup --help"
+head -n 1 "$T/out" | grep -qx "Usage: vma backup --qmp SOCKET \[OPTIONS\] OUTPUT" ||
+    fail "backup --help: $(cat "$T/out")"
+"$VMA" --help | grep -q '^  backup  ' || fail "vma --help does not list backup"
+
 # ---- a good conversation: requests, framing, text ----------------------------------
 mkdir "$T/cwd"
 cd "$T/cwd" || fail "cd"

@@ -153,6 +153,11 @@ expect_rc 1 "unreadable config"
 expect_err "vma: backup: unable to read file '$T/no-such.conf'"
 [ ! -e "$T/e2.vma" ] || fail "an unreadable config left a file"
 
+"$VMA" backup --qmp "$S" - >&- 2>"$T/err"
+rc=$?
+expect_rc 1 "closed stdout"
+expect_err "vma: backup: standard output: Bad file descriptor"
+
 bk --qmp "$T/none.sock" "$T/e3.vma"
 expect_rc 1 "no vmad"
 grep -qx "vma: backup: connect to $T/none.sock: No such file or directory (is vmad running with --monitor $T/none.sock?)" \
