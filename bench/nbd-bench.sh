@@ -42,6 +42,7 @@ fi
 
 mkdir -p "$HERE/work"
 DIR=${BENCH_DIR:-$(mktemp -d "$HERE/work/nbd.XXXXXX")}
+cd "$DIR"
 IMG=$DIR/disk.raw
 SOCK=$DIR/nbd.sock
 RES=$DIR/results.txt
