@@ -16,8 +16,9 @@
 #   SIZE_MIB=256      image size
 #   BENCH_DIR=        scratch directory (default: a mktemp dir under bench/work)
 #   OUR_SERVER=       command line of our server; {IMG} and {SOCK} are replaced.
-#                     Default: tests/tools/nbd-serve (build it with make test-build).
-#                     For vmad, put its command line here.
+#                     Default: $BUILDDIR/vmad if it is built, else the test tool
+#                     tests/tools/nbd-serve (make test-build); both run the same nbd/
+#                     and blockdev.c code.
 #   SERVERS="ours qsd qemu-nbd"
 set -euo pipefail
 
@@ -28,15 +29,20 @@ RUNS=${RUNS:-3}
 RUNTIME=${RUNTIME:-5}
 SIZE_MIB=${SIZE_MIB:-256}
 SERVERS=${SERVERS:-ours qsd qemu-nbd}
-DEFAULT_SERVER="$BUILDDIR/tests/tools/nbd-serve"' --blockdev disk0,{IMG} --export disk0,writable --socket {SOCK}'
+if [ -x "$BUILDDIR/vmad" ]; then
+    DEFAULT_SERVER="$BUILDDIR/vmad"' --blockdev driver=file,node-name=disk0,filename={IMG} --nbd-server addr.type=unix,addr.path={SOCK} --export nbd,id=e0,node-name=disk0,writable=on'
+else
+    DEFAULT_SERVER="$BUILDDIR/tests/tools/nbd-serve"' --blockdev disk0,{IMG} --export disk0,writable --socket {SOCK}'
+fi
 OUR_SERVER=${OUR_SERVER:-$DEFAULT_SERVER}
+echo "nbd-bench: ours = ${OUR_SERVER%% *}" >&2
 export LC_ALL=C
 
 for t in fio qemu-storage-daemon qemu-nbd python3; do
     command -v "$t" >/dev/null || { echo "nbd-bench: $t is not installed" >&2; exit 1; }
 done
-if [[ "$OUR_SERVER" == "$BUILDDIR/tests/tools/nbd-serve "* ]] && [ ! -x "$BUILDDIR/tests/tools/nbd-serve" ]; then
-    echo "nbd-bench: $BUILDDIR/tests/tools/nbd-serve missing: run make test-build" >&2
+if [ ! -x "${OUR_SERVER%% *}" ]; then
+    echo "nbd-bench: ${OUR_SERVER%% *} missing: run make test-build" >&2
     exit 1
 fi
 
