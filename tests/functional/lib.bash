@@ -42,6 +42,9 @@ _cleanup() {
     [ -z "$BUILD_TMP" ] || rm -rf "$BUILD_TMP"
 }
 trap _cleanup EXIT
+# Work inside $T: tools that drop files into the current directory (fio's verify
+# state) must not touch the source tree.
+cd "$T" || exit 1
 
 # A scratch directory in the build tree, for tests that need a file system accepting
 # O_DIRECT (/tmp may be tmpfs, which does not). Sets BUILD_TMP.
