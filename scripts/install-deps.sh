@@ -42,6 +42,7 @@ cmd_deps=(
     "pv:pv"
     "python3:python3"
     "timeout:coreutils"
+    "valgrind:valgrind"
 )
 
 missing=()
