@@ -658,7 +658,11 @@ bool blockdev_is_direct(BlockDev *bd)
 
 static void blockdev_free(BlockDev *bd)
 {
-    if (!bd->read_only && bd->fd >= 0 && fdatasync(bd->fd) < 0) {
+    int sr = 0;
+    while (!bd->read_only && bd->fd >= 0 && (sr = fdatasync(bd->fd)) < 0 && errno == EINTR) {
+        /* interrupted by a signal: flush again */
+    }
+    if (sr < 0) {
         g_warning("close %s: %s: flush failed: %s", bd->name, bd->filename,
                   g_strerror(errno));
     }

@@ -229,8 +229,9 @@ static void latch_error_locked(VmaWriter *w, GError *err, bool is_epipe)
     g_cond_broadcast(&w->not_full);
     if (w->wake_fd >= 0) {
         uint64_t one = 1;
-        ssize_t n = write(w->wake_fd, &one, sizeof(one));
-        (void)n; /* a full eventfd is already signalled */
+        while (write(w->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR) {
+            /* EAGAIN: a full eventfd is already signalled */
+        }
     }
 }
 
@@ -1324,7 +1325,11 @@ bool vma_writer_close(VmaWriter *w, GError **errp)
     bool sync = !w->error && w->fd_regular;
     g_mutex_unlock(&w->lock);
 
-    if (sync && fdatasync(w->fd) < 0) {
+    int sr = 0;
+    while (sync && (sr = fdatasync(w->fd)) < 0 && errno == EINTR) {
+        /* interrupted by a signal: flush again */
+    }
+    if (sync && sr < 0) {
         latch_error(w, g_error_new(VMA_ERROR, VMA_ERROR_IO, "flush %s: %s", w->name,
                                    g_strerror(errno)),
                     false);

@@ -664,7 +664,11 @@ static bool restore_clusters(Extract *x, VmaReader *r, GError **errp)
                 return false;
             }
         }
-        if (fdatasync(d->fd) < 0 && errno != EINVAL) {
+        int sr;
+        while ((sr = fdatasync(d->fd)) < 0 && errno == EINTR) {
+            /* interrupted by a signal: flush again */
+        }
+        if (sr < 0 && errno != EINVAL) {
             g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "flush %s: %s", d->path,
                         g_strerror(errno));
             return false;
