@@ -175,7 +175,7 @@ ifneq ($(findstring thread,$(SANITIZE)),)
 CPPFLAGS += -include tests/tsan/tsan-glib.h
 endif
 TSAN_TESTS ?= unit/test-backup unit/test-blockdev unit/test-nbd-server unit/test-writer \
-              functional/nbd- functional/qmp-backup functional/vma-backup.sh
+              functional/nbd- functional/qmp-backup functional/vma-backup.sh functional/faults-
 FAULTINJ := $(BUILDDIR)/tests/faultinj.so
 test-build: $(FAULTINJ)
 $(FAULTINJ): tests/faultinj/faultinj.c

@@ -319,8 +319,21 @@ static bool write_pidfile(Daemon *d, GError **errp)
         return false;
     }
     g_autofree char *text = g_strdup_printf("%ld\n", (long)getpid());
-    size_t len = strlen(text);
-    if (ftruncate(fd, 0) < 0 || write(fd, text, len) != (ssize_t)len) {
+    size_t len = strlen(text), done = 0;
+    int ok = ftruncate(fd, 0);
+    while (ok == 0 && done < len) {
+        /* retry EINTR; a short write goes on where it stopped */
+        ssize_t n = write(fd, text + done, len - done);
+        if (n > 0) {
+            done += (size_t)n;
+        } else if (n == 0) {
+            errno = ENOSPC;
+            ok = -1;
+        } else if (errno != EINTR) {
+            ok = -1;
+        }
+    }
+    if (ok < 0) {
         int saved = errno;
         close(fd);
         unlink(d->pidfile);

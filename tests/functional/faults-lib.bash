@@ -45,3 +45,13 @@ fault_log_reset() {
 fd_count() {
     ls "/proc/$1/fd" 2>/dev/null | wc -l
 }
+
+# A failing test also shows the last injected faults.
+eval "_faults_fail_orig() $(declare -f fail | tail -n +2)"
+fail() {
+    if [ -s "$FAULT_LOG" ]; then
+        echo "--- injected faults (last lines of $(wc -l <"$FAULT_LOG")) ---" >&2
+        tail -n 10 "$FAULT_LOG" >&2
+    fi
+    _faults_fail_orig "$@"
+}
