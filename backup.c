@@ -979,17 +979,52 @@ static GPtrArray *resolve_devices(const char *devlist, GError **errp)
     return g_steal_pointer(&bds);
 }
 
+/* Read a config file for the archive: a regular file of at most VMA_MAX_BLOB_SIZE
+ * bytes. Never more: this runs on the main loop, and a path such as /dev/zero or a
+ * FIFO must not make it read forever (or block: the open is non-blocking). */
 static bool add_config_file(VmaWriter *w, const char *path, const char *name, GError **errp)
 {
     g_autofree char *data = NULL;
-    gsize len = 0;
+    size_t len = 0;
+    struct stat st;
 
     if (path == NULL) {
         return true;
     }
-    if (!g_file_get_contents(path, &data, &len, NULL)) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) {
         g_set_error(errp, BACKUP_ERROR, BACKUP_ERROR_FAILED, "unable to read file '%s'",
                     path);
+        return false;
+    }
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        g_set_error(errp, BACKUP_ERROR, BACKUP_ERROR_FAILED,
+                    "unable to read file '%s': not a regular file", path);
+        close(fd);
+        return false;
+    }
+    data = g_malloc(VMA_MAX_BLOB_SIZE + 1);
+    while (len <= VMA_MAX_BLOB_SIZE) {
+        ssize_t n = read(fd, data + len, VMA_MAX_BLOB_SIZE + 1 - len);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            g_set_error(errp, BACKUP_ERROR, BACKUP_ERROR_FAILED,
+                        "unable to read file '%s': %s", path, g_strerror(errno));
+            close(fd);
+            return false;
+        }
+        if (n == 0) {
+            break;
+        }
+        len += (size_t)n;
+    }
+    close(fd);
+    if (len > VMA_MAX_BLOB_SIZE) {
+        g_set_error(errp, BACKUP_ERROR, BACKUP_ERROR_FAILED,
+                    "config file '%s' is too large (more than %u bytes)", path,
+                    VMA_MAX_BLOB_SIZE);
         return false;
     }
     return vma_writer_add_config(w, name, data, len, errp);

@@ -47,6 +47,11 @@
 #include "vma.h"
 
 #define CHUNK_CLUSTERS 4096u                  /* clusters per bitmap chunk */
+/* At most this many chunks over all devices (about 600 bytes each with the hash table
+ * entry): 2^20 chunks cover 256 TiB of disk, the size of the largest device, and cost
+ * at most about 600 MiB. Without a bound, blockinfo entries that touch a new chunk each
+ * (8 bytes of a zero cluster in the stream) would cost 75 times the input's length. */
+#define MAX_SEEN_CHUNKS (1u << 20)
 #define EXTENT_MAX_DATA ((size_t)VMA_EXTENT_SLOTS * VMA_CLUSTER_SIZE)
 
 typedef struct SeenChunk {
@@ -94,6 +99,7 @@ struct VmaReader {
     GError *err;                              /* latched */
 
     uint64_t clusters_seen;
+    guint seen_chunks;                        /* chunks allocated, all devices */
     uint64_t clusters_total;
     uint64_t data_bytes;
     uint64_t zero_bytes;
@@ -413,8 +419,9 @@ void vma_reader_get_stats(VmaReader *r, VmaReaderStats *st)
 
 /* ---- seen-cluster bitmap --------------------------------------------------------- */
 
-/* Mark cluster num of dev as seen; false if it was seen already. */
-static bool mark_seen(ReaderDevice *dev, uint32_t num)
+/* Mark cluster num of dev as seen: 1, 0 if it was seen already, -1 if that would take
+ * a chunk beyond MAX_SEEN_CHUNKS. */
+static int mark_seen(VmaReader *r, ReaderDevice *dev, uint32_t num)
 {
     guint idx = num / CHUNK_CLUSTERS;
     uint32_t bit = num % CHUNK_CLUSTERS;
@@ -425,16 +432,20 @@ static bool mark_seen(ReaderDevice *dev, uint32_t num)
     }
     chunk = g_hash_table_lookup(dev->chunks, GUINT_TO_POINTER(idx));
     if (chunk == NULL) {
+        if (r->seen_chunks >= MAX_SEEN_CHUNKS) {
+            return -1;
+        }
+        r->seen_chunks++;
         chunk = g_new0(SeenChunk, 1);
         g_hash_table_insert(dev->chunks, GUINT_TO_POINTER(idx), chunk);
     }
     if (chunk->bits[bit / 8] & (1u << (bit % 8))) {
-        return false;
+        return 0;
     }
     chunk->bits[bit / 8] |= (uint8_t)(1u << (bit % 8));
     chunk->count++;
     dev->seen++;
-    return true;
+    return 1;
 }
 
 /* First cluster of dev not seen; dev->clusters if none is missing. */
@@ -599,7 +610,15 @@ static int read_extent(VmaReader *r, GError **errp)
                         dev->info.size);
             return -1;
         }
-        if (!mark_seen(dev, num)) {
+        int seen = mark_seen(r, dev, num);
+        if (seen < 0) {
+            g_set_error(errp, VMA_ERROR, VMA_ERROR_FORMAT,
+                        "%s: extent at byte %" G_GUINT64_FORMAT
+                        ": clusters spread over more than %u regions of 256 MiB"
+                        " (the limit of this reader)", r->name, off, MAX_SEEN_CHUNKS);
+            return -1;
+        }
+        if (seen == 0) {
             g_set_error(errp, VMA_ERROR, VMA_ERROR_DUPLICATE,
                         "%s: extent at byte %" G_GUINT64_FORMAT
                         ": found duplicated cluster %u for stream %s", r->name, off, num,

@@ -164,13 +164,33 @@ CliMapEntry *cli_map_parse_line(const char *line, GError **errp)
     return g_steal_pointer(&e);
 }
 
+/* One line of f, '\n' included, into buf (size bytes, NUL-terminated): its length, -1
+ * at the end of the input, -2 if it does not fit (the rest of it is left unread). Unlike
+ * getline() it never allocates: the map comes from another process. */
+static ssize_t read_line_bounded(FILE *f, char *buf, size_t size)
+{
+    size_t n = 0;
+    int ch = EOF;
+
+    while ((ch = getc(f)) != EOF) {
+        if (n + 1 >= size) {
+            return -2;
+        }
+        buf[n++] = (char)ch;
+        if (ch == '\n') {
+            break;
+        }
+    }
+    buf[n] = '\0';
+    return n == 0 && ch == EOF ? -1 : (ssize_t)n;
+}
+
 GHashTable *cli_map_read(const char *path, GError **errp)
 {
     g_autoptr(GHashTable) map =
         g_hash_table_new_full(g_str_hash, g_str_equal, NULL,
                               (GDestroyNotify)cli_map_entry_free);
-    g_autofree char *line = NULL;
-    size_t cap = 0;
+    g_autofree char *line = g_malloc(MAP_MAX_LINE + 1);
     unsigned lineno = 0;
     FILE *f;
 
@@ -185,8 +205,8 @@ GHashTable *cli_map_read(const char *path, GError **errp)
     }
     for (;;) {
         errno = 0;
-        ssize_t n = getline(&line, &cap, f);
-        if (n < 0) {
+        ssize_t n = read_line_bounded(f, line, MAP_MAX_LINE + 1);
+        if (n == -1) {
             if (ferror(f)) {
                 g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "read restore map %s: %s", path,
                             g_strerror(errno ? errno : EIO));
@@ -196,7 +216,7 @@ GHashTable *cli_map_read(const char *path, GError **errp)
             break;
         }
         lineno++;
-        if (n > MAP_MAX_LINE) {
+        if (n == -2) {
             g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
                         "restore map %s: line %u: longer than %d bytes", path, lineno,
                         MAP_MAX_LINE);

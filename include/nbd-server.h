@@ -19,7 +19,11 @@ typedef struct NbdServerAddress {
     const char *port;   /* inet: port */
 } NbdServerAddress;
 
-/* Start listening. Fails if a server is running already. */
+/* Clients connected at once when nbd-server-start has no max-connections: each costs
+ * 17 threads and up to about 100 MiB of buffers under load (nbd/internal.h). */
+#define NBD_DEFAULT_MAX_CONNECTIONS 128u
+
+/* Start listening (max_connections 0: no limit). Fails if a server runs already. */
 bool nbd_server_start(const NbdServerAddress *addr, guint max_connections, GError **errp);
 /* Export the named BlockDev under export_name (NULL = node name). */
 bool nbd_server_add_export(const char *node_name, const char *export_name, bool writable,

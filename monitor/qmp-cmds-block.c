@@ -216,7 +216,8 @@ JsonNode *qmp_cmd_nbd_server_start(QmpSession *s, JsonObject *args, GError **err
 {
     JsonObject *addr = json_object_get_object_member(args, "addr");
     gint64 max_conn = json_object_has_member(args, "max-connections")
-                      ? json_object_get_int_member(args, "max-connections") : 0;
+                      ? json_object_get_int_member(args, "max-connections")
+                      : NBD_DEFAULT_MAX_CONNECTIONS;
     NbdServerAddress a = {
         .type = json_object_get_string_member(addr, "type"),
         .path = opt_str(addr, "path", NULL),

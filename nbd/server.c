@@ -415,6 +415,22 @@ static int listen_unix(const char *path, GError **errp)
     return fd;
 }
 
+/* True for 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104. */
+static bool is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in4 = (const struct sockaddr_in *)sa;
+        return (ntohl(in4->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return false;
+}
+
+/* TCP is served on loopback addresses only: NBD has no authentication here and no TLS,
+ * and any client that connects can read and write the exported disks. */
 static int listen_inet(const char *host, const char *port, GError **errp)
 {
     struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
@@ -427,6 +443,15 @@ static int listen_inet(const char *host, const char *port, GError **errp)
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                     "nbd-server-start: %s:%s: %s", host ? host : "", port, gai_strerror(gai));
         return -1;
+    }
+    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+        if (!is_loopback(ai->ai_addr)) {
+            g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                        "nbd-server-start: %s:%s: not a loopback address (without TLS, NBD "
+                        "over TCP is served on loopback only)", host ? host : "", port);
+            freeaddrinfo(res);
+            return -1;
+        }
     }
     for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
         int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);

@@ -321,6 +321,22 @@ static void test_tcp_listen(void **state)
     NbdServerAddress bad = { .type = "inet", .host = "no.such.host.invalid", .port = "10809" };
     assert_false(nbd_server_start(&bad, 0, &err));
     g_clear_error(&err);
+    /* no TLS: nothing but loopback, not even the wildcard address */
+    const char *open_hosts[] = { "0.0.0.0", "::", NULL, "192.0.2.1" };
+    for (size_t i = 0; i < G_N_ELEMENTS(open_hosts); i++) {
+        NbdServerAddress wide = { .type = "inet", .host = open_hosts[i], .port = "0" };
+        assert_false(nbd_server_start(&wide, 0, &err));
+        assert_non_null(strstr(err->message, "not a loopback address"));
+        g_clear_error(&err);
+    }
+    NbdServerAddress v6 = { .type = "inet", .host = "::1", .port = "0" };
+    if (nbd_server_start(&v6, 0, &err)) {
+        assert_true(nbd_server_stop(&err));
+    } else {
+        /* no IPv6 on this machine: only the address family may be the reason */
+        assert_null(strstr(err->message, "not a loopback address"));
+        g_clear_error(&err);
+    }
 }
 
 int main(void)
