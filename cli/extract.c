@@ -665,8 +665,8 @@ static bool restore_clusters(Extract *x, VmaReader *r, GError **errp)
             }
         }
         int sr;
-        while ((sr = fdatasync(d->fd)) < 0 && errno == EINTR) {
-            /* interrupted by a signal: flush again */
+        while ((sr = fdatasync(d->fd)) < 0 && errno == EINTR && !cli_interrupted()) {
+            /* a signal that is not the user's interrupt: flush again */
         }
         if (sr < 0 && errno != EINVAL) {
             g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "flush %s: %s", d->path,
