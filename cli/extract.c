@@ -4,7 +4,7 @@
  * Sequence (the deployed tool's, which Proxmox's restore code depends on):
  *   1. read the header; check every name that will become a file name (before anything
  *      is created: an archive is untrusted, see cli_check_name());
- *   2. create DIR (it must not exist) and write each config to DIR/<name>;
+ *   2. create DIR (it must not exist; mode 0700) and write each config to DIR/<name>;
  *   3. with -r: print the listing (ending with CTIME), then read the restore map from
  *      the FIFO (restore-map.c) and open each mapped target; without -r: create each
  *      selected device as DIR/tmp-disk-<name>.raw (sparse, truncated to the device size)
@@ -736,7 +736,8 @@ static bool run_extract(Extract *x, GError **errp)
     if (!r || !check_archive(x, r, errp)) {
         return false;
     }
-    if (mkdir(x->dir, 0777) < 0) {
+    /* 0700: the disks are as private as the archive (0600); the user may open it up */
+    if (mkdir(x->dir, 0700) < 0) {
         g_set_error(errp, VMA_ERROR, errno == EEXIST ? VMA_ERROR_EXISTS : VMA_ERROR_IO,
                     "create target directory %s: %s", x->dir, g_strerror(errno));
         return false;

@@ -116,6 +116,10 @@ for a in short eintr pipe; do
       "$("$VMA" list "$T/ref.vma" | grep -v '^CTIME')" ] || fail "$CASE: listing differs"
 done
 
+# file modes (docs/security.md): a new archive is 0600, an extraction's directory 0700
+[ "$(stat -c %a "$T/ref.vma")" = 600 ] || fail "archive mode $(stat -c %a "$T/ref.vma")"
+[ "$(stat -c %a "$T/x-short")" = 700 ] || fail "extract directory mode $(stat -c %a "$T/x-short")"
+
 # ---- vma extract: failures leave nothing under a final name ----------------------------
 zstd -q -c "$T/ref.vma" >"$T/ref.vma.zst"
 # left_in DIR: what is left in DIR (the run created it and leaves it, as Proxmox's does)
