@@ -14,6 +14,8 @@
  *   path=GLOB         only descriptors whose /proc/self/fd link matches (fnmatch):
  *                     "*.vma", "*\/tmp-disk-*", "pipe:*", "* (deleted)" ... (default: all)
  *   thread=GLOB       only calls from threads whose name matches ("backup-copy")
+ *   if=PATH           only while PATH exists: a test arms and disarms the rule by
+ *                     creating and removing the file (checked on every matching call)
  *   after=N           let the first N matching calls through          (default 0)
  *   every=K           then act on every K-th matching call            (default 1)
  *   count=N           act at most N times                             (default: no limit)
@@ -97,6 +99,7 @@ typedef struct Rule {
     unsigned ops;
     char path[MAX_GLOB];     /* "" = any */
     char thread[MAX_GLOB];   /* "" = any */
+    char armed[MAX_GLOB];    /* "" = always */
     unsigned long after, every;
     long count;              /* < 0: no limit */
     int mode, err;
@@ -190,8 +193,9 @@ static void parse_rule(char *text)
                     die("op=%s: unknown call", o);
                 }
             }
-        } else if (strcmp(kv, "path") == 0 || strcmp(kv, "thread") == 0) {
-            char *dst = kv[0] == 'p' ? r->path : r->thread;
+        } else if (strcmp(kv, "path") == 0 || strcmp(kv, "thread") == 0 ||
+                   strcmp(kv, "if") == 0) {
+            char *dst = kv[0] == 'p' ? r->path : kv[0] == 't' ? r->thread : r->armed;
             if (strlen(v) >= MAX_GLOB) {
                 die("%s: pattern too long", kv);
             }
@@ -325,6 +329,9 @@ static const Rule *decide(unsigned op, int fd)
             if (fnmatch(r->thread, thread, 0) != 0) {
                 continue;
             }
+        }
+        if (r->armed[0] != '\0' && syscall(SYS_faccessat, AT_FDCWD, r->armed, F_OK) != 0) {
+            continue;
         }
         unsigned long n = __atomic_fetch_add(&r->seen, 1, __ATOMIC_RELAXED);
         if (n < r->after || (n - r->after) % r->every != 0) {
