@@ -12,7 +12,7 @@
  *                     pwritev fdatasync fsync fallocate, or * for all (pread covers
  *                     pread64, and so on)                              (required)
  *   path=GLOB         only descriptors whose /proc/self/fd link matches (fnmatch):
- *                     "*.vma", "*\/tmp-disk-*", "pipe:*", "* (deleted)" ... (default: all)
+ *                     "*.vma", "*tmp-disk-*", "pipe:*", "* (deleted)" ... (default: all)
  *   thread=GLOB       only calls from threads whose name matches ("backup-copy")
  *   if=PATH           only while PATH exists: a test arms and disarms the rule by
  *                     creating and removing the file (checked on every matching call)
@@ -23,7 +23,10 @@
  *                     fail: return -1 with errno = err, doing nothing; short: do the
  *                     call with half the length (a short transfer; sync calls and
  *                     fallocate are passed through); eintr: return -1 with EINTR,
- *                     doing nothing                                   (default fail)
+ *                     doing nothing                                   (default fail).
+ *                     Keep short rules to files and pipes (a path pattern that starts
+ *                     with '/' or 'pipe:'): an eventfd transfers 8 bytes or fails, it
+ *                     is never short
  *   err=EIO|ENOSPC|EDQUOT|EROFS|EAGAIN|EINTR|EBADF|NUMBER              (default EIO)
  *
  * A call matched by a rule counts for that rule whether or not it acts; the first rule
