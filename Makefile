@@ -6,6 +6,7 @@
 #   make demo            install missing packages, build, run the demo
 #   make install         PREFIX=/usr/local DESTDIR= honoured
 #   make bench           run the benchmarks in bench/ (slow; not part of check)
+#   make bench-vma       only the vma create/extract/verify benchmark (bench/vma-bench.sh)
 #
 # Source sets are found by wildcard so that a new file in a directory needs no edit here:
 #   libvma (archive library):  vma-*.c util/*.c
@@ -72,7 +73,7 @@ ifneq ($(VMAD_MAIN),)
 PROGRAMS += $(BUILDDIR)/vmad
 endif
 
-.PHONY: all deps check check-only check-asan demo install uninstall bench clean fuzz
+.PHONY: all deps check check-only check-asan demo install uninstall bench bench-vma clean fuzz
 all: $(PROGRAMS)
 
 deps:
@@ -123,6 +124,9 @@ demo: deps
 
 bench: all
 	BUILDDIR=$(abspath $(BUILDDIR)) bench/run.sh
+
+bench-vma: all
+	BUILDDIR=$(abspath $(BUILDDIR)) bench/vma-bench.sh
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
