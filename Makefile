@@ -73,6 +73,7 @@ ifneq ($(VMAD_MAIN),)
 PROGRAMS += $(BUILDDIR)/vmad
 endif
 
+.SECONDARY:
 .PHONY: all deps check check-only check-asan demo install uninstall bench bench-vma clean fuzz
 all: $(PROGRAMS)
 

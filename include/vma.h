@@ -157,6 +157,9 @@ typedef enum VmaCompression {
     VMA_COMPRESSION_BZIP2,
 } VmaCompression;
 
+/* "none", "zstd", "gzip", "lzop" or "bzip2". */
+const char *vma_compression_name(VmaCompression c);
+
 /* Open an archive ("-" = stdin), detect compression by magic bytes, read and check the
  * header. Reading is strictly sequential. */
 VmaReader *vma_reader_open(const char *path, GError **errp);

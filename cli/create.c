@@ -1,0 +1,660 @@
+/*
+ * create.c — `vma create [-v] [-c CFG]... ARCHIVE [-d format=raw:NAME=PATH]... | [NAME=PATH]...`
+ *
+ * Writes a new archive from raw images (regular files or block devices) and config
+ * files. ARCHIVE is a new file (it must not exist), an existing FIFO, or exec:<command>
+ * (the stream goes to the command's stdin). Devices are given either all with -d (a
+ * format is required, and only raw exists here) or all as legacy positional operands
+ * (format optional); a device without "NAME=" is called disk<index> (index from 0 in
+ * the order given); the name "vmstate" makes the image a VM state stream. A config is
+ * stored under the base name of its file.
+ *
+ * Reading: everything is opened and checked before the archive is created, so a bad
+ * operand leaves nothing behind. Up to two threads read images, one image each at a
+ * time, sequentially in 1 MiB preadv() calls straight into 64 KiB cluster buffers that
+ * are handed to the writer (vma_writer_write_cluster takes ownership). Holes of regular
+ * files are found with SEEK_DATA/SEEK_HOLE and sent as zero clusters without being read;
+ * all-zero clusters that were read are sent as zero clusters too. Block devices have no
+ * hole information and are read completely.
+ *
+ * Failure (a read error, the writer's latched error, an interrupt): the first error is
+ * kept, the writer is cancelled so that blocked threads return, and freeing the writer
+ * removes the partial archive. -v prints the deployed tool's progress lines on stderr
+ * ("progress N% transferred/total zero-bytes", then "image NAME: size=.. zeros=..
+ * saved=.." per device).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+
+#define READ_BATCH 16u /* clusters per preadv: 1 MiB */
+#define READER_THREADS 2u
+
+typedef struct Image {
+    char *name;
+    char *path;
+    int fd;
+    uint64_t size;
+    bool is_blockdev;
+    int dev_id;
+} Image;
+
+typedef struct Create {
+    VmaWriter *w;
+    GPtrArray *images;     /* Image* */
+    gint next_image;       /* atomic: next image a reader thread takes */
+
+    GMutex lock;           /* protects error, workers_running */
+    GCond done_cond;       /* signalled when a worker ends */
+    GError *error;         /* first error of any thread */
+    guint workers_running;
+} Create;
+
+static void image_free(Image *im)
+{
+    if (!im) {
+        return;
+    }
+    if (im->fd >= 0) {
+        close(im->fd);
+    }
+    g_free(im->name);
+    g_free(im->path);
+    g_free(im);
+}
+
+static void create_usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: vma create [-v] [-c CONFIG]... ARCHIVE -d format=raw:NAME=PATH...\n"
+            "       vma create [-v] [-c CONFIG]... ARCHIVE [NAME=]PATH...\n"
+            "\n"
+            "Write a new VMA archive from raw images and config files. ARCHIVE must not\n"
+            "exist; it may be an existing FIFO or exec:COMMAND (the stream goes to the\n"
+            "command's stdin). A device without NAME= is called disk<index>; the name\n"
+            "'vmstate' stores the image as a VM state stream.\n"
+            "\n"
+            "  -c, --config FILE  store FILE as a config (under its base name); repeatable\n"
+            "  -d, --device SPEC  add a device: format=raw:NAME=PATH; repeatable\n"
+            "  -v, --verbose      print progress and per-image statistics on stderr\n"
+            "  -h, --help         show this help\n");
+}
+
+/* Any thread: latch the first error (takes ownership of err) and cancel the writer. */
+static void create_fail(Create *cr, GError *err)
+{
+    bool first;
+
+    g_mutex_lock(&cr->lock);
+    first = cr->error == NULL;
+    if (first) {
+        cr->error = err;
+    }
+    g_mutex_unlock(&cr->lock);
+    if (first) {
+        vma_writer_cancel(cr->w, err->message);
+    } else {
+        g_error_free(err);
+    }
+}
+
+static bool create_failed(Create *cr)
+{
+    bool failed;
+
+    g_mutex_lock(&cr->lock);
+    failed = cr->error != NULL;
+    g_mutex_unlock(&cr->lock);
+    return failed;
+}
+
+/* preadv() until want bytes arrived or EOF; returns bytes read or -errno. */
+static ssize_t preadv_full(int fd, struct iovec *iov, int cnt, uint64_t off, size_t want)
+{
+    size_t got = 0;
+
+    while (got < want && cnt > 0) {
+        ssize_t n = preadv(fd, iov, cnt, (off_t)(off + got));
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -errno;
+        }
+        if (n == 0) {
+            break;
+        }
+        got += (size_t)n;
+        while (n > 0 && cnt > 0) {
+            if ((size_t)n >= iov->iov_len) {
+                n -= (ssize_t)iov->iov_len;
+                iov++;
+                cnt--;
+            } else {
+                iov->iov_base = (char *)iov->iov_base + n;
+                iov->iov_len -= (size_t)n;
+                n = 0;
+            }
+        }
+    }
+    return (ssize_t)got;
+}
+
+static bool send_cluster(Create *cr, Image *im, uint64_t cl, void *buf, GError **errp)
+{
+    if (buf && vma_buffer_is_zero(buf, VMA_CLUSTER_SIZE)) {
+        vma_cluster_free(buf);
+        buf = NULL;
+    }
+    return vma_writer_write_cluster(cr->w, (uint8_t)im->dev_id, (uint32_t)cl, buf, 0, errp);
+}
+
+/* Reader thread: read clusters [cl, end) of an image and hand them to the writer. */
+static bool copy_clusters(Create *cr, Image *im, uint64_t cl, uint64_t end, GError **errp)
+{
+    while (cl < end) {
+        void *bufs[READ_BATCH];
+        struct iovec iov[READ_BATCH];
+        unsigned n = (unsigned)MIN((uint64_t)READ_BATCH, end - cl);
+        uint64_t off = cl * VMA_CLUSTER_SIZE;
+        size_t want = (size_t)MIN((uint64_t)n * VMA_CLUSTER_SIZE, im->size - off);
+
+        if (cli_interrupted()) {
+            g_set_error(errp, VMA_ERROR, VMA_ERROR_CANCELLED, "interrupted");
+            return false;
+        }
+        if (create_failed(cr)) {
+            return vma_writer_check(cr->w, errp);
+        }
+        for (unsigned i = 0; i < n; i++) {
+            bufs[i] = vma_cluster_alloc();
+            iov[i].iov_base = bufs[i];
+            iov[i].iov_len = VMA_CLUSTER_SIZE;
+        }
+        ssize_t got = preadv_full(im->fd, iov, (int)n, off, want);
+        if (got < 0 || (size_t)got < want) {
+            for (unsigned i = 0; i < n; i++) {
+                vma_cluster_free(bufs[i]);
+            }
+            if (got < 0) {
+                g_set_error(errp, VMA_ERROR, VMA_ERROR_IO,
+                            "read image %s at offset %" G_GUINT64_FORMAT ": %s", im->path, off,
+                            g_strerror((int)-got));
+            } else {
+                g_set_error(errp, VMA_ERROR, VMA_ERROR_IO,
+                            "read image %s: unexpected end of file at offset %" G_GUINT64_FORMAT
+                            " (did it shrink?)", im->path, off + (uint64_t)got);
+            }
+            return false;
+        }
+        /* the tail of the last, partial cluster of the image */
+        if (want < (size_t)n * VMA_CLUSTER_SIZE) {
+            size_t in_last = want - (size_t)(n - 1) * VMA_CLUSTER_SIZE;
+            memset((char *)bufs[n - 1] + in_last, 0, VMA_CLUSTER_SIZE - in_last);
+        }
+        for (unsigned i = 0; i < n; i++) {
+            if (!send_cluster(cr, im, cl + i, bufs[i], errp)) {
+                for (unsigned k = i + 1; k < n; k++) {
+                    vma_cluster_free(bufs[k]);
+                }
+                return false;
+            }
+        }
+        cl += n;
+    }
+    return true;
+}
+
+/* Reader thread: one image, front to back; holes become zero clusters unread. */
+static bool copy_image(Create *cr, Image *im, GError **errp)
+{
+    uint64_t ncl = (im->size + VMA_CLUSTER_SIZE - 1) / VMA_CLUSTER_SIZE;
+    bool seek_ok = !im->is_blockdev;
+    uint64_t cl = 0;
+
+    while (cl < ncl) {
+        uint64_t end = ncl;
+
+        if (seek_ok) {
+            off_t data = lseek(im->fd, (off_t)(cl * VMA_CLUSTER_SIZE), SEEK_DATA);
+            if (data < 0 && errno == ENXIO) {
+                data = (off_t)im->size; /* only a hole is left */
+            } else if (data < 0) {
+                seek_ok = false;        /* not supported here: read everything */
+                data = (off_t)(cl * VMA_CLUSTER_SIZE);
+            }
+            if (seek_ok) {
+                uint64_t data_cl = (uint64_t)data / VMA_CLUSTER_SIZE;
+                for (; cl < data_cl && cl < ncl; cl++) {
+                    if (!send_cluster(cr, im, cl, NULL, errp)) {
+                        return false;
+                    }
+                }
+                if (cl >= ncl) {
+                    break;
+                }
+                off_t hole = lseek(im->fd, data, SEEK_HOLE);
+                uint64_t hole_end = hole < 0 ? im->size : (uint64_t)hole;
+                end = MIN(ncl, (hole_end + VMA_CLUSTER_SIZE - 1) / VMA_CLUSTER_SIZE);
+                end = MAX(end, cl + 1);
+            }
+        }
+        if (!copy_clusters(cr, im, cl, end, errp)) {
+            return false;
+        }
+        cl = end;
+    }
+    return true;
+}
+
+/* Reader thread: takes images one at a time until none is left or anything failed. */
+static gpointer reader_thread(gpointer opaque)
+{
+    Create *cr = opaque;
+
+    for (;;) {
+        gint i = g_atomic_int_add(&cr->next_image, 1);
+        if (i < 0 || (guint)i >= cr->images->len || create_failed(cr)) {
+            break;
+        }
+        GError *err = NULL;
+        if (!copy_image(cr, g_ptr_array_index(cr->images, (guint)i), &err)) {
+            create_fail(cr, err);
+            break;
+        }
+    }
+    g_mutex_lock(&cr->lock);
+    cr->workers_running--;
+    g_cond_signal(&cr->done_cond);
+    g_mutex_unlock(&cr->lock);
+    return NULL;
+}
+
+/* ---- operands --------------------------------------------------------------------- */
+
+/* Split "[format=F:][NAME=]PATH". need_format: the -d form. */
+static bool parse_device(const char *spec, bool need_format, guint index, Image *im,
+                         GError **errp)
+{
+    const char *p = spec;
+
+    if (g_str_has_prefix(p, "format=")) {
+        const char *colon = strchr(p + 7, ':');
+        if (!colon) {
+            g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
+                        "device '%s': format not terminated by ':'", spec);
+            return false;
+        }
+        g_autofree char *fmt = g_strndup(p + 7, (gsize)(colon - (p + 7)));
+        if (strcmp(fmt, "raw") != 0) {
+            g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
+                        "device '%s': unsupported format %s (only raw)", spec, fmt);
+            return false;
+        }
+        p = colon + 1;
+    } else if (need_format) {
+        g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
+                    "device '%s': no format given (use format=raw:NAME=PATH)", spec);
+        return false;
+    }
+    const char *eq = strchr(p, '=');
+    if (eq) {
+        im->name = g_strndup(p, (gsize)(eq - p));
+        im->path = g_strdup(eq + 1);
+    } else {
+        im->name = g_strdup_printf("disk%u", index);
+        im->path = g_strdup(p);
+    }
+    if (im->path[0] == '\0') {
+        g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID, "device '%s': no image path", spec);
+        return false;
+    }
+    return true;
+}
+
+static bool check_device_name(const char *name, GError **errp)
+{
+    if (!cli_check_name("device", name, errp)) {
+        return false;
+    }
+    for (const char *s = name; *s; s++) {
+        if (g_ascii_isspace(*s)) {
+            /* the listing ("devname: NAME") and the restore map could not carry it */
+            g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
+                        "refusing device name \"%s\": contains white space", name);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool open_image(Image *im, GError **errp)
+{
+    g_autoptr(GError) err = NULL;
+
+    im->fd = open(im->path, O_RDONLY | O_CLOEXEC);
+    if (im->fd < 0) {
+        g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "open image %s: %s", im->path,
+                    g_strerror(errno));
+        return false;
+    }
+    if (!cli_fd_get_size(im->fd, im->path, &im->size, &im->is_blockdev, &err)) {
+        g_set_error(errp, VMA_ERROR, err->code, "image %s", err->message);
+        return false;
+    }
+    if (im->size == 0) {
+        g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID, "image %s: size is 0", im->path);
+        return false;
+    }
+    if (im->size > VMA_MAX_DEVICE_SIZE && strcmp(im->name, VMA_VMSTATE_NAME) != 0) {
+        g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
+                    "image %s: size %" G_GUINT64_FORMAT " exceeds the format's 256 TiB",
+                    im->path, im->size);
+        return false;
+    }
+    posix_fadvise(im->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    return true;
+}
+
+/* A config file, whole; the format stores at most 65535 bytes. */
+static GBytes *read_config_file(const char *file, GError **errp)
+{
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "read config %s: %s", file,
+                    g_strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID, "config %s: not a regular file", file);
+        close(fd);
+        return NULL;
+    }
+    if ((uint64_t)st.st_size > VMA_MAX_BLOB_SIZE) {
+        g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
+                    "config %s: too large (%" G_GUINT64_FORMAT " bytes, at most %u)", file,
+                    (uint64_t)st.st_size, VMA_MAX_BLOB_SIZE);
+        close(fd);
+        return NULL;
+    }
+    size_t len = (size_t)st.st_size;
+    char *buf = g_malloc(len + 1);
+    ssize_t got = 0;
+    while ((size_t)got < len) {
+        ssize_t n = pread(fd, buf + got, len - (size_t)got, got);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "read config %s: %s", file,
+                        n < 0 ? g_strerror(errno) : "file shrank while reading");
+            g_free(buf);
+            close(fd);
+            return NULL;
+        }
+        got += n;
+    }
+    close(fd);
+    return g_bytes_new_take(buf, len);
+}
+
+/* ---- progress ----------------------------------------------------------------------- */
+
+static void progress_totals(Create *cr, uint64_t *total, uint64_t *done, uint64_t *zero)
+{
+    *total = *done = *zero = 0;
+    for (guint i = 0; i < cr->images->len; i++) {
+        Image *im = g_ptr_array_index(cr->images, i);
+        VmaDeviceStatus st;
+        if (vma_writer_get_device_status(cr->w, (uint8_t)im->dev_id, &st)) {
+            *total += st.size;
+            *done += MIN(st.transferred, st.size);
+            *zero += st.zero_bytes;
+        }
+    }
+}
+
+static void progress_line(Create *cr, int *last_percent)
+{
+    uint64_t total, done, zero;
+
+    progress_totals(cr, &total, &done, &zero);
+    if (total == 0) {
+        return;
+    }
+    int percent = (int)(done * 100 / total);
+    if (percent != *last_percent) {
+        fprintf(stderr,
+                "progress %d%% %" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT
+                "\n", percent, done, total, zero);
+        fflush(stderr);
+        *last_percent = percent;
+    }
+}
+
+/* ---- main --------------------------------------------------------------------------- */
+
+static int run_create(Create *cr, const char *archive, GPtrArray *configs, bool verbose)
+{
+    g_autoptr(GError) err = NULL;
+    GThread *threads[READER_THREADS];
+    guint nthreads = MIN(READER_THREADS, cr->images->len);
+    VmaWriterOptions opts;
+
+    memset(&opts, 0, sizeof(opts));
+    cr->w = vma_writer_new(archive, &opts, &err);
+    if (!cr->w) {
+        return cli_fail("create", err);
+    }
+    for (guint i = 0; i < configs->len; i += 2) {
+        GBytes *data = g_ptr_array_index(configs, i + 1);
+        gsize len = 0;
+        const void *p = g_bytes_get_data(data, &len);
+        if (!vma_writer_add_config(cr->w, g_ptr_array_index(configs, i), p ? p : "", len,
+                                   &err)) {
+            vma_writer_free(cr->w);
+            return cli_fail("create", err);
+        }
+    }
+    for (guint i = 0; i < cr->images->len; i++) {
+        Image *im = g_ptr_array_index(cr->images, i);
+        im->dev_id = vma_writer_register_device(cr->w, im->name, im->size, &err);
+        if (im->dev_id < 0) {
+            vma_writer_free(cr->w);
+            return cli_fail("create", err);
+        }
+    }
+    if (!vma_writer_start(cr->w, &err)) {
+        vma_writer_free(cr->w);
+        return cli_fail("create", err);
+    }
+
+    CliTtyProgress *tty = cli_tty_progress_new("create", !verbose);
+    int last_percent = -1;
+    cr->workers_running = nthreads;
+    for (guint i = 0; i < nthreads; i++) {
+        threads[i] = g_thread_new("vma-read", reader_thread, cr);
+    }
+    g_mutex_lock(&cr->lock);
+    while (cr->workers_running > 0) {
+        gint64 deadline = g_get_monotonic_time() + G_USEC_PER_SEC / 10;
+        g_cond_wait_until(&cr->done_cond, &cr->lock, deadline);
+        g_mutex_unlock(&cr->lock);
+        if (cli_interrupted()) {
+            create_fail(cr, g_error_new(VMA_ERROR, VMA_ERROR_CANCELLED, "interrupted"));
+        }
+        if (verbose) {
+            progress_line(cr, &last_percent);
+        } else {
+            uint64_t total, done, zero;
+            progress_totals(cr, &total, &done, &zero);
+            cli_tty_progress_update(tty, done, total);
+        }
+        g_mutex_lock(&cr->lock);
+    }
+    g_mutex_unlock(&cr->lock);
+    for (guint i = 0; i < nthreads; i++) {
+        g_thread_join(threads[i]);
+    }
+    cli_tty_progress_end(tty);
+
+    if (cr->error) {
+        vma_writer_free(cr->w); /* cancels and removes the partial archive */
+        cr->w = NULL;
+        return cli_fail("create", cr->error);
+    }
+    if (verbose) {
+        progress_line(cr, &last_percent);
+    }
+    if (!vma_writer_close(cr->w, &err)) {
+        vma_writer_free(cr->w);
+        cr->w = NULL;
+        return cli_fail("create", err);
+    }
+    if (verbose) {
+        for (guint i = 0; i < cr->images->len; i++) {
+            Image *im = g_ptr_array_index(cr->images, i);
+            VmaDeviceStatus st;
+            if (vma_writer_get_device_status(cr->w, (uint8_t)im->dev_id, &st)) {
+                fprintf(stderr,
+                        "image %s: size=%" G_GUINT64_FORMAT " zeros=%" G_GUINT64_FORMAT
+                        " saved=%" G_GUINT64_FORMAT "\n",
+                        im->name, st.size, st.zero_bytes, st.size - MIN(st.zero_bytes, st.size));
+            }
+        }
+    }
+    vma_writer_free(cr->w);
+    cr->w = NULL;
+    return CLI_EXIT_OK;
+}
+
+int cli_create_main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"device", required_argument, NULL, 'd'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    g_autoptr(GPtrArray) config_files = g_ptr_array_new();
+    g_autoptr(GPtrArray) device_specs = g_ptr_array_new();
+    bool verbose = false;
+    int c;
+
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":hvc:d:", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            g_ptr_array_add(config_files, optarg);
+            break;
+        case 'd':
+            g_ptr_array_add(device_specs, optarg);
+            break;
+        case 'v':
+            verbose = true;
+            break;
+        case 'h':
+            create_usage(stdout);
+            return CLI_EXIT_OK;
+        default:
+            return cli_bad_option("create", c, argv);
+        }
+    }
+    if (optind >= argc) {
+        return cli_usage_error("create", "missing ARCHIVE operand");
+    }
+    const char *archive = argv[optind++];
+    bool legacy = optind < argc;
+    if (legacy && device_specs->len > 0) {
+        return cli_usage_error("create", "give all devices with -d or all as NAME=PATH "
+                                         "operands, not both");
+    }
+    for (; optind < argc; optind++) {
+        g_ptr_array_add(device_specs, argv[optind]);
+    }
+
+    g_autoptr(GError) err = NULL;
+    g_autoptr(GPtrArray) configs = g_ptr_array_new_with_free_func(NULL);
+    g_autoptr(GPtrArray) owned = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) blobs = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
+    Create cr;
+    memset(&cr, 0, sizeof(cr));
+    cr.images = g_ptr_array_new_with_free_func((GDestroyNotify)image_free);
+    g_mutex_init(&cr.lock);
+    g_cond_init(&cr.done_cond);
+    int rc = CLI_EXIT_FAILURE;
+
+    for (guint i = 0; i < device_specs->len; i++) {
+        Image *im = g_new0(Image, 1);
+        im->fd = -1;
+        g_ptr_array_add(cr.images, im);
+        if (!parse_device(g_ptr_array_index(device_specs, i), !legacy, i, im, &err)) {
+            rc = cli_usage_error("create", "%s", err->message);
+            goto out;
+        }
+        if (!check_device_name(im->name, &err)) {
+            rc = cli_fail("create", err);
+            goto out;
+        }
+        for (guint k = 0; k < i; k++) {
+            Image *other = g_ptr_array_index(cr.images, k);
+            if (strcmp(other->name, im->name) == 0) {
+                rc = cli_failf("create", "device name %s given twice", im->name);
+                goto out;
+            }
+        }
+    }
+    for (guint i = 0; i < config_files->len; i++) {
+        const char *file = g_ptr_array_index(config_files, i);
+        GBytes *b = read_config_file(file, &err);
+        if (!b) {
+            rc = cli_fail("create", err);
+            goto out;
+        }
+        g_ptr_array_add(blobs, b);
+        char *name = g_path_get_basename(file);
+        g_ptr_array_add(owned, name);
+        if (!cli_check_name("config", name, &err)) {
+            rc = cli_fail("create", err);
+            goto out;
+        }
+        for (guint k = 0; k < configs->len; k += 2) {
+            if (strcmp(g_ptr_array_index(configs, k), name) == 0) {
+                rc = cli_failf("create", "two configs named %s", name);
+                goto out;
+            }
+        }
+        g_ptr_array_add(configs, name);
+        g_ptr_array_add(configs, b);
+    }
+    for (guint i = 0; i < cr.images->len; i++) {
+        if (!open_image(g_ptr_array_index(cr.images, i), &err)) {
+            rc = cli_fail("create", err);
+            goto out;
+        }
+    }
+
+    cli_install_interrupt_handlers();
+    rc = run_create(&cr, archive, configs, verbose);
+
+out:
+    if (cr.error) {
+        g_error_free(cr.error);
+    }
+    g_ptr_array_free(cr.images, true);
+    g_mutex_clear(&cr.lock);
+    g_cond_clear(&cr.done_cond);
+    return rc;
+}
