@@ -116,6 +116,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 IMG=$WORK/image.raw
 ARCH=$WORK/image.vma
 EXDIR=$WORK/extract
@@ -289,6 +290,7 @@ cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 mem=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
 echo
 echo "Machine: $(nproc) CPUs ($cpu), $mem RAM, work dir on $fstype ($(df -P "$WORK" | awk 'NR == 2 { print $1 }')), kernel $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "Load average (1/5/15 min): $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 echo "Image: $SIZE ($size_bytes bytes) in $CHUNK pieces; RUNS=$RUNS; vma: $BIN"
 echo "Tools: $(cp --version | head -1), $(qemu-img --version | head -1), $(zstd --version | sed 's/^\*\*\* //; s/, by.*//')"
 echo "Archive: $archive_bytes bytes; zstd -1 output: $zstd_bytes bytes"
