@@ -7,6 +7,7 @@
 #   make install         PREFIX=/usr/local DESTDIR= honoured
 #   make bench           run the benchmarks in bench/ (slow; not part of check)
 #   make bench-vma       only the vma create/extract/verify benchmark (bench/vma-bench.sh)
+#   make docs            regenerate docs/qmp-reference.md from qapi-schema.json
 #
 # Source sets are found by wildcard so that a new file in a directory needs no edit here:
 #   libvma (archive library):  vma-*.c util/*.c
@@ -63,6 +64,11 @@ obj = $(patsubst %.c,$(BUILDDIR)/obj/%.o,$(1))
 LIB_OBJS := $(call obj,$(LIB_SRCS))
 CLI_OBJS := $(call obj,$(CLI_SRCS))
 DAEMON_OBJS := $(call obj,$(DAEMON_SRCS))
+# qapi-schema.json is embedded into the daemon as the C array qapi_schema_json[]
+SCHEMA_JSON := $(wildcard qapi-schema.json)
+ifneq ($(SCHEMA_JSON),)
+DAEMON_OBJS += $(BUILDDIR)/obj/gen/qapi-schema-data.o
+endif
 LIBVMA := $(BUILDDIR)/libvma.a
 LIBVMAD := $(BUILDDIR)/libvmad.a
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILDDIR)/tests/unit/%,$(UNIT_SRCS))
@@ -74,7 +80,7 @@ PROGRAMS += $(BUILDDIR)/vmad
 endif
 
 .SECONDARY:
-.PHONY: all deps check check-only check-asan demo install uninstall bench bench-vma clean fuzz
+.PHONY: all deps check check-only check-asan demo install uninstall bench bench-vma clean fuzz docs
 all: $(PROGRAMS)
 
 deps:
@@ -83,6 +89,22 @@ deps:
 $(BUILDDIR)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILDDIR)/gen/qapi-schema-data.c: qapi-schema.json
+	@mkdir -p $(dir $@)
+	{ echo '/* generated from qapi-schema.json by the Makefile: do not edit */'; \
+	  echo 'const char qapi_schema_json[] = {'; \
+	  od -An -v -tx1 $< | sed 's/\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	  echo '0x00 };'; } >$@.tmp && mv $@.tmp $@
+
+$(BUILDDIR)/obj/gen/%.o: $(BUILDDIR)/gen/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
+
+# Generated documentation, committed; a test checks that it is up to date.
+docs: docs/qmp-reference.md
+docs/qmp-reference.md: qapi-schema.json scripts/qapi-doc.py
+	python3 scripts/qapi-doc.py $< >$@.tmp && mv $@.tmp $@
 
 $(LIBVMA): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
@@ -93,7 +115,7 @@ $(LIBVMAD): $(DAEMON_OBJS)
 	rm -f $@ && ar rcs $@ $^
 
 $(BUILDDIR)/vma: $(CLI_OBJS) $(LIBVMA)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIB_LDLIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIB_LDLIBS) $(call pkg_libs,json-glib-1.0)
 
 $(BUILDDIR)/vmad: $(call obj,$(VMAD_MAIN)) $(LIBVMAD) $(LIBVMA)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DAEMON_LDLIBS)

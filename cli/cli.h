@@ -36,6 +36,7 @@ int cli_config_main(int argc, char **argv);
 int cli_verify_main(int argc, char **argv);
 int cli_extract_main(int argc, char **argv);
 int cli_create_main(int argc, char **argv);
+int cli_backup_main(int argc, char **argv);
 
 /* ---- errors and usage -------------------------------------------------------------- */
 

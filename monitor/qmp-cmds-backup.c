@@ -1,0 +1,272 @@
+/*
+ * qmp-cmds-backup.c — QMP glue of the backup job (backup.h): the commands backup,
+ * backup-cancel, query-backup and query-jobs, the job events, and vmad's backup
+ * settings (--fleecing-dir, --backup-buffer-size).
+ *
+ * backup.c knows nothing of QMP; this file turns arguments into BackupOptions (taking a
+ * /dev/fdname/NAME descriptor from the session), BACKUP_ERROR_DEVICE_NOT_FOUND into the
+ * DeviceNotFound class, BackupStatus/BackupJobInfo into the schema's objects, and job
+ * events into QMP events (qmp_event_emit() may be called from the job's threads).
+ *
+ * State below is touched only on the main loop thread.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backup.h"
+#include "monitor.h"
+#include "monitor/qmp-commands.h"
+
+#define FDNAME_PREFIX "/dev/fdname/"
+#define MIN_BUFFER_SIZE (64u * 1024)
+
+static char *fleecing_dir;    /* --fleecing-dir, or NULL */
+static uint64_t buffer_size;  /* --backup-buffer-size; 0: the default */
+
+/* ---- settings (vmad's command line) ---------------------------------------------------- */
+
+bool qmp_backup_set_fleecing_dir(const char *dir, GError **errp)
+{
+    struct stat st;
+
+    if (stat(dir, &st) < 0) {
+        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "%s: %s", dir, g_strerror(errno));
+        return false;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "%s: not a directory", dir);
+        return false;
+    }
+    g_free(fleecing_dir);
+    fleecing_dir = g_strdup(dir);
+    return true;
+}
+
+bool qmp_backup_set_buffer_size(const char *text, GError **errp)
+{
+    char *end = NULL;
+    guint64 v;
+    unsigned shift = 0;
+
+    errno = 0;
+    v = g_ascii_strtoull(text, &end, 10);
+    if (end == text || errno != 0 || !g_ascii_isdigit(text[0])) {
+        goto bad;
+    }
+    switch (*end) {
+    case '\0':
+        break;
+    case 'k': case 'K':
+        shift = 10;
+        break;
+    case 'm': case 'M':
+        shift = 20;
+        break;
+    case 'g': case 'G':
+        shift = 30;
+        break;
+    case 't': case 'T':
+        shift = 40;
+        break;
+    default:
+        goto bad;
+    }
+    if (*end != '\0') {
+        end++;
+        if (*end == 'i' && end[1] == 'B') {
+            end += 2;
+        } else if (*end == 'B') {
+            end++;
+        }
+        if (*end != '\0') {
+            goto bad;
+        }
+    }
+    if (shift != 0 && v > (G_MAXUINT64 >> shift)) {
+        goto bad;
+    }
+    v <<= shift;
+    if (v < MIN_BUFFER_SIZE) {
+        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+                    "'%s' is too small: at least 64K", text);
+        return false;
+    }
+    buffer_size = v;
+    return true;
+
+bad:
+    g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+                "'%s' is not a size (bytes, or a number with K, M, G or T)", text);
+    return false;
+}
+
+void qmp_backup_shutdown(void)
+{
+    backup_cancel();
+    backup_wait();
+    backup_set_event_handler(NULL, NULL);
+    g_clear_pointer(&fleecing_dir, g_free);
+}
+
+/* ---- events --------------------------------------------------------------------------- */
+
+/* Any thread (the job's controller sends the end of a backup). */
+static void on_backup_event(const BackupEvent *ev, void *opaque)
+{
+    JsonObject *data = json_object_new();
+
+    switch (ev->kind) {
+    case BACKUP_EVENT_JOB_STATUS_CHANGE:
+        json_object_set_string_member(data, "id", ev->id);
+        json_object_set_string_member(data, "status", ev->status);
+        qmp_event_emit("JOB_STATUS_CHANGE", data);
+        return;
+    case BACKUP_EVENT_JOB_COMPLETED:
+    case BACKUP_EVENT_JOB_CANCELLED:
+        json_object_set_string_member(data, "type", "backup");
+        json_object_set_string_member(data, "device", ev->id);
+        json_object_set_int_member(data, "len", (gint64)ev->len);
+        json_object_set_int_member(data, "offset", (gint64)ev->offset);
+        json_object_set_int_member(data, "speed", ev->speed);
+        if (ev->kind == BACKUP_EVENT_JOB_CANCELLED) {
+            qmp_event_emit("BLOCK_JOB_CANCELLED", data);
+            return;
+        }
+        if (ev->error != NULL) {
+            json_object_set_string_member(data, "error", ev->error);
+        }
+        qmp_event_emit("BLOCK_JOB_COMPLETED", data);
+        return;
+    }
+    json_object_unref(data);
+}
+
+/* ---- commands ------------------------------------------------------------------------- */
+
+static void propagate_backup_error(GError **errp, GError *err)
+{
+    if (g_error_matches(err, BACKUP_ERROR, BACKUP_ERROR_DEVICE_NOT_FOUND)) {
+        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_DEVICE_NOT_FOUND, err->message);
+        g_error_free(err);
+        return;
+    }
+    g_propagate_error(errp, err);
+}
+
+JsonNode *qmp_cmd_backup(QmpSession *s, JsonObject *args, GError **errp)
+{
+    const char *file = json_object_get_string_member(args, "backup-file");
+    BackupOptions o = {
+        .backup_file = file,
+        .config_file = json_object_get_string_member_with_default(args, "config-file", NULL),
+        .firewall_file = json_object_get_string_member_with_default(args, "firewall-file",
+                                                                    NULL),
+        .devlist = json_object_get_string_member_with_default(args, "devlist", NULL),
+        .speed = json_object_get_int_member_with_default(args, "speed", 0),
+        .fleecing = json_object_get_boolean_member_with_default(args, "fleecing", FALSE),
+        .mem_limit = buffer_size,
+        .fleecing_dir = fleecing_dir,
+    };
+    const char *format = json_object_get_string_member_with_default(args, "format", "vma");
+    gint64 workers = json_object_get_int_member_with_default(args, "max-workers", 0);
+    GError *err = NULL;
+
+    if (strcmp(format, "vma") != 0) {
+        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, "unknown backup format");
+        return NULL;
+    }
+    o.max_workers = (int)CLAMP(workers, 0, BACKUP_MAX_WORKERS);
+
+    /* A descriptor named in backup-file: use a copy, and take the original from the
+     * session only once the backup runs, so a refused backup leaves it in place. */
+    const char *fdname = g_str_has_prefix(file, FDNAME_PREFIX) ? file + strlen(FDNAME_PREFIX)
+                                                               : NULL;
+    if (fdname != NULL) {
+        o.use_fd = true;
+        o.fd = qmp_session_dup_fd(s, fdname, errp);
+        if (o.fd < 0) {
+            return NULL;
+        }
+    }
+
+    backup_set_event_handler(on_backup_event, NULL);
+    g_autofree char *uuid = backup_start(&o, &err);
+    if (uuid == NULL) {
+        propagate_backup_error(errp, err);
+        return NULL;
+    }
+    if (fdname != NULL) {
+        int orig = qmp_session_take_fd(s, fdname, NULL);
+        if (orig >= 0) {
+            close(orig);
+        }
+    }
+
+    JsonObject *ret = json_object_new();
+    json_object_set_string_member(ret, "UUID", uuid);
+    JsonNode *n = json_node_new(JSON_NODE_OBJECT);
+    json_node_take_object(n, ret);
+    return n;
+}
+
+JsonNode *qmp_cmd_backup_cancel(QmpSession *s, JsonObject *args, GError **errp)
+{
+    backup_cancel();
+    return qmp_return_empty();
+}
+
+JsonNode *qmp_cmd_query_backup(QmpSession *s, JsonObject *args, GError **errp)
+{
+    BackupStatus st;
+    JsonObject *ret = json_object_new();
+
+    backup_query(&st);
+    if (st.status != NULL) {
+        json_object_set_string_member(ret, "status", st.status);
+        if (st.errmsg != NULL) {
+            json_object_set_string_member(ret, "errmsg", st.errmsg);
+        }
+        json_object_set_int_member(ret, "total", (gint64)st.total);
+        json_object_set_int_member(ret, "dirty", (gint64)st.dirty);
+        json_object_set_int_member(ret, "transferred", (gint64)st.transferred);
+        json_object_set_int_member(ret, "zero-bytes", (gint64)st.zero_bytes);
+        json_object_set_int_member(ret, "reused", (gint64)st.reused);
+        json_object_set_int_member(ret, "start-time", st.start_time);
+        if (st.end_time != 0) {
+            json_object_set_int_member(ret, "end-time", st.end_time);
+        }
+        json_object_set_string_member(ret, "backup-file", st.backup_file);
+        json_object_set_string_member(ret, "uuid", st.uuid);
+    }
+    json_object_set_boolean_member(ret, "finishing", st.finishing);
+    backup_status_clear(&st);
+
+    JsonNode *n = json_node_new(JSON_NODE_OBJECT);
+    json_node_take_object(n, ret);
+    return n;
+}
+
+JsonNode *qmp_cmd_query_jobs(QmpSession *s, JsonObject *args, GError **errp)
+{
+    g_autoptr(GPtrArray) jobs = backup_query_jobs();
+    JsonArray *list = json_array_new();
+
+    for (guint i = 0; i < jobs->len; i++) {
+        const BackupJobInfo *ji = g_ptr_array_index(jobs, i);
+        JsonObject *o = json_object_new();
+        json_object_set_string_member(o, "id", ji->id);
+        json_object_set_string_member(o, "type", ji->type);
+        json_object_set_string_member(o, "status", ji->status);
+        json_object_set_int_member(o, "current-progress", (gint64)ji->current_progress);
+        json_object_set_int_member(o, "total-progress", (gint64)ji->total_progress);
+        if (ji->error != NULL) {
+            json_object_set_string_member(o, "error", ji->error);
+        }
+        json_array_add_object_element(list, o);
+    }
+    JsonNode *n = json_node_new(JSON_NODE_ARRAY);
+    json_node_take_array(n, list);
+    return n;
+}

@@ -1,0 +1,678 @@
+/*
+ * nbd/server.c — the NBD server's life cycle: listening socket, accept thread,
+ * exports, connections, and the socket helpers every connection thread uses.
+ *
+ * Threads: the control functions of nbd-server.h run on the main loop thread. One
+ * accept thread polls the listening socket and an eventfd (the stop signal); for every
+ * accepted client it starts a detached connection thread (see nbd/internal.h), unless
+ * max_connections are open already, in which case the client is closed at once.
+ *
+ * A connection thread's last act is to take itself off the server's list under
+ * srv_lock and signal srv_cond; stop and hard export removal wait on that condition.
+ * Stopping is gentle first: every connection stops reading (shutdown SHUT_RD) and
+ * finishes the requests it has read, replies included; connections still alive after
+ * NBD_STOP_GRACE_S are cut (SHUT_RDWR), which unblocks a sender stuck on a client that
+ * does not read.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <gio/gio.h>
+
+#include "nbd/internal.h"
+
+typedef struct NbdServer {
+    int listen_fd;
+    int wake_fd;               /* eventfd: tells the accept thread to exit */
+    char *unix_path;           /* socket file to remove on stop, or NULL */
+    bool is_tcp;
+    guint max_conns;           /* 0: no limit */
+    GThread *accept_thread;
+    /* protected by srv_lock: */
+    GPtrArray *exports;        /* of NbdExport*, one reference each, in add order */
+    GList *conns;              /* of NbdConn*, every phase */
+    guint nconns;
+} NbdServer;
+
+static GMutex srv_lock;        /* protects the_server's exports, conns, nconns */
+static GCond srv_cond;         /* a connection finished */
+static NbdServer *the_server;  /* set and cleared by the main loop thread */
+
+/* ---- exports ---- */
+
+NbdExport *nbd_export_ref(NbdExport *exp)
+{
+    g_atomic_int_inc(&exp->refcount);
+    return exp;
+}
+
+void nbd_export_unref(NbdExport *exp)
+{
+    if (exp != NULL && g_atomic_int_dec_and_test(&exp->refcount)) {
+        blockdev_unref(exp->bd);
+        g_free(exp->name);
+        g_free(exp);
+    }
+}
+
+uint16_t nbd_export_tx_flags(const NbdExport *exp, bool structured)
+{
+    uint16_t flags = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA |
+                     NBD_FLAG_SEND_CACHE | NBD_FLAG_CAN_MULTI_CONN;
+
+    if (exp->writable) {
+        flags |= NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_SEND_FAST_ZERO;
+    } else {
+        flags |= NBD_FLAG_READ_ONLY;
+    }
+    if (structured) {
+        flags |= NBD_FLAG_SEND_DF;
+    }
+    return flags;
+}
+
+static NbdExport *lookup_export_locked(const char *name, guint *index)
+{
+    if (the_server == NULL) {
+        return NULL;
+    }
+    for (guint i = 0; i < the_server->exports->len; i++) {
+        NbdExport *exp = g_ptr_array_index(the_server->exports, i);
+        if (strcmp(exp->name, name) == 0) {
+            if (index != NULL) {
+                *index = i;
+            }
+            return exp;
+        }
+    }
+    return NULL;
+}
+
+NbdExport *nbd_server_lookup_export(const char *name)
+{
+    g_mutex_lock(&srv_lock);
+    NbdExport *exp = lookup_export_locked(name, NULL);
+    if (exp != NULL) {
+        nbd_export_ref(exp);
+    }
+    g_mutex_unlock(&srv_lock);
+    return exp;
+}
+
+char **nbd_server_export_names(void)
+{
+    GPtrArray *names = g_ptr_array_new();
+
+    g_mutex_lock(&srv_lock);
+    if (the_server != NULL) {
+        for (guint i = 0; i < the_server->exports->len; i++) {
+            NbdExport *exp = g_ptr_array_index(the_server->exports, i);
+            g_ptr_array_add(names, g_strdup(exp->name));
+        }
+    }
+    g_mutex_unlock(&srv_lock);
+    g_ptr_array_add(names, NULL);
+    return (char **)g_ptr_array_free(names, FALSE);
+}
+
+bool nbd_server_attach_export(NbdConn *c, NbdExport *exp)
+{
+    g_mutex_lock(&srv_lock);
+    bool present = false;
+    if (the_server != NULL) {
+        for (guint i = 0; i < the_server->exports->len; i++) {
+            if (g_ptr_array_index(the_server->exports, i) == exp) {
+                present = true;
+                break;
+            }
+        }
+    }
+    if (present) {
+        c->exp = exp;
+    }
+    g_mutex_unlock(&srv_lock);
+    if (!present) {
+        nbd_export_unref(exp);
+    }
+    return present;
+}
+
+/* ---- socket helpers ---- */
+
+int nbd_conn_recv(NbdConn *c, void *buf, size_t len)
+{
+    char *dst = buf;
+
+    while (len > 0) {
+        if (c->rpos < c->rlen) {
+            size_t n = MIN(len, c->rlen - c->rpos);
+            memcpy(dst, c->rbuf + c->rpos, n);
+            c->rpos += n;
+            dst += n;
+            len -= n;
+            continue;
+        }
+        /* Large payloads go straight to their destination, the rest is buffered so
+         * that one recv() serves several pipelined requests. */
+        bool direct = len >= NBD_RBUF_SIZE / 2;
+        ssize_t r = recv(c->fd, direct ? (void *)dst : (void *)c->rbuf,
+                         direct ? len : NBD_RBUF_SIZE, 0);
+        if (r < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                return -ETIMEDOUT; /* SO_RCVTIMEO of the handshake */
+            }
+            return -errno;
+        }
+        if (r == 0) {
+            return -EPIPE;
+        }
+        if (direct) {
+            dst += r;
+            len -= (size_t)r;
+        } else {
+            c->rpos = 0;
+            c->rlen = (size_t)r;
+        }
+    }
+    return 0;
+}
+
+int nbd_conn_send(NbdConn *c, struct iovec *iov, int iovcnt)
+{
+    int ret = 0;
+
+    g_mutex_lock(&c->send_lock);
+    if (c->send_failed) {
+        g_mutex_unlock(&c->send_lock);
+        return -EPIPE;
+    }
+    while (iovcnt > 0) {
+        struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)MIN(iovcnt, IOV_MAX) };
+        ssize_t r = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+        if (r < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            ret = -errno;
+            c->send_failed = true;
+            break;
+        }
+        size_t n = (size_t)r;
+        while (iovcnt > 0 && n >= iov->iov_len) {
+            n -= iov->iov_len;
+            iov++;
+            iovcnt--;
+        }
+        if (iovcnt > 0) {
+            iov->iov_base = (char *)iov->iov_base + n;
+            iov->iov_len -= n;
+        }
+    }
+    g_mutex_unlock(&c->send_lock);
+    return ret;
+}
+
+void nbd_conn_shutdown_read(NbdConn *c)
+{
+    g_atomic_int_set(&c->closing, 1);
+    shutdown(c->fd, SHUT_RD);
+}
+
+/* ---- connections ---- */
+
+static void conn_free(NbdConn *c)
+{
+    if (c->fd >= 0) {
+        close(c->fd);
+    }
+    g_mutex_clear(&c->recv_lock);
+    g_mutex_clear(&c->send_lock);
+    g_mutex_clear(&c->mem_lock);
+    g_cond_clear(&c->mem_cond);
+    g_free(c->rbuf);
+    g_free(c->peer);
+    g_free(c);
+}
+
+static void set_recv_timeout(int fd, int seconds)
+{
+    struct timeval tv = { .tv_sec = seconds, .tv_usec = 0 };
+
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
+static gpointer conn_thread(gpointer opaque)
+{
+    NbdConn *c = opaque;
+
+    set_recv_timeout(c->fd, NBD_HANDSHAKE_TIMEOUT_S);
+    if (nbd_handshake(c)) {
+        set_recv_timeout(c->fd, 0);
+        nbd_conn_serve(c);
+        if (c->exp->writable && g_atomic_int_get(&c->dirty)) {
+            int r = blockdev_flush(c->exp->bd);
+            if (r < 0) {
+                g_warning("nbd: flush %s at disconnect of %s: %s", c->exp->name, c->peer,
+                          g_strerror(-r));
+            }
+        }
+    }
+    shutdown(c->fd, SHUT_RDWR);
+
+    g_mutex_lock(&srv_lock);
+    NbdExport *exp = c->exp;
+    c->exp = NULL;
+    the_server->conns = g_list_remove(the_server->conns, c);
+    the_server->nconns--;
+    g_cond_broadcast(&srv_cond);
+    g_mutex_unlock(&srv_lock);
+
+    nbd_export_unref(exp);
+    conn_free(c);
+    return NULL;
+}
+
+static char *peer_name(const struct sockaddr_storage *ss)
+{
+    char host[NI_MAXHOST], serv[NI_MAXSERV];
+
+    if (ss->ss_family == AF_UNIX) {
+        return g_strdup("unix client");
+    }
+    if (getnameinfo((const struct sockaddr *)ss, sizeof(*ss), host, sizeof(host), serv,
+                    sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+        return g_strdup("tcp client");
+    }
+    return g_strdup_printf(ss->ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, serv);
+}
+
+static void accept_one(NbdServer *srv)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen = sizeof(ss);
+    int fd = accept4(srv->listen_fd, (struct sockaddr *)&ss, &sslen, SOCK_CLOEXEC);
+
+    if (fd < 0) {
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            g_warning("nbd: accept: %s", g_strerror(errno));
+            g_usleep(100 * 1000);
+        }
+        return;
+    }
+    if (srv->is_tcp) {
+        int one = 1;
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    memset((char *)&ss + sslen, 0, sizeof(ss) - MIN(sslen, sizeof(ss)));
+    g_autofree char *peer = peer_name(&ss);
+
+    g_mutex_lock(&srv_lock);
+    if (srv->max_conns > 0 && srv->nconns >= srv->max_conns) {
+        g_mutex_unlock(&srv_lock);
+        g_message("nbd: refusing %s: %u connections open already", peer, srv->max_conns);
+        close(fd);
+        return;
+    }
+    NbdConn *c = g_new0(NbdConn, 1);
+    c->fd = fd;
+    c->peer = g_steal_pointer(&peer);
+    c->rbuf = g_malloc(NBD_RBUF_SIZE);
+    g_mutex_init(&c->recv_lock);
+    g_mutex_init(&c->send_lock);
+    g_mutex_init(&c->mem_lock);
+    g_cond_init(&c->mem_cond);
+    srv->conns = g_list_prepend(srv->conns, c);
+    srv->nconns++;
+    g_mutex_unlock(&srv_lock);
+
+    g_autoptr(GError) err = NULL;
+    GThread *t = g_thread_try_new("nbd-conn", conn_thread, c, &err);
+    if (t == NULL) {
+        g_warning("nbd: serve %s: cannot start a thread: %s", c->peer, err->message);
+        g_mutex_lock(&srv_lock);
+        srv->conns = g_list_remove(srv->conns, c);
+        srv->nconns--;
+        g_cond_broadcast(&srv_cond);
+        g_mutex_unlock(&srv_lock);
+        conn_free(c);
+        return;
+    }
+    g_thread_unref(t); /* detached: the thread takes itself off the list */
+}
+
+static gpointer accept_thread(gpointer opaque)
+{
+    NbdServer *srv = opaque;
+
+    for (;;) {
+        struct pollfd pfd[2] = {
+            { .fd = srv->listen_fd, .events = POLLIN },
+            { .fd = srv->wake_fd, .events = POLLIN },
+        };
+        if (poll(pfd, 2, -1) < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            g_warning("nbd: poll on the listening socket: %s", g_strerror(errno));
+            g_usleep(100 * 1000);
+            continue;
+        }
+        if (pfd[1].revents) {
+            break;
+        }
+        if (pfd[0].revents) {
+            accept_one(srv);
+        }
+    }
+    return NULL;
+}
+
+/* ---- listening ---- */
+
+static int listen_unix(const char *path, GError **errp)
+{
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    struct stat st;
+
+    if (strlen(path) >= sizeof(sun.sun_path)) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "nbd-server-start: %s: socket path too long (max %zu bytes)", path,
+                    sizeof(sun.sun_path) - 1);
+        return -1;
+    }
+    strcpy(sun.sun_path, path);
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            g_set_error(errp, G_IO_ERROR, G_IO_ERROR_EXISTS,
+                        "nbd-server-start: %s: exists and is not a socket", path);
+            return -1;
+        }
+        unlink(path); /* a stale socket of an earlier run */
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, 128) < 0) {
+        int err = errno;
+        g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(err), "nbd-server-start: %s: %s",
+                    path, g_strerror(err));
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -1;
+    }
+    return fd;
+}
+
+static int listen_inet(const char *host, const char *port, GError **errp)
+{
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+    struct addrinfo *res = NULL;
+    int gai = getaddrinfo(host, port, &hints, &res);
+    int err = 0;
+
+    if (gai != 0) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "nbd-server-start: %s:%s: %s", host ? host : "", port, gai_strerror(gai));
+        return -1;
+    }
+    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        int one = 1;
+        if (fd < 0) {
+            err = errno;
+            continue;
+        }
+        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 128) == 0) {
+            freeaddrinfo(res);
+            return fd;
+        }
+        err = errno;
+        close(fd);
+    }
+    freeaddrinfo(res);
+    g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(err), "nbd-server-start: %s:%s: %s",
+                host ? host : "", port, g_strerror(err));
+    return -1;
+}
+
+bool nbd_server_start(const NbdServerAddress *addr, guint max_connections, GError **errp)
+{
+    if (the_server != NULL) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_EXISTS,
+                    "nbd-server-start: NBD server already running");
+        return false;
+    }
+    g_autofree NbdServer *srv = g_new0(NbdServer, 1);
+    srv->listen_fd = -1;
+    srv->wake_fd = -1;
+    srv->max_conns = max_connections;
+
+    if (addr->type != NULL && strcmp(addr->type, "unix") == 0 && addr->path != NULL) {
+        srv->listen_fd = listen_unix(addr->path, errp);
+        srv->unix_path = g_strdup(addr->path);
+    } else if (addr->type != NULL && strcmp(addr->type, "inet") == 0 && addr->port != NULL) {
+        srv->listen_fd = listen_inet(addr->host, addr->port, errp);
+        srv->is_tcp = true;
+    } else {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "nbd-server-start: address needs type 'unix' with a path or 'inet' "
+                    "with a port");
+    }
+    if (srv->listen_fd < 0) {
+        g_free(srv->unix_path);
+        return false;
+    }
+    srv->wake_fd = eventfd(0, EFD_CLOEXEC);
+    if (srv->wake_fd < 0) {
+        int err = errno;
+        g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(err), "nbd-server-start: eventfd: %s",
+                    g_strerror(err));
+        goto fail_listen;
+    }
+    srv->exports = g_ptr_array_new();
+    srv->accept_thread = g_thread_try_new("nbd-accept", accept_thread, srv, errp);
+    if (srv->accept_thread == NULL) {
+        g_prefix_error(errp, "nbd-server-start: ");
+        g_ptr_array_unref(srv->exports);
+        close(srv->wake_fd);
+        goto fail_listen;
+    }
+    g_mutex_lock(&srv_lock);
+    the_server = g_steal_pointer(&srv);
+    g_mutex_unlock(&srv_lock);
+    return true;
+
+fail_listen:
+    close(srv->listen_fd);
+    if (srv->unix_path != NULL) {
+        unlink(srv->unix_path);
+        g_free(srv->unix_path);
+    }
+    return false;
+}
+
+bool nbd_server_add_export(const char *node_name, const char *export_name, bool writable,
+                           GError **errp)
+{
+    const char *name = export_name != NULL ? export_name : node_name;
+
+    if (the_server == NULL) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_INITIALIZED,
+                    "nbd-server-add: NBD server not running");
+        return false;
+    }
+    if (strlen(name) > NBD_MAX_STRING) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "nbd-server-add: export name longer than %d bytes", NBD_MAX_STRING);
+        return false;
+    }
+    BlockDev *bd = blockdev_find(node_name, errp);
+    if (bd == NULL) {
+        g_prefix_error(errp, "nbd-server-add: ");
+        return false;
+    }
+    if (writable && blockdev_is_read_only(bd)) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_READ_ONLY,
+                    "nbd-server-add %s: node %s is read-only", name, node_name);
+        blockdev_unref(bd);
+        return false;
+    }
+    NbdExport *exp = g_new0(NbdExport, 1);
+    exp->refcount = 1;
+    exp->name = g_strdup(name);
+    exp->bd = bd;
+    exp->size = blockdev_get_size(bd);
+    exp->writable = writable;
+
+    g_mutex_lock(&srv_lock);
+    if (lookup_export_locked(name, NULL) != NULL) {
+        g_mutex_unlock(&srv_lock);
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_EXISTS,
+                    "nbd-server-add: export '%s' exists already", name);
+        nbd_export_unref(exp);
+        return false;
+    }
+    g_ptr_array_add(the_server->exports, exp);
+    g_mutex_unlock(&srv_lock);
+    return true;
+}
+
+static guint export_users_locked(NbdExport *exp)
+{
+    guint n = 0;
+
+    for (GList *l = the_server->conns; l != NULL; l = l->next) {
+        NbdConn *c = l->data;
+        if (c->exp == exp) {
+            n++;
+        }
+    }
+    return n;
+}
+
+/* Ask the connections that match (exp, or all if NULL) to finish; wait until they
+ * have, cutting them after NBD_STOP_GRACE_S. Called with srv_lock held. */
+static void close_conns_locked(NbdExport *exp)
+{
+    for (GList *l = the_server->conns; l != NULL; l = l->next) {
+        NbdConn *c = l->data;
+        if (exp == NULL || c->exp == exp) {
+            nbd_conn_shutdown_read(c);
+        }
+    }
+    gint64 deadline = g_get_monotonic_time() + NBD_STOP_GRACE_S * G_TIME_SPAN_SECOND;
+    bool cut = false;
+    while (exp == NULL ? the_server->nconns > 0 : export_users_locked(exp) > 0) {
+        if (cut) {
+            g_cond_wait(&srv_cond, &srv_lock);
+        } else if (!g_cond_wait_until(&srv_cond, &srv_lock, deadline)) {
+            for (GList *l = the_server->conns; l != NULL; l = l->next) {
+                NbdConn *c = l->data;
+                if (exp == NULL || c->exp == exp) {
+                    shutdown(c->fd, SHUT_RDWR);
+                }
+            }
+            cut = true;
+        }
+    }
+}
+
+bool nbd_server_remove_export(const char *export_name, bool hard, GError **errp)
+{
+    guint index = 0;
+
+    if (the_server == NULL) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_INITIALIZED,
+                    "nbd-server-remove: NBD server not running");
+        return false;
+    }
+    g_mutex_lock(&srv_lock);
+    NbdExport *exp = lookup_export_locked(export_name, &index);
+    if (exp == NULL) {
+        g_mutex_unlock(&srv_lock);
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+                    "nbd-server-remove: export '%s' not found", export_name);
+        return false;
+    }
+    if (!hard && export_users_locked(exp) > 0) {
+        g_mutex_unlock(&srv_lock);
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_BUSY,
+                    "nbd-server-remove: export '%s' has clients connected", export_name);
+        return false;
+    }
+    g_ptr_array_remove_index(the_server->exports, index);
+    close_conns_locked(exp);
+    g_mutex_unlock(&srv_lock);
+    nbd_export_unref(exp);
+    return true;
+}
+
+bool nbd_server_is_exported(const char *node_name)
+{
+    bool found = false;
+
+    g_mutex_lock(&srv_lock);
+    if (the_server != NULL) {
+        for (guint i = 0; i < the_server->exports->len && !found; i++) {
+            NbdExport *exp = g_ptr_array_index(the_server->exports, i);
+            found = strcmp(blockdev_get_name(exp->bd), node_name) == 0;
+        }
+    }
+    g_mutex_unlock(&srv_lock);
+    return found;
+}
+
+char **nbd_server_list_exports(void)
+{
+    return nbd_server_export_names();
+}
+
+bool nbd_server_stop(GError **errp)
+{
+    NbdServer *srv = the_server;
+    uint64_t one = 1;
+
+    if (srv == NULL) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_INITIALIZED,
+                    "nbd-server-stop: NBD server not running");
+        return false;
+    }
+    /* No new clients. */
+    while (write(srv->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR) {
+    }
+    g_thread_join(srv->accept_thread);
+    close(srv->listen_fd);
+    close(srv->wake_fd);
+    if (srv->unix_path != NULL) {
+        unlink(srv->unix_path);
+    }
+
+    /* Finish the clients, then drop the exports. */
+    g_mutex_lock(&srv_lock);
+    close_conns_locked(NULL);
+    GPtrArray *exports = srv->exports;
+    the_server = NULL;
+    g_mutex_unlock(&srv_lock);
+
+    for (guint i = 0; i < exports->len; i++) {
+        nbd_export_unref(g_ptr_array_index(exports, i));
+    }
+    g_ptr_array_unref(exports);
+    g_free(srv->unix_path);
+    g_free(srv);
+    return true;
+}

@@ -1,0 +1,267 @@
+# tests/functional/lib.bash — shared helpers of the NBD functional tests (sourced).
+#
+# Server abstraction. A test describes what to serve with nbd-serve's arguments:
+#     start_server [--tcp] --blockdev NODE,FILE[,ro][,direct] ... --export NODE[,writable] ...
+# plus --max-connections N. start_server runs the implementation named by
+# $NBD_SERVER_IMPL: "nbd-serve" (default; the test-only tests/tools/nbd-serve program)
+# or "vmad" (the daemon, $VMAD), and returns once the server accepts clients (or fails
+# the test; try_start_server returns 1 instead). Afterwards:
+#     SERVER_PID                  the server's pid (stop_server / kill_server use it)
+#     NBD_SOCK or NBD_PORT        where it listens (UNIX socket, or 127.0.0.1:PORT with --tcp)
+#     nbd_uri EXPORT              prints the client URI of an export
+# Another implementation needs server_argv_IMPL and server_ready_IMPL (see below).
+#
+# Every test gets a private directory $T (mktemp -d) that the EXIT trap removes after
+# stopping the server by pid.
+
+set -u
+export LC_ALL=C
+
+BUILDDIR=${BUILDDIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build}
+SRCDIR=${SRCDIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+NBD_SERVE=${NBD_SERVE:-$BUILDDIR/tests/tools/nbd-serve}
+NBD_SERVER_IMPL=${NBD_SERVER_IMPL:-nbd-serve}
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/vmad-nbd-test.XXXXXX")
+BUILD_TMP=
+SERVER_PID=
+NBD_SOCK=
+NBD_PORT=
+EXTRA_PIDS=()
+
+_cleanup() {
+    local p
+    for p in "${EXTRA_PIDS[@]}"; do
+        kill -9 "$p" 2>/dev/null
+    done
+    if [ -n "$SERVER_PID" ]; then
+        kill -9 "$SERVER_PID" 2>/dev/null
+        wait "$SERVER_PID" 2>/dev/null
+    fi
+    rm -rf "$T"
+    [ -z "$BUILD_TMP" ] || rm -rf "$BUILD_TMP"
+}
+trap _cleanup EXIT
+
+# A scratch directory in the build tree, for tests that need a file system accepting
+# O_DIRECT (/tmp may be tmpfs, which does not). Sets BUILD_TMP.
+make_build_tmp() {
+    mkdir -p "$BUILDDIR" || fail "mkdir $BUILDDIR"
+    BUILD_TMP=$(mktemp -d "$BUILDDIR/tmp-nbd-test.XXXXXX") || fail "mktemp in $BUILDDIR"
+}
+
+fail() {
+    echo "FAIL: $*" >&2
+    if [ -s "$T/server.log" ]; then
+        echo "--- server log (last lines) ---" >&2
+        tail -n 20 "$T/server.log" >&2
+    fi
+    exit 1
+}
+
+skip() {
+    echo "$*"
+    exit 77
+}
+
+need_tools() {
+    local t
+    for t in "$@"; do
+        command -v "$t" >/dev/null 2>&1 || skip "SKIP: $t is not installed"
+    done
+}
+
+# ---- implementations ----
+# server_argv_IMPL ARGS... sets SERVER_ARGV (the command line) from the common
+# arguments plus LISTEN (unix:PATH or tcp:PORT); server_ready_IMPL says whether the
+# started server accepts clients (every export added).
+
+_split_common_args() {      # sets _TCP, _MAXCONN, _ARGS (the rest)
+    _TCP=0 _MAXCONN= _ARGS=()
+    while [ $# -gt 0 ]; do
+        case $1 in
+        --tcp) _TCP=1 ;;
+        --max-connections) _MAXCONN=$2; shift ;;
+        *) _ARGS+=("$1") ;;
+        esac
+        shift
+    done
+}
+
+server_argv_nbd-serve() {
+    _split_common_args "$@"
+    SERVER_ARGV=("$NBD_SERVE" "${_ARGS[@]}")
+    [ -z "$_MAXCONN" ] || SERVER_ARGV+=(--max-connections "$_MAXCONN")
+    case $LISTEN in
+    unix:*) SERVER_ARGV+=(--socket "${LISTEN#unix:}") ;;
+    tcp:*) SERVER_ARGV+=(--tcp "127.0.0.1:${LISTEN#tcp:}") ;;
+    esac
+}
+
+server_ready_nbd-serve() {
+    grep -q '^ready$' "$T/server.out" 2>/dev/null
+}
+
+# vmad: the same disks and exports through its qemu-storage-daemon-style options.
+server_argv_vmad() {
+    _split_common_args "$@"
+    SERVER_ARGV=("${VMAD:-$BUILDDIR/vmad}")
+    local a val node file flags f n=0 nbd
+    set -- "${_ARGS[@]}"
+    while [ $# -gt 0 ]; do
+        a=$1 val=$2
+        shift 2
+        case $a in
+        --blockdev)
+            node=${val%%,*} val=${val#*,} file=${val%%,*} flags=
+            [ "$val" = "$file" ] || flags=${val#*,}
+            a="driver=file,node-name=$node,filename=${file//,/,,}"
+            for f in ${flags//,/ }; do
+                case $f in
+                ro) a+=",read-only=on" ;;
+                direct) a+=",cache.direct=on" ;;
+                esac
+            done
+            SERVER_ARGV+=(--blockdev "$a")
+            ;;
+        --export)
+            node=${val%%,*} flags=
+            [ "$val" = "$node" ] || flags=${val#*,}
+            n=$((n + 1))
+            a="nbd,id=export$n,node-name=$node"
+            for f in ${flags//,/ }; do
+                case $f in
+                writable) a+=",writable=on" ;;
+                name=*) a+=",$f" ;;
+                esac
+            done
+            EXPORT_OPTS+=(--export "$a")
+            ;;
+        esac
+    done
+    case $LISTEN in
+    unix:*) nbd="addr.type=unix,addr.path=${LISTEN#unix:}" ;;
+    tcp:*) nbd="addr.type=inet,addr.host=127.0.0.1,addr.port=${LISTEN#tcp:}" ;;
+    esac
+    [ -z "$_MAXCONN" ] || nbd+=",max-connections=$_MAXCONN"
+    SERVER_ARGV+=(--nbd-server "$nbd" "${EXPORT_OPTS[@]}" --pidfile "$T/vmad.pid")
+    EXPORT_OPTS=()
+}
+EXPORT_OPTS=()
+
+server_ready_vmad() {
+    [ -s "$T/vmad.pid" ]
+}
+
+# Start a server; 0 once it serves, 1 if it failed to start (its stderr is in
+# $T/server.log). Takes the common arguments described at the top.
+try_start_server() {
+    local tcp=0 a
+    for a in "$@"; do
+        [ "$a" != --tcp ] || tcp=1
+    done
+    local attempt i
+    for attempt in 1 2 3 4 5 6 7 8; do
+        rm -f "$T/server.out" "$T/vmad.pid"
+        : >"$T/server.log"
+        if [ $tcp = 1 ]; then
+            NBD_PORT=$((20000 + (RANDOM * 7 + attempt * 131) % 40000))
+            NBD_SOCK=
+            LISTEN=tcp:$NBD_PORT
+        else
+            NBD_SOCK=$T/nbd.sock
+            NBD_PORT=
+            LISTEN=unix:$NBD_SOCK
+        fi
+        "server_argv_$NBD_SERVER_IMPL" "$@"
+        [ -x "${SERVER_ARGV[0]}" ] || fail "${SERVER_ARGV[0]} not built (make test-build)"
+        "${SERVER_ARGV[@]}" >"$T/server.out" 2>>"$T/server.log" </dev/null &
+        SERVER_PID=$!
+        for i in $(seq 1 300); do
+            "server_ready_$NBD_SERVER_IMPL" && return 0
+            kill -0 "$SERVER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$SERVER_PID" 2>/dev/null; then
+            fail "server did not get ready in 30 s"
+        fi
+        wait "$SERVER_PID" 2>/dev/null
+        SERVER_PID=
+        # a taken port is worth another try; anything else is a failure
+        if [ $tcp = 1 ] && grep -q 'Address already in use' "$T/server.log"; then
+            continue
+        fi
+        return 1
+    done
+    fail "no free TCP port found"
+}
+
+start_server() {
+    try_start_server "$@" || fail "server failed to start: $(tail -n 1 "$T/server.log")"
+}
+
+# Stop the server gently (SIGTERM) and check it exits 0 within 20 s.
+stop_server() {
+    [ -n "$SERVER_PID" ] || return 0
+    kill -TERM "$SERVER_PID" 2>/dev/null
+    local i
+    for i in $(seq 1 200); do
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -9 "$SERVER_PID" 2>/dev/null
+        wait "$SERVER_PID" 2>/dev/null
+        SERVER_PID=
+        fail "server did not stop within 20 s of SIGTERM"
+    fi
+    local rc=0
+    wait "$SERVER_PID" || rc=$?
+    SERVER_PID=
+    [ $rc = 0 ] || fail "server exited with status $rc"
+    if [ -n "$NBD_SOCK" ] && [ -e "$NBD_SOCK" ]; then
+        fail "server left its socket $NBD_SOCK behind"
+    fi
+}
+
+# Kill the server hard (durability tests).
+kill_server() {
+    [ -n "$SERVER_PID" ] || return 0
+    kill -9 "$SERVER_PID" 2>/dev/null
+    wait "$SERVER_PID" 2>/dev/null
+    SERVER_PID=
+}
+
+server_alive() {
+    [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null
+}
+
+nbd_uri() {
+    if [ -n "$NBD_PORT" ]; then
+        echo "nbd://127.0.0.1:$NBD_PORT/$1"
+    else
+        echo "nbd+unix:///$1?socket=$NBD_SOCK"
+    fi
+}
+
+# qio EXPORT 'cmd' ... — qemu-io on an export; fails the test if any command fails.
+qio() {
+    local uri
+    uri=$(nbd_uri "$1")
+    shift
+    local args=() c
+    for c in "$@"; do
+        args+=(-c "$c")
+    done
+    local out rc=0
+    out=$(qemu-io -f raw "$uri" "${args[@]}" 2>&1) || rc=$?
+    if [ $rc != 0 ] || echo "$out" | grep -qiE 'fail|error|mismatch'; then
+        echo "$out" >&2
+        fail "qemu-io $uri ${args[*]} (exit $rc)"
+    fi
+}
+
+# Fill a file with reproducible pseudo-random data: make_random FILE SIZE_MIB
+make_random() {
+    head -c "$(($2 * 1024 * 1024))" /dev/urandom >"$1"
+}
