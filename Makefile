@@ -145,7 +145,7 @@ demo: deps
 	$(MAKE) all
 	BUILDDIR=$(abspath $(BUILDDIR)) scripts/demo.sh
 
-bench: all
+bench: test-build
 	BUILDDIR=$(abspath $(BUILDDIR)) bench/run.sh
 
 bench-vma: all
