@@ -70,8 +70,9 @@ size_bytes=$(to_bytes "$SIZE")
 big_bytes=$(to_bytes "$BIG_SIZE")
 chunk_bytes=$(to_bytes "$CHUNK")
 [ "$size_bytes" -gt 0 ] || die "SIZE must be > 0"
-[ "$chunk_bytes" -ge 4096 ] && [ $((chunk_bytes % 4096)) -eq 0 ] ||
+if [ "$chunk_bytes" -lt 4096 ] || [ $((chunk_bytes % 4096)) -ne 0 ]; then
     die "CHUNK must be a multiple of 4096"
+fi
 case "$RUNS" in ''|*[!0-9]*|0) die "RUNS must be a positive integer" ;; esac
 
 [ -x "$TIME" ] || die "$TIME is missing (Debian package 'time'; scripts/install-deps.sh installs it)"
@@ -99,7 +100,7 @@ if [ "$fstype" = tmpfs ] || [ "$fstype" = ramfs ]; then
     echo "vma-bench: warning: $BENCH_TMPDIR is $fstype: timings will not reflect a disk" >&2
 fi
 # Image (3/4 allocated) + archive + extracted disk + one copy at a time.
-need_kib=$((size_bytes / 1024 * 3))
+need_kib=$((size_bytes * 3 / 1024))
 avail_kib=$(df -Pk "$BENCH_TMPDIR" | awk 'NR == 2 { print $4 }')
 [ "$avail_kib" -ge "$need_kib" ] ||
     die "$BENCH_TMPDIR has $((avail_kib >> 20)) GiB free, about $((need_kib >> 20)) GiB needed"
@@ -309,7 +310,7 @@ for mode in "${modes[@]}"; do
         [ -n "${T[$key]:-}" ] || continue
         med=$(median <<<"${T[$key]}")
         rss=$(maxof <<<"${R[$key]}")
-        runs=$(echo ${T[$key]})
+        runs=${T[$key]% }
         ratio="—"
         peer=${PEER[$row]:-}
         if [ -n "$peer" ] && [ -n "${T[$mode|$peer]:-}" ]; then
