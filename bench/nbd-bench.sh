@@ -8,7 +8,9 @@
 # server starts), page cache on (our server and QSD
 # use buffered I/O by default, qemu-nbd gets --cache=writeback). Runs are interleaved
 # (run 1 of every server, then run 2, ...) so that noise from other work on the
-# machine hits every server alike; the table shows the median of RUNS runs.
+# machine hits every server alike; the tables show the median of RUNS runs: throughput,
+# and the server's CPU time (user + system, from /proc) per request, which stays
+# meaningful on a machine busy with other work.
 #
 # Settings (environment):
 #   RUNS=3            runs per server and row
@@ -16,8 +18,9 @@
 #   SIZE_MIB=256      image size
 #   BENCH_DIR=        scratch directory (default: a mktemp dir under bench/work)
 #   OUR_SERVER=       command line of our server; {IMG} and {SOCK} are replaced.
-#                     Default: tests/tools/nbd-serve (build it with make test-build).
-#                     For vmad, put its command line here.
+#                     Default: $BUILDDIR/vmad if it is built, else the test tool
+#                     tests/tools/nbd-serve (make test-build); both run the same nbd/
+#                     and blockdev.c code.
 #   SERVERS="ours qsd qemu-nbd"
 set -euo pipefail
 
@@ -28,20 +31,26 @@ RUNS=${RUNS:-3}
 RUNTIME=${RUNTIME:-5}
 SIZE_MIB=${SIZE_MIB:-256}
 SERVERS=${SERVERS:-ours qsd qemu-nbd}
-DEFAULT_SERVER="$BUILDDIR/tests/tools/nbd-serve"' --blockdev disk0,{IMG} --export disk0,writable --socket {SOCK}'
+if [ -x "$BUILDDIR/vmad" ]; then
+    DEFAULT_SERVER="$BUILDDIR/vmad"' --blockdev driver=file,node-name=disk0,filename={IMG} --nbd-server addr.type=unix,addr.path={SOCK} --export nbd,id=e0,node-name=disk0,writable=on'
+else
+    DEFAULT_SERVER="$BUILDDIR/tests/tools/nbd-serve"' --blockdev disk0,{IMG} --export disk0,writable --socket {SOCK}'
+fi
 OUR_SERVER=${OUR_SERVER:-$DEFAULT_SERVER}
+echo "nbd-bench: ours = ${OUR_SERVER%% *}" >&2
 export LC_ALL=C
 
 for t in fio qemu-storage-daemon qemu-nbd python3; do
     command -v "$t" >/dev/null || { echo "nbd-bench: $t is not installed" >&2; exit 1; }
 done
-if [[ "$OUR_SERVER" == "$BUILDDIR/tests/tools/nbd-serve "* ]] && [ ! -x "$BUILDDIR/tests/tools/nbd-serve" ]; then
-    echo "nbd-bench: $BUILDDIR/tests/tools/nbd-serve missing: run make test-build" >&2
+if [ ! -x "${OUR_SERVER%% *}" ]; then
+    echo "nbd-bench: ${OUR_SERVER%% *} missing: run make test-build" >&2
     exit 1
 fi
 
 mkdir -p "$HERE/work"
 DIR=${BENCH_DIR:-$(mktemp -d "$HERE/work/nbd.XXXXXX")}
+cd "$DIR"
 IMG=$DIR/disk.raw
 SOCK=$DIR/nbd.sock
 RES=$DIR/results.txt
@@ -106,18 +115,26 @@ job_args() {
     esac
 }
 
+# CPU time (user + system, clock ticks) the server process has used so far
+server_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat"
+}
+
 run_job() {
-    local server=$1 job=$2 run=$3 json=$DIR/fio.json
+    local server=$1 job=$2 run=$3 json=$DIR/fio.json t0 t1
+    t0=$(server_ticks)
     # shellcheck disable=SC2046
     fio --name="$job" --ioengine=nbd --uri="nbd+unix:///disk0?socket=$SOCK" \
-        --size=${SIZE_MIB}M --time_based --runtime="$RUNTIME" --ramp_time=1 \
+        --size=${SIZE_MIB}M --time_based --runtime="$RUNTIME" \
         $(job_args "$job") --output-format=json --output="$json" >/dev/null
-    python3 - "$json" "$server" "$job" "$run" >>"$RES" <<'PY'
+    t1=$(server_ticks)
+    python3 - "$json" "$server" "$job" "$run" $((t1 - t0)) "$(getconf CLK_TCK)" >>"$RES" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))["jobs"][0]
 side = d["read"] if d["read"]["io_bytes"] > 0 else d["write"]
 iops, bw = side["iops"], side["bw_bytes"] / 1048576
-print(sys.argv[2], sys.argv[3], sys.argv[4], "%.1f" % iops, "%.1f" % bw)
+cpu_us = int(sys.argv[5]) * 1e6 / int(sys.argv[6]) / max(side["total_ios"], 1)
+print(sys.argv[2], sys.argv[3], sys.argv[4], "%.1f" % iops, "%.1f" % bw, "%.2f" % cpu_us)
 PY
     tail -n 1 "$RES" >&2
 }
@@ -140,17 +157,29 @@ def med(server, job, col):
     v = [float(r[col]) for r in rows if r[0] == server and r[1] == job]
     return statistics.median(v) if v else float("nan")
 names = {"ours": "ours", "qsd": "qemu-storage-daemon", "qemu-nbd": "qemu-nbd"}
-hdr = ["job", "unit"] + [names.get(s, s) for s in servers]
 others = [s for s in servers if s != "ours"]
-if "ours" in servers:
-    hdr += ["ours / " + names.get(s, s) for s in others]
-print("| " + " | ".join(hdr) + " |")
-print("|" + "---|" * len(hdr))
-for job in jobs:
-    col, unit = (3, "IOPS") if job.endswith("4k") else (4, "MiB/s")
-    vals = {s: med(s, job, col) for s in servers}
-    cells = [job, unit] + ["%.0f" % vals[s] for s in servers]
+def table(title, metric):
+    hdr = ["job", title] + [names.get(s, s) for s in servers]
     if "ours" in servers:
-        cells += ["%.2f" % (vals["ours"] / vals[s]) if vals[s] else "-" for s in others]
-    print("| " + " | ".join(cells) + " |")
+        hdr += ["ours / " + names.get(s, s) for s in others]
+    print("| " + " | ".join(hdr) + " |")
+    print("|" + "---|" * len(hdr))
+    for job in jobs:
+        col, unit, better = metric(job)
+        vals = {s: med(s, job, col) for s in servers}
+        cells = [job, unit] + ["%.1f" % vals[s] if col == 5 else "%.0f" % vals[s]
+                               for s in servers]
+        if "ours" in servers:
+            cells += ["%.2f" % (vals["ours"] / vals[s] if better == "high"
+                                else vals[s] / vals["ours"]) if vals[s] and vals["ours"]
+                      else "-" for s in others]
+        print("| " + " | ".join(cells) + " |")
+    print()
+print("Throughput (median of %d runs; ratio > 1: ours is faster)" %
+      len({r[2] for r in rows}))
+print()
+table("unit", lambda j: (3, "IOPS", "high") if j.endswith("4k") else (4, "MiB/s", "high"))
+print("Server CPU time per request, user + system, µs (median; ratio > 1: ours uses less)")
+print()
+table("unit", lambda j: (5, "µs/req", "low"))
 PY

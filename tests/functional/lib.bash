@@ -3,8 +3,8 @@
 # Server abstraction. A test describes what to serve with nbd-serve's arguments:
 #     start_server [--tcp] --blockdev NODE,FILE[,ro][,direct] ... --export NODE[,writable] ...
 # plus --max-connections N. start_server runs the implementation named by
-# $NBD_SERVER_IMPL: "nbd-serve" (default; the test-only tests/tools/nbd-serve program)
-# or "vmad" (the daemon, $VMAD), and returns once the server accepts clients (or fails
+# $NBD_SERVER_IMPL: "vmad" (default: the daemon, $VMAD) or "nbd-serve" (the
+# test-only tests/tools/nbd-serve program, the NBD server without the monitor), and returns once the server accepts clients (or fails
 # the test; try_start_server returns 1 instead). Afterwards:
 #     SERVER_PID                  the server's pid (stop_server / kill_server use it)
 #     NBD_SOCK or NBD_PORT        where it listens (UNIX socket, or 127.0.0.1:PORT with --tcp)
@@ -20,7 +20,7 @@ export LC_ALL=C
 BUILDDIR=${BUILDDIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build}
 SRCDIR=${SRCDIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 NBD_SERVE=${NBD_SERVE:-$BUILDDIR/tests/tools/nbd-serve}
-NBD_SERVER_IMPL=${NBD_SERVER_IMPL:-nbd-serve}
+NBD_SERVER_IMPL=${NBD_SERVER_IMPL:-vmad}
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/vmad-nbd-test.XXXXXX")
 BUILD_TMP=
@@ -42,6 +42,9 @@ _cleanup() {
     [ -z "$BUILD_TMP" ] || rm -rf "$BUILD_TMP"
 }
 trap _cleanup EXIT
+# Work inside $T: tools that drop files into the current directory (fio's verify
+# state) must not touch the source tree.
+cd "$T" || exit 1
 
 # A scratch directory in the build tree, for tests that need a file system accepting
 # O_DIRECT (/tmp may be tmpfs, which does not). Sets BUILD_TMP.
