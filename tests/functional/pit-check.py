@@ -20,7 +20,11 @@ while the disks changed) and LO..HI is the interval (ns) in which the cut can li
 
 What is provable, and what is checked
 -------------------------------------
-pit-writer never has two requests in flight that touch the same 4 KiB block, so the
+Units. The log says how large a stamped unit is (pit-writer --unit: 4096 by default, or
+512..2048 for requests that are not 4 KiB-aligned); "block" below and in messages means
+one such unit, numbered from the start of the disk.
+
+pit-writer never has two requests in flight that touch the same block, so the
 requests on one block b form a sequence r1, r2, ... in which each was sent after the
 previous one was acknowledged (the checker verifies this from the log). Before r1 the
 block holds the prefill (generation 0). The server applies a request somewhere between
@@ -98,8 +102,9 @@ def stamp_record(run_id, disk, block, gen):
         + struct.pack("<QQ", block, gen)
 
 
-def stamp_block(run_id, disk, block, gen, length=BLOCK):
-    return (stamp_record(run_id, disk, block, gen) * (BLOCK // STAMP))[:length]
+def stamp_block(run_id, disk, block, gen, length=BLOCK, unit=BLOCK):
+    """The stamp of one unit (`block`: the unit's number), cut to length bytes."""
+    return (stamp_record(run_id, disk, block, gen) * (unit // STAMP))[:length]
 
 
 class Op:
@@ -119,14 +124,17 @@ class Op:
 class Log:
     """A parsed pit-writer log with per-block request sequences."""
 
-    def __init__(self, run_id, disks, ops):
+    def __init__(self, run_id, disks, ops, unit=BLOCK):
+        if unit not in (512, 1024, 2048, 4096):
+            raise CheckFailed("log: unit %r is not 512, 1024, 2048 or 4096" % unit)
+        self.unit = U = unit
         self.run_id = run_id
         self.disks = disks          # [{"uri", "size", "name"}]
         self.ops = sorted(ops, key=lambda o: o.gen)
         self.by_gen = {}
         self.blocks = []            # per disk: per block: [Op...] in order
         for d in disks:
-            self.blocks.append([[] for _ in range((d["size"] + BLOCK - 1) // BLOCK)])
+            self.blocks.append([[] for _ in range((d["size"] + U - 1) // U)])
         for o in self.ops:
             if o.status != 0:
                 raise CheckFailed("request %r failed with errno %d: the writer saw an error"
@@ -135,8 +143,8 @@ class Log:
                 raise CheckFailed("log: request gen %d names disk %d of %d"
                                   % (o.gen, o.disk, len(disks)))
             size = disks[o.disk]["size"]
-            if o.length == 0 or o.offset % BLOCK or o.offset + o.length > size or \
-                    (o.length % BLOCK and o.offset + o.length != size):
+            if o.length == 0 or o.offset % U or o.offset + o.length > size or \
+                    (o.length % U and o.offset + o.length != size):
                 raise CheckFailed("log: request %r is not block-aligned inside disk %d"
                                   % (o, o.disk))
             if o.gen in self.by_gen or o.gen == 0:
@@ -145,7 +153,7 @@ class Log:
                 raise CheckFailed("log: request %r acknowledged before it was sent" % o)
             self.by_gen[o.gen] = o
             lst = self.blocks[o.disk]
-            for b in range(o.offset // BLOCK, (o.offset + o.length + BLOCK - 1) // BLOCK):
+            for b in range(o.offset // U, (o.offset + o.length + U - 1) // U):
                 seq = lst[b]
                 if seq and seq[-1].ack > o.send:
                     raise CheckFailed(
@@ -171,10 +179,10 @@ class Log:
         for d in head["disks"]:
             name = urllib.parse.urlparse(d["uri"]).path.lstrip("/")
             disks.append({"uri": d["uri"], "size": d["size"], "name": name})
-        return cls(head["run_id"], disks, ops)
+        return cls(head["run_id"], disks, ops, head.get("unit", BLOCK))
 
     def write(self, path):
-        head = {"run_id": self.run_id, "seed": 0,
+        head = {"run_id": self.run_id, "seed": 0, "unit": self.unit,
                 "disks": [{"uri": d["uri"], "size": d["size"]} for d in self.disks]}
         with open(path, "wb") as f:
             f.write(json.dumps(head).encode() + b"\n")
@@ -200,7 +208,7 @@ def classify(log, d, b, blk):
     if len(blk) < 4 or blk[:4] != b"PITW" or len(blk) < STAMP:
         raise CheckFailed("%s: not a pit-writer stamp: %s" % (where, describe(blk)))
     run, disk, chk, block, gen = struct.unpack("<IIIQQ", blk[4:STAMP])
-    if blk != (blk[:STAMP] * (BLOCK // STAMP))[:len(blk)]:
+    if blk != (blk[:STAMP] * (log.unit // STAMP))[:len(blk)]:
         first = next(i for i in range(STAMP, len(blk)) if blk[i] != blk[i % STAMP])
         raise CheckFailed("%s: torn block: the stamp %s changes at byte %d (%s there)"
                           % (where, describe(blk), first,
@@ -293,7 +301,7 @@ def check_pit(log, images, sent, returned):
             raise CheckFailed("disk %d (%s): %d bytes in the backup, the disk has %d"
                               % (d, disk["name"], len(img), disk["size"]))
         for b, seq in enumerate(log.blocks[d]):
-            blk = img[b * BLOCK:(b + 1) * BLOCK]
+            blk = img[b * log.unit:(b + 1) * log.unit]
             what = classify(log, d, b, blk)
             cands = candidates(log, d, b, what)
             where = "disk %d (%s) block %d" % (d, disk["name"], b)
@@ -367,10 +375,10 @@ def check_final(log, images):
             raise CheckFailed("disk %d (%s): %d bytes, expected %d"
                               % (d, disk["name"], len(img), disk["size"]))
         for b, seq in enumerate(log.blocks[d]):
-            blk = img[b * BLOCK:(b + 1) * BLOCK]
+            blk = img[b * log.unit:(b + 1) * log.unit]
             last = seq[-1] if seq else None
             if last is None or last.type == WRITE:
-                want = stamp_block(log.run_id, d, b, last.gen if last else 0, len(blk))
+                want = stamp_block(log.run_id, d, b, last.gen if last else 0, len(blk), log.unit)
             else:
                 want = bytes(len(blk))
             if blk != want:
@@ -436,26 +444,26 @@ def state_at(log, t_of_block):
     for d, disk in enumerate(log.disks):
         img = bytearray()
         for b, seq in enumerate(log.blocks[d]):
-            n = min(BLOCK, disk["size"] - b * BLOCK)
+            n = min(log.unit, disk["size"] - b * log.unit)
             cur = None
             t = t_of_block(d, b)
             for o in seq:
                 if (o.send + o.ack) / 2 < t:
                     cur = o
             if cur is None or cur.type == WRITE:
-                img += stamp_block(log.run_id, d, b, cur.gen if cur else 0, n)
+                img += stamp_block(log.run_id, d, b, cur.gen if cur else 0, n, log.unit)
             else:
                 img += bytes(n)
         images.append(bytes(img))
     return images
 
 
-def simulate(seed, sizes, nops=400):
+def simulate(seed, sizes, nops=400, unit=BLOCK):
     """A random history like pit-writer's: no two requests on a block overlap in time."""
     rnd = random.Random(seed)
     disks = [{"uri": "nbd+unix:///d%d?socket=x" % i, "size": s, "name": "d%d" % i}
              for i, s in enumerate(sizes)]
-    free_at = [[0] * ((s + BLOCK - 1) // BLOCK) for s in sizes]
+    free_at = [[0] * ((s + unit - 1) // unit) for s in sizes]
     ops, t = [], 1000
     for gen in range(1, nops + 1):
         d = rnd.randrange(len(sizes))
@@ -468,12 +476,12 @@ def simulate(seed, sizes, nops=400):
         for b in range(b0, b1):
             free_at[d][b] = ack
         typ = rnd.choice((WRITE, WRITE, WRITE, ZERO, TRIM))
-        off = b0 * BLOCK
-        ops.append(Op(gen, send, ack, off, min(b1 * BLOCK, sizes[d]) - off, d, typ))
+        off = b0 * unit
+        ops.append(Op(gen, send, ack, off, min(b1 * unit, sizes[d]) - off, d, typ))
     ops.sort(key=lambda o: o.send)
     for i, o in enumerate(ops):     # generations in send order, as pit-writer takes them
         o.gen = i + 1
-    return Log(1234, disks, ops), t
+    return Log(1234, disks, ops, unit), t
 
 
 def selftest():
@@ -568,7 +576,8 @@ def selftest():
     caught = 0
     trials = 40
     for seed in range(trials):
-        slog, tend = simulate(seed, [9 * BLOCK + 512, 40 * BLOCK, 16 * BLOCK])
+        slog, tend = simulate(seed, [9 * BLOCK + 512, 40 * BLOCK, 16 * BLOCK],
+                              unit=(BLOCK, 512)[seed % 2])
         rnd = random.Random(seed)
         t = rnd.randrange(2000, tend - 2000)
         S2, R2 = t - rnd.randrange(1, 50), t + rnd.randrange(1, 50)

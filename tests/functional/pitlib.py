@@ -32,6 +32,13 @@ class Writer:
         line = self._line()
         if not line.startswith("ready "):
             raise WriterError("pit-writer did not get ready: %r" % line)
+        # the log's timestamps are comparable with ours only if both read one clock
+        t1 = time.monotonic_ns()
+        t = int(self.cmd("clock", "clock ").split()[1])
+        t2 = time.monotonic_ns()
+        if not t1 <= t <= t2:
+            raise WriterError("pit-writer's clock %d is not between our readings %d and %d"
+                              % (t, t1, t2))
 
     def _line(self):
         deadline = time.monotonic() + self.timeout

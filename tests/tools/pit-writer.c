@@ -5,17 +5,18 @@
  * archive holds the disks as they were at one instant (point in time).
  *
  *   pit-writer --log FILE [--seed N] [--run-id N] [--conns N] [--depth N] [--rate OPS]
- *              [--max-blocks N] [--no-zero] [--no-trim] URI...
+ *              [--max-blocks N] [--unit BYTES] [--no-zero] [--no-trim] URI...
  *
  * Design note
  * -----------
  * Disks. Disk i is the export of the i-th URI (nbd+unix:///EXPORT?socket=SOCK), seen as
- * 4 KiB blocks; the last block may be partial when the size is not a multiple of 4096.
+ * blocks of --unit bytes (4 KiB by default; 512, 1 KiB or 2 KiB make requests that are
+ * not 4 KiB-aligned); the last block may be partial when the size is not a multiple.
  *
- * Stamps. Every 4 KiB block written carries the 32-byte record
+ * Stamps. Every block written carries the 32-byte record
  *       "PITW" | run id u32 | disk u32 | check u32 | block u64 | generation u64
- * (little-endian; check = a hash of the other fields) repeated 128 times; a partial
- * last block gets the first bytes of that. Generation 0 is the prefill; every request
+ * (little-endian; check = a hash of the other fields) repeated to fill the block; a
+ * partial last block gets the first bytes of that. Generation 0 is the prefill; every request
  * takes its generation from one global counter (1, 2, ...) immediately before it is
  * sent, so a block's content names the request that wrote it. Write-zeroes and trim
  * requests take a generation too and are logged as such: their blocks read as zeros.
@@ -26,14 +27,14 @@
  * writes, write-zeroes (sometimes with NO_HOLE), trims, FUA on some writes. Random
  * choices come from --seed (each thread its own stream).
  *
- * No overlap in flight. Two requests in flight at once never touch the same 4 KiB block
+ * No overlap in flight. Two requests in flight at once never touch the same block
  * (a per-disk table of busy blocks; a range that collides is re-drawn). So the
  * requests touching one block are totally ordered: each was sent after the previous
  * one was acknowledged, and their generations ascend in that order. The checker relies
  * on this (and verifies it from the log): a block's content after a request was
  * acknowledged is that request's, until the next request on the block is sent.
  *
- * Log. FILE starts with one line of JSON ({"run_id", "seed", "disks": [{"uri",
+ * Log. FILE starts with one line of JSON ({"run_id", "seed", "unit", "disks": [{"uri",
  * "size"}...]}) and then one 40-byte little-endian record per request:
  *       gen u64 | send_ns u64 | ack_ns u64 | offset u64 | length u32 | disk u8 |
  *       type u8 (1 write, 2 write-zeroes, 3 trim) | status i16 (0 or an errno)
@@ -63,8 +64,7 @@
 #include <glib.h>
 #include <libnbd.h>
 
-#define BLOCK 4096u
-#define CLUSTER_BLOCKS 16u       /* 64 KiB VMA clusters */
+#define CLUSTER 65536u          /* VMA clusters */
 #define STAMP_LEN 32u
 #define MAX_CONNS 16
 #define MAX_DEPTH 64
@@ -119,7 +119,11 @@ typedef struct Worker {
 static struct {
     uint32_t run_id;
     uint64_t seed;
-    unsigned conns, depth, max_blocks;
+    unsigned conns, depth;
+    unsigned unit;               /* bytes per stamped unit: 512..4096 */
+    unsigned cu;                 /* units per 64 KiB cluster */
+    unsigned k4;                 /* units per 4 KiB */
+    unsigned max_units;          /* largest request */
     double rate;
     bool no_zero, no_trim;
     Disk disks[MAX_DISKS];
@@ -183,7 +187,7 @@ static uint32_t stamp_check(uint32_t run_id, uint32_t disk, uint64_t block, uint
     return (uint32_t)(h ^ (h >> 32));
 }
 
-/* Fill BLOCK bytes at p with the stamp of (disk, block, gen). */
+/* Fill one unit at p with the stamp of (disk, unit number, gen). */
 static void stamp_block(uint8_t *p, unsigned disk, uint64_t block, uint64_t gen)
 {
     uint8_t rec[STAMP_LEN];
@@ -194,14 +198,14 @@ static void stamp_block(uint8_t *p, unsigned disk, uint64_t block, uint64_t gen)
     put32(rec + 12, stamp_check(G.run_id, disk, block, gen));
     put64(rec + 16, block);
     put64(rec + 24, gen);
-    for (unsigned i = 0; i < BLOCK; i += STAMP_LEN) {
+    for (unsigned i = 0; i < G.unit; i += STAMP_LEN) {
         memcpy(p + i, rec, STAMP_LEN);
     }
 }
 
 static uint64_t blocks_end_offset(const Disk *d, uint64_t b1)
 {
-    uint64_t end = b1 * BLOCK;
+    uint64_t end = b1 * G.unit;
 
     return end > d->size ? d->size : end;
 }
@@ -262,32 +266,32 @@ static void draw(Worker *w, int *type, uint64_t *b0, uint64_t *b1)
 
     *type = OP_WRITE;
     if (r < 55) {
-        len = 1 + rng_below(&w->rng, 4);
+        len = 1 + rng_below(&w->rng, 4 * G.k4);
         start = rng_below(&w->rng, n);
-    } else if (r < 72 && n > CLUSTER_BLOCKS) {
+    } else if (r < 72 && n > G.cu) {
         /* straddle a cluster boundary */
-        uint64_t c = 1 + rng_below(&w->rng, (n - 1) / CLUSTER_BLOCKS);
-        uint64_t before = 1 + rng_below(&w->rng, 8);
+        uint64_t c = 1 + rng_below(&w->rng, (n - 1) / G.cu);
+        uint64_t before = 1 + rng_below(&w->rng, 8 * G.k4);
 
-        start = c * CLUSTER_BLOCKS - before;
-        len = before + 1 + rng_below(&w->rng, 8);
+        start = c * G.cu - before;
+        len = before + 1 + rng_below(&w->rng, 8 * G.k4);
     } else if (r < 78) {
-        len = CLUSTER_BLOCKS + rng_below(&w->rng, G.max_blocks);
+        len = G.cu + rng_below(&w->rng, G.max_units);
         start = rng_below(&w->rng, n);
     } else if (r < 90 && !G.no_zero && d->can_zero) {
         *type = OP_ZERO;
-        len = 1 + rng_below(&w->rng, 2 * CLUSTER_BLOCKS);
+        len = 1 + rng_below(&w->rng, 2 * G.cu);
         start = rng_below(&w->rng, n);
     } else if (r < 100 && !G.no_trim && d->can_trim) {
         *type = OP_TRIM;
-        len = 1 + rng_below(&w->rng, 2 * CLUSTER_BLOCKS);
+        len = 1 + rng_below(&w->rng, 2 * G.cu);
         start = rng_below(&w->rng, n);
     } else {
         len = 1;
         start = rng_below(&w->rng, n);
     }
-    if (len > G.max_blocks) {
-        len = G.max_blocks;
+    if (len > G.max_units) {
+        len = G.max_units;
     }
     if (start >= n) {
         start = n - 1;
@@ -323,7 +327,7 @@ static bool issue(Worker *w)
         return false;
     }
 
-    uint64_t off = b0 * BLOCK, len = blocks_end_offset(d, b1) - off;
+    uint64_t off = b0 * G.unit, len = blocks_end_offset(d, b1) - off;
     uint32_t flags = 0;
     nbd_completion_callback cb = { .callback = on_complete, .user_data = s };
     int64_t r;
@@ -337,7 +341,7 @@ static bool issue(Worker *w)
     s->rec.gen = atomic_fetch_add(&G.next_gen, 1);
     if (type == OP_WRITE) {
         for (uint64_t b = b0; b < b1; b++) {
-            stamp_block(s->buf + (b - b0) * BLOCK, d->id, b, s->rec.gen);
+            stamp_block(s->buf + (b - b0) * G.unit, d->id, b, s->rec.gen);
         }
         if (d->can_fua && rng_below(&w->rng, 10) == 0) {
             flags |= LIBNBD_CMD_FLAG_FUA;
@@ -419,8 +423,8 @@ static gpointer worker_main(gpointer opaque)
 
 static bool prefill(void)
 {
-    const uint64_t chunk_blocks = 256;
-    g_autofree uint8_t *buf = g_malloc(chunk_blocks * BLOCK);
+    const uint64_t chunk_blocks = (1u << 20) / G.unit;
+    g_autofree uint8_t *buf = g_malloc(1u << 20);
 
     for (unsigned i = 0; i < G.ndisks; i++) {
         Disk *d = &G.disks[i];
@@ -434,10 +438,10 @@ static bool prefill(void)
         }
         for (uint64_t b = 0; b < d->nblocks; b += chunk_blocks) {
             uint64_t e = MIN(b + chunk_blocks, d->nblocks);
-            uint64_t off = b * BLOCK, len = blocks_end_offset(d, e) - off;
+            uint64_t off = b * G.unit, len = blocks_end_offset(d, e) - off;
 
             for (uint64_t k = b; k < e; k++) {
-                stamp_block(buf + (k - b) * BLOCK, d->id, k, 0);
+                stamp_block(buf + (k - b) * G.unit, d->id, k, 0);
             }
             if (nbd_pwrite(h, buf, len, off, 0) < 0) {
                 fprintf(stderr, "pit-writer: prefill disk %u at %" PRIu64 ": %s\n", d->id,
@@ -473,8 +477,8 @@ static bool write_log(const char *path, uint64_t *nops)
     g_array_sort(all, cmp_gen);
     *nops = all->len;
 
-    g_string_append_printf(head, "{\"run_id\": %" PRIu32 ", \"seed\": %" PRIu64 ", \"disks\": [",
-                           G.run_id, G.seed);
+    g_string_append_printf(head, "{\"run_id\": %" PRIu32 ", \"seed\": %" PRIu64 ", \"unit\": %u, "
+                           "\"disks\": [", G.run_id, G.seed, G.unit);
     for (unsigned i = 0; i < G.ndisks; i++) {
         g_autofree char *uri = g_strescape(G.disks[i].uri, NULL);
 
@@ -541,7 +545,7 @@ static bool connect_all(char **uris)
         }
         if (d->size == 0) {
             d->size = (uint64_t)size;
-            d->nblocks = (d->size + BLOCK - 1) / BLOCK;
+            d->nblocks = (d->size + G.unit - 1) / G.unit;
             d->busy = g_malloc0(d->nblocks);
             d->can_fua = nbd_can_fua(w->h) > 0;
             d->can_zero = nbd_can_zero(w->h) > 0;
@@ -549,7 +553,7 @@ static bool connect_all(char **uris)
         }
         for (unsigned j = 0; j < G.depth; j++) {
             w->slots[j].w = w;
-            w->slots[j].buf = g_malloc((size_t)G.max_blocks * BLOCK);
+            w->slots[j].buf = g_malloc((size_t)G.max_units * G.unit);
         }
     }
     return true;
@@ -570,7 +574,7 @@ int main(int argc, char **argv)
 {
     g_autofree char *log_path = NULL;
     gint64 seed = 1, run_id = -1;
-    gint conns = 2, depth = 4, max_blocks = 256;
+    gint conns = 2, depth = 4, max_blocks = 256, unit = 4096;
     gdouble rate = 0;
     gboolean no_zero = FALSE, no_trim = FALSE;
     GOptionEntry entries[] = {
@@ -586,6 +590,9 @@ int main(int argc, char **argv)
           "requests per second per connection (default: no limit)", "OPS" },
         { "max-blocks", 0, 0, G_OPTION_ARG_INT, &max_blocks,
           "largest request in 4 KiB blocks (default 256)", "N" },
+        { "unit", 0, 0, G_OPTION_ARG_INT, &unit,
+          "stamp granularity in bytes: 512, 1024, 2048 or 4096 (default); with less than "
+          "4096 requests need not be 4 KiB-aligned", "BYTES" },
         { "no-zero", 0, 0, G_OPTION_ARG_NONE, &no_zero, "send no write-zeroes", NULL },
         { "no-trim", 0, 0, G_OPTION_ARG_NONE, &no_trim, "send no trims", NULL },
         { NULL },
@@ -603,9 +610,9 @@ int main(int argc, char **argv)
     }
     if (log_path == NULL || argc < 2 || argc - 1 > MAX_DISKS || conns < 1 ||
         conns > MAX_CONNS || depth < 1 || depth > MAX_DEPTH || max_blocks < 1 ||
-        max_blocks > 4096) {
+        max_blocks > 4096 || (unit != 512 && unit != 1024 && unit != 2048 && unit != 4096)) {
         fprintf(stderr, "pit-writer: need --log FILE and 1..%d URIs; --conns 1..%d, "
-                        "--depth 1..%d, --max-blocks 1..4096\n",
+                        "--depth 1..%d, --max-blocks 1..4096, --unit 512|1024|2048|4096\n",
                 MAX_DISKS, MAX_CONNS, MAX_DEPTH);
         return 2;
     }
@@ -615,7 +622,10 @@ int main(int argc, char **argv)
                            : (uint32_t)(rng_next(&(uint64_t){ (uint64_t)seed ^ now_ns() }));
     G.conns = (unsigned)conns;
     G.depth = (unsigned)depth;
-    G.max_blocks = (unsigned)max_blocks;
+    G.unit = (unsigned)unit;
+    G.cu = CLUSTER / G.unit;
+    G.k4 = 4096 / G.unit;
+    G.max_units = (unsigned)max_blocks * G.k4;
     G.rate = rate;
     G.no_zero = no_zero;
     G.no_trim = no_trim;
