@@ -10,7 +10,7 @@
 # max-workers 1/2/8, with and without a speed limit, a devlist, a slow exec: target that
 # makes copy-before-write data spill to the fleecing directory. The checker must reject
 # a plain `vma create` of the live disk files (no point in time) taken meanwhile, and its
-# self-test must pass. PIT_QUICK=1 runs fewer cases.
+# self-test must pass. PIT_QUICK=1 runs fewer cases; PIT_SEED=N shifts every seed.
 . "$(dirname "$0")/qmp-lib.bash"
 
 # quit vmad over QMP; it must exit 0 (an ASan build reports leaks then) with a clean log
@@ -78,6 +78,7 @@ T = sys.argv[1]
 SRCDIR, VMA, TOOL = os.environ["SRCDIR"], os.environ["VMA"], os.environ["PIT_WRITER"]
 EXTRA = [os.environ["PIT_TRIM"]] if os.environ["PIT_TRIM"] else []
 QUICK = os.environ.get("PIT_QUICK") == "1"
+SEED = int(os.environ.get("PIT_SEED", "0"))       # added to every seed below
 DISKS = {"drive-scsi0": T + "/d0.raw", "drive-scsi1": T + "/d1.raw",
          "drive-virtio0": os.environ["D2"]}
 q = QMP(T + "/qmp.sock", timeout=60)
@@ -91,6 +92,7 @@ def run(name, seed, names, args, target=None, warm=300, after=300, unit=4096):
     t0 = time.monotonic()
     log = "%s/%s.log" % (T, name)
     out = "%s/out/%s.vma" % (T, name)
+    seed += SEED
     w = Writer(TOOL, log, [uri(n) for n in names], seed=seed,
                extra=EXTRA + ["--unit", str(unit)])
     try:

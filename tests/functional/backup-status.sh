@@ -7,7 +7,8 @@
 # after the end and after failed backup commands, a second backup refused while one runs
 # without disturbing it, an existing output file left untouched, a directory as config
 # file, a device listed twice, read-only disks left out by default, explicit format vma,
-# ':' as devlist separator, max-workers above the limit and a negative speed.
+# ':' as devlist separator, max-workers above the limit, a negative speed, and a disk in
+# a running backup refusing blockdev-del.
 . "$(dirname "$0")/qmp-lib.bash"
 
 # quit vmad over QMP; it must exit 0 (an ASan build reports leaks then) with a clean log
@@ -99,6 +100,9 @@ r = q.ok("backup", {"backup-file": out, "config-file": T + "/vm.conf", "format":
                     "devlist": "drive-scsi0:drive-scsi1", "speed": 2 << 20,
                     "max-workers": 1000})
 uuid = r["UUID"]
+# a disk in a running backup cannot be deleted
+expect_error(q.cmd("blockdev-del", {"node-name": "drive-scsi1"}), "GenericError",
+             "delete drive-scsi1: node is in use")
 last_t, last_jobs, polls, saw_active_jobs = 0, {}, 0, False
 while True:
     st = q.ok("query-backup")
