@@ -33,14 +33,21 @@
  * writer's normal lane (bounded: it blocks while the lane is full). All-zero clusters
  * cost nothing (NULL buffer). Without a fleecing file, or when it is full (the limit
  * or ENOSPC), the backup fails with "copy-before-write buffer exhausted" and the guest
- * goes on.
+ * goes on. What the limit does not see: vma_writer_get_queued_bytes() counts the queue,
+ * not the extent the writer thread is writing (at most 58 clusters, 3.7 MiB), and the
+ * normal lane is bounded separately (a quarter of mem_limit, 2..64 clusters), so the
+ * memory holding old data is at most mem_limit + 3.7 MiB + the normal lane + one
+ * cluster per hook and per worker in flight.
  *
- * Background copy: max_workers threads take 1 MiB chunks (16 clusters) in disk order
+ * Background copy: max_workers threads (default 2: the copy is local reads feeding one
+ * writer thread, whose output is the bottleneck; two keep a read going while the other
+ * hands over, more only add contention) take 1 MiB chunks (16 clusters) in disk order
  * from a shared cursor, skip chunks already copied, find holes with block status
  * (a cluster that lies wholly in holes is a zero cluster: no read), wait for the rate
  * limiter (speed, background only, before claiming anything), claim the todo clusters
- * of the chunk, read them, release them and then hand them to the writer's normal lane,
- * blocking while it is full. A worker never waits for anything while it holds a claim,
+ * of the chunk, read and release them one by one (a hook waiting for one of them waits
+ * for one read), and then hand them to the writer's normal lane, blocking while it is
+ * full. A worker never waits for anything while it holds a claim,
  * and neither does a hook (it claims one cluster at a time), so nobody can deadlock.
  *
  * Completion: `remaining` counts clusters not yet handed to the writer. The controller

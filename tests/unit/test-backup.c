@@ -782,6 +782,7 @@ static void leaks_check(const Leaks *before)
 /* ---- slow pipe reader --------------------------------------------------------------- */
 
 typedef struct Drain {
+    atomic_int paused;      /* read nothing while set */
     int rfd;
     int out_fd;             /* -1: discard */
     uint64_t rate;          /* bytes/s; 0: as fast as possible */
@@ -797,6 +798,9 @@ static gpointer drain_main(gpointer opaque)
     gint64 start = 0;
 
     for (;;) {
+        while (atomic_load(&dr->paused)) {
+            g_usleep(1000);
+        }
         size_t want = CS / 4;
         ssize_t n = read(dr->rfd, buf, want);
         if (n < 0 && errno == EINTR) {
@@ -848,6 +852,7 @@ static int drain_start(Drain *dr, int out_fd, uint64_t rate, uint64_t close_afte
     dr->rate = rate;
     dr->close_after = close_after;
     dr->total = 0;
+    atomic_init(&dr->paused, 0);
     dr->thread = g_thread_new("drain", drain_main, dr);
     return p[1];
 }
@@ -1003,6 +1008,25 @@ static void test_memory_bound_spill(void **state)
     }
     /* the fleecing file is invisible in the directory */
     assert_int_equal(dir_entries(fdir), 0);
+
+    /* query-backup through the backup's life: progress only grows */
+    uint64_t last = 0;
+    for (;;) {
+        BackupStatus q;
+        backup_query(&q);
+        bool active = strcmp(q.status, "active") == 0;
+        assert_true(q.transferred >= last);
+        last = q.transferred;
+        if (active) {
+            assert_int_equal(q.end_time, 0);
+            assert_true(!q.finishing || q.transferred == q.total);
+        }
+        backup_status_clear(&q);
+        if (!active) {
+            break;
+        }
+        g_usleep(10000);
+    }
     backup_wait();
     gint64 duration = g_get_monotonic_time() - t0;
     writers_stop(w);
@@ -1107,9 +1131,15 @@ static void test_cancel(void **state)
 
         BackupOptions o = {
             .backup_file = out,
-            .speed = 4 * 1024 * 1024, /* ~300 ms */
+            .speed = 4 * 1024 * 1024, /* ~600 ms */
             .max_workers = (int)seed % 3,
         };
+        bool passed_fd = seed == 5; /* a passed descriptor's file is never removed */
+        if (passed_fd) {
+            o.use_fd = true;
+            o.fd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+            assert_true(o.fd >= 0);
+        }
         g_autoptr(GError) err = NULL;
         g_autofree char *uuid = backup_start(&o, &err);
         if (uuid == NULL) {
@@ -1124,7 +1154,7 @@ static void test_cancel(void **state)
         writers_stop(w);
 
         status_expect("error", "backup canceled");
-        assert_false(g_file_test(out, G_FILE_TEST_EXISTS));
+        assert_true(g_file_test(out, G_FILE_TEST_EXISTS) == passed_fd);
         g_autofree char *ev = events_of("drive-b");
         assert_string_equal(ev, "created,running,aborting,CANCELLED,concluded,null");
         check_disks_final(w);
@@ -1361,6 +1391,48 @@ static void test_query_lifecycle(void **state)
     world_free(w);
 }
 
+/* "finishing": every cluster is with the writer, the target has not taken it all. */
+static void test_finishing(void **state)
+{
+    World *w = world_new(450);
+    world_add_disk(w, "drive-a", 1024 * 1024, false);
+    Drain dr;
+    int wfd = drain_start(&dr, -1, 0, 0);
+    atomic_store(&dr.paused, 1);
+
+    BackupOptions o = { .backup_file = "/dev/fdname/paused", .use_fd = true, .fd = wfd };
+    g_autoptr(GError) err = NULL;
+    g_autofree char *uuid = backup_start(&o, &err);
+    if (uuid == NULL) {
+        fail_msg("backup_start: %s", err->message);
+    }
+    BackupStatus st;
+    gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+    for (;;) {
+        backup_query(&st);
+        assert_string_equal(st.status, "active");
+        if (st.finishing) {
+            break;
+        }
+        backup_status_clear(&st);
+        assert_true(g_get_monotonic_time() < deadline);
+        g_usleep(5000);
+    }
+    assert_int_equal(st.transferred, st.total);
+    assert_int_equal(st.end_time, 0);
+    backup_status_clear(&st);
+    g_autoptr(GPtrArray) jobs = backup_query_jobs();
+    assert_int_equal(jobs->len, 1);
+    assert_int_equal(((BackupJobInfo *)g_ptr_array_index(jobs, 0))->current_progress,
+                     1024 * 1024);
+
+    atomic_store(&dr.paused, 0);
+    backup_wait();
+    drain_join(&dr);
+    status_expect("done", NULL);
+    world_free(w);
+}
+
 static void expect_start_error(const BackupOptions *o, int code, const char *msg)
 {
     g_autoptr(GError) err = NULL;
@@ -1485,6 +1557,7 @@ int main(void)
         cmocka_unit_test(test_query_before_any),
         cmocka_unit_test(test_start_errors),
         cmocka_unit_test(test_query_lifecycle),
+        cmocka_unit_test(test_finishing),
         cmocka_unit_test(test_point_in_time),
         cmocka_unit_test(test_fifo_target),
         cmocka_unit_test(test_target_exec_ok),
