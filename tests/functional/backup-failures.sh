@@ -85,7 +85,7 @@ vmad() {   # vmad with the two disks; the options given go last
 
 vmad --fleecing-dir "$T/fleece-big" --backup-buffer-size 4M
 cat >"$T/driver.py" <<'EOF'
-import os, random, subprocess, sys, threading, time
+import os, random, select, subprocess, sys, threading, time
 from qmp import QMP
 from pitlib import (Writer, start_backup, wait_backup, pit_check, fd_list, thread_count,
                     wait_baseline)
@@ -234,15 +234,29 @@ if MODE == "main":
     case("exec-head", cmd, "write to %s: Broken pipe" % cmd)
 
     def fifo_reader():
-        ctx = {}
+        """A reader that is there before backup opens the FIFO, takes 100 kB, leaves."""
+        ctx = {"fd": os.open(T + "/fifo", os.O_RDONLY | os.O_NONBLOCK), "got": 0}
         def rd():
-            with open(T + "/fifo", "rb") as f:
-                ctx["got"] = len(f.read(100000))
+            deadline = time.monotonic() + 30
+            while ctx["got"] < 100000 and time.monotonic() < deadline:
+                r, _, _ = select.select([ctx["fd"]], [], [], 0.05)
+                try:
+                    chunk = os.read(ctx["fd"], 100000 - ctx["got"]) if r else b""
+                except BlockingIOError:
+                    chunk = b""
+                if not chunk:
+                    time.sleep(0.01)    # no writer yet (EOF) or nothing to read
+                ctx["got"] += len(chunk)
+            os.close(ctx["fd"])
         ctx["th"] = threading.Thread(target=rd)
         ctx["th"].start()
         return ctx
+    def fifo_done(ctx):
+        ctx["th"].join(60)
+        assert not ctx["th"].is_alive(), "the FIFO reader hangs"
+        assert ctx["got"] == 100000, ctx
     case("fifo-reader", T + "/fifo", "write to %s/fifo: Broken pipe" % T, before=fifo_reader,
-         after=lambda ctx: ctx["th"].join())
+         after=fifo_done)
     assert os.path.exists(T + "/fifo"), "the FIFO was removed"
 
     case("dev-full", "/dev/fdname/out", "write to /dev/fdname/out: No space left on device",
