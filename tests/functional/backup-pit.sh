@@ -39,13 +39,10 @@ mkdir "$T/fleece" "$T/out"
 truncate -s $((16 * 1048576 + 4608)) "$T/d0.raw"
 truncate -s 65536 "$T/d1.raw"
 # the direct disk lives in the build tree: /tmp may be a tmpfs, which has no O_DIRECT
-make_direct_dir() {
-    mkdir -p "$BUILDDIR" && DIRECT_DIR=$(mktemp -d "$BUILDDIR/tmp-backup-pit.XXXXXX") ||
-        fail "mktemp in $BUILDDIR"
-}
 DIRECT_DIR=
 trap '[ -z "$DIRECT_DIR" ] || rm -rf "$DIRECT_DIR"; _qmp_cleanup' EXIT
-make_direct_dir
+mkdir -p "$BUILDDIR" || fail "mkdir $BUILDDIR"
+DIRECT_DIR=$(mktemp -d "$BUILDDIR/tmp-backup-pit.XXXXXX") || fail "mktemp in $BUILDDIR"
 D2=$DIRECT_DIR/d2.raw
 truncate -s $((2 * 1048576 + 512)) "$D2"
 export D2
