@@ -16,6 +16,7 @@
 # (A source read error is not reachable from here without device-mapper; the unit
 # tests inject one with backup_set_read_fn.)
 . "$(dirname "$0")/qmp-lib.bash"
+export SRCDIR BUILDDIR
 
 # quit vmad over QMP; it must exit 0 (an ASan build reports leaks then) with a clean log
 quit_vmad() {

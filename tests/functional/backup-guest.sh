@@ -13,6 +13,7 @@
 # marker with GUEST-RESULT ok, and its disk must hold the last pass afterwards.
 set -u
 . "$(dirname "$0")/qmp-lib.bash"
+export SRCDIR BUILDDIR
 
 # quit vmad over QMP; it must exit 0 (an ASan build reports leaks then) with a clean log
 quit_vmad() {

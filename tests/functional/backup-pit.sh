@@ -12,6 +12,7 @@
 # a plain `vma create` of the live disk files (no point in time) taken meanwhile, and its
 # self-test must pass. PIT_QUICK=1 runs fewer cases; PIT_SEED=N shifts every seed.
 . "$(dirname "$0")/qmp-lib.bash"
+export SRCDIR BUILDDIR
 
 # quit vmad over QMP; it must exit 0 (an ASan build reports leaks then) with a clean log
 quit_vmad() {

@@ -10,6 +10,7 @@
 # ':' as devlist separator, max-workers above the limit, a negative speed, and a disk in
 # a running backup refusing blockdev-del.
 . "$(dirname "$0")/qmp-lib.bash"
+export SRCDIR BUILDDIR
 
 # quit vmad over QMP; it must exit 0 (an ASan build reports leaks then) with a clean log
 quit_vmad() {
