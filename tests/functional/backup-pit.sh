@@ -10,7 +10,8 @@
 # max-workers 1/2/8, with and without a speed limit, a devlist, a slow exec: target that
 # makes copy-before-write data spill to the fleecing directory. The checker must reject
 # a plain `vma create` of the live disk files (no point in time) taken meanwhile, and its
-# self-test must pass. PIT_QUICK=1 runs fewer cases; PIT_SEED=N shifts every seed.
+# self-test must pass. Three backups in a row under one writer are each checked against
+# their own instant. PIT_QUICK=1 runs fewer cases; PIT_SEED=N shifts every seed.
 . "$(dirname "$0")/qmp-lib.bash"
 export SRCDIR BUILDDIR
 
@@ -145,6 +146,40 @@ if not QUICK:
     run("default", 6, ["drive-virtio0", "drive-scsi1"], {"devlist": "drive-virtio0;drive-scsi1"})
     # 512-byte-granular requests, not 4 KiB-aligned
     run("unit512", 7, ALL, {"max-workers": 4, "speed": 16 << 20}, unit=512)
+
+# Back to back: one writer runs on through three backups (hooks are removed and
+# installed again while requests are in flight); each archive is checked against its
+# own instant in the one log.
+t0 = time.monotonic()
+log = T + "/b2b.log"
+w = Writer(TOOL, log, [uri(n) for n in ALL], seed=SEED + 8, extra=EXTRA)
+cuts = []
+try:
+    w.prefill()
+    w.start()
+    w.wait_acked(200)
+    for i, args in enumerate(({"max-workers": 8}, {"max-workers": 1, "speed": 32 << 20},
+                              {"max-workers": 2})):
+        out = "%s/out/b2b-%d.vma" % (T, i)
+        sent, uuid, returned = start_backup(q, dict(args, **{"backup-file": out}))
+        st = wait_backup(q)
+        assert st["status"] == "done" and st["uuid"] == uuid, st
+        cuts.append((out, sent, returned))
+    w.wait_acked(w.stats()[0] + 200)
+    res = w.stop()
+finally:
+    w.kill()
+q.events.clear()
+for out, sent, returned in cuts:
+    rc, msg = pit_check(SRCDIR, "pit", log, "--archive", out, "--vma", VMA,
+                        "--sent", sent, "--returned", returned)
+    assert rc == 0, "back-to-back %s: %s" % (out, msg)
+    os.unlink(out)
+rc, msg = pit_check(SRCDIR, "final", log,
+                    *["--image=%d=%s" % (i, DISKS[n]) for i, n in enumerate(ALL)])
+assert rc == 0, "back-to-back: %s" % msg
+print("%-10s seed=%d three backups in a row, one writer      ops=%d %.1fs"
+      % ("b2b", SEED + 8, res["ops"], time.monotonic() - t0))
 assert os.listdir(T + "/fleece") == [], os.listdir(T + "/fleece")
 
 # The checker must reject what a backup without copy-before-write would produce: a
