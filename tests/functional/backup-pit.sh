@@ -67,6 +67,7 @@ start_vmad --monitor "$T/qmp.sock" \
     --export "nbd,id=e2,node-name=drive-virtio0,writable=on" \
     --fleecing-dir "$T/fleece" --backup-buffer-size 2M
 wait_socket "$T/qmp.sock"
+export VMAD_PID
 
 py "$T" <<'EOF' || fail "point-in-time backups"
 import os, subprocess, sys, time
@@ -86,7 +87,19 @@ q.negotiate()
 def uri(name):
     return "nbd+unix:///%s?socket=%s/nbd.sock" % (name, T)
 
-def run(name, seed, names, args, target=None, warm=300, after=300, unit=4096):
+def spill_size():
+    """Bytes in vmad's fleecing file (an unlinked file in the fleecing directory)."""
+    pid = int(os.environ["VMAD_PID"])
+    size = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith(T + "/fleece/"):
+                size = max(size, os.stat("/proc/%d/fd/%s" % (pid, fd)).st_size)
+        except OSError:
+            pass
+    return size
+
+def run(name, seed, names, args, target=None, warm=300, after=300, unit=4096, spill=False):
     """One backup while pit-writer writes to `names`; check it; return a summary."""
     t0 = time.monotonic()
     log = "%s/%s.log" % (T, name)
@@ -102,6 +115,10 @@ def run(name, seed, names, args, target=None, warm=300, after=300, unit=4096):
                              "config-file": T + "/vm.conf"})
         sent, uuid, returned = start_backup(q, args)
         acked1 = w.stats()[0]
+        spilled = 0
+        while spill and q.ok("query-backup")["status"] == "active":
+            spilled = max(spilled, spill_size())
+            time.sleep(0.01)
         st = wait_backup(q)
         acked2 = w.stats()[0]
         # keep writing a little after the end: the hooks are gone, the disks live on
@@ -110,6 +127,7 @@ def run(name, seed, names, args, target=None, warm=300, after=300, unit=4096):
     finally:
         w.kill()
     assert st["status"] == "done", "%s: backup ended %r" % (name, st)
+    assert not spill or spilled > 0, "%s: nothing was spilled to the fleecing file" % name
     assert st["uuid"] == uuid and st["transferred"] == st["total"], st
     assert st["total"] == sum(os.path.getsize(DISKS[n]) for n in names), st
     q.events.clear()
@@ -142,7 +160,7 @@ if not QUICK:
         {"max-workers": 8, "speed": 16 << 20, "devlist": "drive-scsi1,drive-scsi0"})
     # a slow target: copy-before-write data outgrows the 2 MiB buffer and spills
     run("slow-exec", 5, ALL, {"max-workers": 2},
-        target=lambda out: "exec:pv -q -L 8m > '%s'" % out)
+        target=lambda out: "exec:pv -q -L 8m > '%s'" % out, spill=True)
     run("default", 6, ["drive-virtio0", "drive-scsi1"], {"devlist": "drive-virtio0;drive-scsi1"})
     # 512-byte-granular requests, not 4 KiB-aligned
     run("unit512", 7, ALL, {"max-workers": 4, "speed": 16 << 20}, unit=512)
