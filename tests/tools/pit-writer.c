@@ -11,7 +11,8 @@
  * -----------
  * Disks. Disk i is the export of the i-th URI (nbd+unix:///EXPORT?socket=SOCK), seen as
  * blocks of --unit bytes (4 KiB by default; 512, 1 KiB or 2 KiB make requests that are
- * not 4 KiB-aligned); the last block may be partial when the size is not a multiple.
+ * not 4 KiB-aligned); the last block may be partial when the size is not a multiple,
+ * but must hold at least one 32-byte stamp record (other sizes are refused).
  *
  * Stamps. Every block written carries the 32-byte record
  *       "PITW" | run id u32 | disk u32 | check u32 | block u64 | generation u64
@@ -541,6 +542,12 @@ static bool connect_all(char **uris)
         }
         if (nbd_is_read_only(w->h) > 0) {
             fprintf(stderr, "pit-writer: %s: export is read-only\n", d->uri);
+            return false;
+        }
+        if ((uint64_t)size % G.unit != 0 && (uint64_t)size % G.unit < STAMP_LEN) {
+            /* a shorter last block could not name its generation */
+            fprintf(stderr, "pit-writer: %s: size %" PRId64 " leaves a last block of less "
+                            "than %u bytes\n", d->uri, size, STAMP_LEN);
             return false;
         }
         if (d->size == 0) {
