@@ -56,9 +56,10 @@
  * existing FIFO is opened non-blocking, so a FIFO without a reader fails at once instead
  * of hanging the caller. "exec:CMD" runs /bin/sh -c CMD with posix_spawn (stdin = our
  * pipe, stdout/stderr inherited, SIGPIPE reset to default, empty signal mask, its own
- * process group); close waits for it and fails unless it exits with status 0 (after a
- * failure or cancel, a command that does not exit is ended: SIGTERM, then SIGKILL) — a failed command replaces a
- * broken-pipe error, being its cause. Pipes get a 1 MiB buffer where allowed.
+ * process group); close waits for it and fails unless it exits with status 0 — a failed
+ * command replaces a broken-pipe error, being its cause. After a failure or a cancel, a
+ * command that does not exit is ended: SIGTERM to its group, then SIGKILL. Pipes get a
+ * 1 MiB buffer where allowed.
  *
  * Pipes (FIFOs, exec: commands, passed descriptors that are pipes or sockets) are put in
  * non-blocking mode so that the writer thread waits in poll() together with the cancel
