@@ -7,7 +7,8 @@
 # zeros written to disk, hole (half random data, a quarter zero clusters, a quarter
 # holes), the same bytes on every machine. No guest writes during the backups.
 #
-# Rows (each RUNS times, interleaved: run 1 of every row, then run 2, ...):
+# Rows (each RUNS times, interleaved: run 1 of every row and cache mode, then run 2, ...,
+# so that noise from other work on the machine hits every row alike):
 #   vmad backup -> new file            QMP backup backup-file=FILE (vmad fdatasyncs it)
 #   vmad backup -> exec:cat >/dev/null QMP backup backup-file='exec:cat >/dev/null'
 #   qemu-storage-daemon blockdev-backup -> raw file
@@ -17,9 +18,8 @@
 #   qemu-storage-daemon blockdev-backup -> null-co (a null-co node of the image's size)
 #   qemu-img convert -f raw -O raw IMAGE FILE
 # A daemon is started fresh for every measurement (so its VmHWM is that backup's peak),
-# its disk/nodes are set up, then the page cache is dropped (sync; echo 3 >
-# /proc/sys/vm/drop_caches: needs root), then the clock starts when the backup command
-# is sent and stops when BLOCK_JOB_COMPLETED arrives (vmad sends it after the archive is
+# its disk/nodes are set up, then the page cache is prepared (CACHE below), then the
+# clock starts when the backup command is sent and stops when BLOCK_JOB_COMPLETED arrives (vmad sends it after the archive is
 # closed: flushed, fdatasync'ed, or the exec: command exited with 0). Rows that write a
 # file are timed again with an fsync of that file after the job (`sync FILE`, "+ sync"):
 # that is the time to durable data, comparable between tools that do and do not flush
@@ -33,6 +33,11 @@
 # qemu-storage-daemon's raw target with the image. Any failure fails the benchmark.
 #
 # Environment:
+#   CACHE=both         drop: `sync; echo 3 > /proc/sys/vm/drop_caches` (root) before
+#                      every measurement: the image comes from the disk, so the disk's
+#                      read speed bounds every row; warm: `sync` and the image read
+#                      once with cat instead: the rows measure the tools' own cost;
+#                      both (the default as root, else warm): one table each
 #   SIZE=4G            image size (bytes or K/M/G/T suffix)
 #   RUNS=3             runs per row; tables show medians
 #   BUFFER=256M        vmad --backup-buffer-size (the memory target is 64 MiB + BUFFER)
@@ -41,6 +46,9 @@
 #                      source tree: the repo's file system; warns on tmpfs)
 #   VMAD=, VMA=        binaries (default $BUILDDIR/vmad, $BUILDDIR/vma)
 #   KEEP=1             keep the work dir
+#   PERF=1             `perf record -g` of vmad during its backups of the last run, into
+#                      WORKDIR/perf-MODE-ROW.data (implies KEEP=1; perf adds a little
+#                      overhead to those rows)
 set -euo pipefail
 export LC_ALL=C
 
@@ -54,6 +62,8 @@ RUNS=${RUNS:-3}
 BUFFER=${BUFFER:-256M}
 MAX_WORKERS=${MAX_WORKERS:-}
 BENCH_TMPDIR=${BENCH_TMPDIR:-$HERE/work}
+PERF=${PERF:-0}
+[ "$PERF" = 0 ] || KEEP=1
 QMPPY=$HERE/backup-qmp.py
 DROP=/proc/sys/vm/drop_caches
 TIME=/usr/bin/time
@@ -81,11 +91,18 @@ case "$RUNS" in ''|*[!0-9]*|0) die "RUNS must be a positive integer" ;; esac
 for t in qemu-storage-daemon qemu-img python3 openssl cmp; do
     command -v "$t" >/dev/null 2>&1 || die "$t is missing (scripts/install-deps.sh)"
 done
-if [ -w "$DROP" ]; then
-    cache_note="page cache dropped (sync; echo 3 > $DROP) before every measurement"
-else
-    log "warning: $DROP is not writable (not root): the page cache is NOT dropped"
-    cache_note="page cache NOT dropped (not root)"
+[ "$PERF" = 0 ] || command -v perf >/dev/null 2>&1 || die "PERF=1 needs perf"
+if [ -z "${CACHE:-}" ]; then
+    if [ -w "$DROP" ]; then CACHE=both; else CACHE=warm; fi
+fi
+case "$CACHE" in
+    drop) modes=(drop) ;;
+    warm) modes=(warm) ;;
+    both) modes=(drop warm) ;;
+    *) die "CACHE must be drop, warm or both" ;;
+esac
+if [ "$CACHE" != warm ] && ! [ -w "$DROP" ]; then
+    die "CACHE=$CACHE needs a writable $DROP (root); use CACHE=warm"
 fi
 
 mkdir -p "$BENCH_TMPDIR"
@@ -101,7 +118,12 @@ avail_kib=$(df -Pk "$BENCH_TMPDIR" | awk 'NR == 2 { print $4 }')
 
 WORK=$(mktemp -d "$BENCH_TMPDIR/backup-bench.XXXXXX")
 DAEMON_PID=
+PERF_PID=
 cleanup() {
+    if [ -n "$PERF_PID" ]; then
+        kill -INT "$PERF_PID" 2>/dev/null || true
+        wait "$PERF_PID" 2>/dev/null || true
+    fi
     if [ -n "$DAEMON_PID" ]; then
         kill "$DAEMON_PID" 2>/dev/null || true
         wait "$DAEMON_PID" 2>/dev/null || true
@@ -127,9 +149,14 @@ sync
 
 now() { date +%s.%N; }
 
-drop_cache() {
+# the page cache before a measurement: dropped, or the image read into it
+prepare_cache() {
     sync
-    if [ -w "$DROP" ]; then echo 3 >"$DROP"; fi
+    if [ "$mode" = drop ]; then
+        echo 3 >"$DROP"
+    else
+        cat "$IMG" >/dev/null
+    fi
 }
 
 wait_for() {   # wait_for FILE-TEST PATH WHAT
@@ -169,7 +196,7 @@ stop_daemon() {
     DAEMON_PID=
 }
 
-declare -A JOB SYNC RSS   # row -> space-separated values, one per run
+declare -A JOB SYNC RSS   # "mode|row" -> space-separated values, one per run
 ROWS=(vmad-file vmad-exec qsd-raw qsd-null qemu-img)
 declare -A NAME=(
     [vmad-file]="vmad backup → new file"
@@ -181,14 +208,14 @@ declare -A NAME=(
 declare -A PEER=([vmad-file]=qsd-raw [vmad-exec]=qsd-null)
 declare -A WRITES=([vmad-file]=1 [qsd-raw]=1 [qemu-img]=1)
 
-record() {   # record ROW JOB_S SYNC_S RSS_KIB
-    JOB[$1]+="$2 "
-    SYNC[$1]+="$3 "
-    RSS[$1]+="$4 "
+record() {   # record ROW JOB_S SYNC_S RSS_KIB (for the current run and mode)
+    JOB[$mode|$1]+="$2 "
+    SYNC[$mode|$1]+="$3 "
+    RSS[$mode|$1]+="$4 "
     local s="        "
     [ -z "${WRITES[$1]:-}" ] || s=$(printf '%7.3f s' "$3")
-    printf 'backup-bench: run %d %-38s job %7.3f s  +sync %s  peak RSS %6.1f MiB\n' \
-        "$run" "${NAME[$1]}" "$2" "$s" "$(awk -v k="$4" 'BEGIN { print k / 1024 }')" >&2
+    printf 'backup-bench: run %d %-5s %-38s job %7.3f s  +sync %s  peak RSS %6.1f MiB\n' \
+        "$run" "$mode" "${NAME[$1]}" "$2" "$s" "$(awk -v k="$4" 'BEGIN { print k / 1024 }')" >&2
 }
 
 json_field() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
@@ -199,12 +226,23 @@ vmad_row() {
     local wargs=()
     [ -z "$MAX_WORKERS" ] || wargs=(--max-workers "$MAX_WORKERS")
     start_vmad
-    drop_cache
+    prepare_cache
+    if [ "$PERF" != 0 ] && [ "$run" = "$RUNS" ]; then
+        perf record -g -o "$WORK/perf-$mode-$row.data" -p "$DAEMON_PID" \
+            >"$WORK/perf.log" 2>&1 &
+        PERF_PID=$!
+        sleep 0.5   # perf attaches
+    fi
     res=$(python3 "$QMPPY" vmad-backup "$QMP_SOCK" "$target" "${wargs[@]}") ||
         die "${NAME[$row]} failed: $(tail -n 3 "$WORK/daemon.log")"
     t1=$(now)
     [ -z "$file" ] || sync "$file"
     t2=$(now)
+    if [ -n "$PERF_PID" ]; then
+        kill -INT "$PERF_PID"
+        wait "$PERF_PID" 2>/dev/null || true
+        PERF_PID=
+    fi
     rss=$(hwm_kib)
     stop_daemon
     secs=$(json_field seconds <<<"$res")
@@ -221,7 +259,7 @@ qsd_row() {   # qsd_row ROW KIND
         args=(--size "$size_bytes")
     fi
     start_qsd
-    drop_cache
+    prepare_cache
     res=$(python3 "$QMPPY" qsd-backup "$QMP_SOCK" "$kind" "${args[@]}") ||
         die "${NAME[$row]} failed: $(tail -n 3 "$WORK/daemon.log")"
     t1=$(now)
@@ -233,12 +271,14 @@ qsd_row() {   # qsd_row ROW KIND
     stop_daemon
 }
 
+checked=0
 for ((run = 1; run <= RUNS; run++)); do
-    log "run $run/$RUNS"
+for mode in "${modes[@]}"; do
+    log "run $run/$RUNS, cache $mode"
 
     rm -f "$OUT.vma"
     vmad_row vmad-file "$OUT.vma" "$OUT.vma"
-    if [ "$run" = 1 ]; then
+    if [ "$checked" = 0 ]; then
         log "checking the archive (vma verify) ..."
         "$VMA" verify "$OUT.vma" >/dev/null || die "vma verify of vmad's archive failed"
         archive_bytes=$(stat -c %s "$OUT.vma")
@@ -248,16 +288,17 @@ for ((run = 1; run <= RUNS; run++)); do
     vmad_row vmad-exec "exec:cat >/dev/null"
 
     qsd_row qsd-raw raw
-    if [ "$run" = 1 ]; then
+    if [ "$checked" = 0 ]; then
         log "checking the raw target (cmp) ..."
         cmp "$IMG" "$OUT" || die "qemu-storage-daemon's target differs from the image"
+        checked=1
     fi
     rm -f "$OUT"
 
     qsd_row qsd-null null
 
     rm -f "$OUT"
-    drop_cache
+    prepare_cache
     t0=$(now)
     "$TIME" -f '%M' -o "$WORK/time.out" qemu-img convert -f raw -O raw "$IMG" "$OUT" ||
         die "qemu-img convert failed"
@@ -267,6 +308,7 @@ for ((run = 1; run <= RUNS; run++)); do
     record qemu-img "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \
         "$(awk -v a="$t0" -v b="$t2" 'BEGIN { print b - a }')" "$(tail -n 1 "$WORK/time.out")"
     rm -f "$OUT"
+done
 done
 
 # ---- report -----------------------------------------------------------------------------
@@ -284,33 +326,41 @@ cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 mem=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
 echo "Machine: $(nproc) CPUs ($cpu), $mem RAM, work dir on $fstype ($(df -P "$WORK" | awk 'NR == 2 { print $1 }')), kernel $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "Load average (1/5/15 min): $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
-echo "Image: $SIZE ($size_bytes bytes, bench/mkimage.sh); RUNS=$RUNS; $cache_note"
+echo "Image: $SIZE ($size_bytes bytes, bench/mkimage.sh); RUNS=$RUNS; CACHE=$CACHE"
 echo "vmad: $VMAD --backup-buffer-size $buffer_bytes, max-workers ${MAX_WORKERS:-default}; archive $archive_bytes bytes"
 echo "Peers: $(qemu-storage-daemon --version | head -1), $(qemu-img --version | head -1)"
+for mode in "${modes[@]}"; do
+echo
+if [ "$mode" = drop ]; then
+    echo "Page cache dropped (sync; echo 3 > $DROP) before every measurement:"
+else
+    echo "Page cache warm (the image read once with cat before every measurement):"
+fi
 echo
 echo "| operation | median s (job) | median s (+ sync) | runs, job (s) | GB/s (job) | peak RSS MiB | vs QSD, same destination (job / + sync) |"
 echo "|---|---:|---:|---|---:|---:|---|"
 for row in "${ROWS[@]}"; do
-    jm=$(median <<<"${JOB[$row]}")
+    jm=$(median <<<"${JOB[$mode|$row]}")
     sm="—"
-    [ -z "${WRITES[$row]:-}" ] || sm=$(median <<<"${SYNC[$row]}" | awk '{ printf "%.2f", $1 }')
-    rss=$(maxof <<<"${RSS[$row]}")
+    [ -z "${WRITES[$row]:-}" ] || sm=$(median <<<"${SYNC[$mode|$row]}" | awk '{ printf "%.2f", $1 }')
+    rss=$(maxof <<<"${RSS[$mode|$row]}")
     ratio="—"
     peer=${PEER[$row]:-}
     if [ -n "$peer" ]; then
-        pj=$(median <<<"${JOB[$peer]}")
+        pj=$(median <<<"${JOB[$mode|$peer]}")
         ratio=$(awk -v a="$jm" -v b="$pj" 'BEGIN { printf "%.2f ×", a / b }')
         if [ -n "${WRITES[$row]:-}" ]; then
-            ps=$(median <<<"${SYNC[$peer]}")
+            ps=$(median <<<"${SYNC[$mode|$peer]}")
             ratio+=$(awk -v a="$sm" -v b="$ps" 'BEGIN { printf " / %.2f ×", a / b }')
         fi
     fi
-    awk -v name="${NAME[$row]}" -v jm="$jm" -v sm="$sm" -v runs="$(fmt_runs <<<"${JOB[$row]}")" \
+    awk -v name="${NAME[$row]}" -v jm="$jm" -v sm="$sm" -v runs="$(fmt_runs <<<"${JOB[$mode|$row]}")" \
         -v size="$size_bytes" -v rss="$rss" -v ratio="$ratio" 'BEGIN {
         printf "| %s | %.2f | %s | %s | %.2f | %.1f | %s |\n", name, jm, sm, runs, size / 1e9 / jm, rss / 1024, ratio }'
 done
+done
 echo
-vmad_rss=$( (echo "${RSS[vmad-file]}"; echo "${RSS[vmad-exec]}") | maxof)
+vmad_rss=$(for mode in "${modes[@]}"; do echo "${RSS[$mode|vmad-file]}"; echo "${RSS[$mode|vmad-exec]}"; done | maxof)
 awk -v r="$vmad_rss" -v b="$buffer_bytes" 'BEGIN {
     lim = 64 + b / 1048576
     printf "vmad peak RSS %.1f MiB; memory target 64 MiB + buffer %.0f MiB = %.0f MiB: %s\n",

@@ -24,10 +24,14 @@
 #
 # Before every case the image is written anew (bench/mkimage.sh: LAT_SIZE bytes, half
 # random, a quarter zero clusters, a quarter holes), so that every case starts from the
-# same data, and the page cache is dropped (sync; echo 3 > /proc/sys/vm/drop_caches,
-# as root). fio writes JSON; python3 takes the completion latency (clat) percentiles.
+# same data. With CACHE=drop (the default as root) the page cache is then dropped
+# (sync; echo 3 > /proc/sys/vm/drop_caches), so a copy-before-write reads the old data
+# from the disk; with CACHE=warm the image stays in the cache it was just written
+# through; CACHE=both gives one table each. fio writes JSON; python3 takes the
+# completion latency (clat) percentiles.
 #
 # Environment:
+#   CACHE=drop      drop | warm | both (see above)
 #   LAT_SIZE=2G     image size
 #   RUNTIME=30      seconds of fio per case
 #   RUNS=1          runs per case (interleaved); the table shows medians over runs
@@ -37,8 +41,11 @@
 #   BENCH_TMPDIR=   where mktemp -d makes the work dir (default bench/work)
 #   VMAD=           vmad binary (default $BUILDDIR/vmad)
 #   KEEP=1          keep the work dir
-#   PERF=1          record `perf record -g` of vmad during its backup case (the last
-#                   run) into the work dir's perf.data (implies KEEP=1)
+#   PERF=1          `perf record -g` of vmad during its backup case (the last run)
+#                   into the work dir's perf-MODE.data (implies KEEP=1); PERF=sched
+#                   records the context switches instead (sched:sched_switch with
+#                   DWARF call graphs: where vmad's threads block or are preempted;
+#                   summarise with bench/offcpu-summary.py)
 set -euo pipefail
 export LC_ALL=C
 
@@ -83,11 +90,17 @@ for t in qemu-storage-daemon qemu-img fio pv python3 openssl; do
     command -v "$t" >/dev/null 2>&1 || die "$t is missing (scripts/install-deps.sh)"
 done
 [ "$PERF" = 0 ] || command -v perf >/dev/null 2>&1 || die "PERF=1 needs perf"
-if [ -w "$DROP" ]; then
-    cache_note="page cache dropped (sync; echo 3 > $DROP) before every case"
-else
-    log "warning: $DROP is not writable (not root): the page cache is NOT dropped"
-    cache_note="page cache NOT dropped (not root)"
+if [ -z "${CACHE:-}" ]; then
+    if [ -w "$DROP" ]; then CACHE=drop; else CACHE=warm; fi
+fi
+case "$CACHE" in
+    drop) modes=(drop) ;;
+    warm) modes=(warm) ;;
+    both) modes=(drop warm) ;;
+    *) die "CACHE must be drop, warm or both" ;;
+esac
+if [ "$CACHE" != warm ] && ! [ -w "$DROP" ]; then
+    die "CACHE=$CACHE needs a writable $DROP (root); use CACHE=warm"
 fi
 
 mkdir -p "$BENCH_TMPDIR"
@@ -145,7 +158,7 @@ prepare() {
     rm -f "$OUT"
     "$HERE/mkimage.sh" "$size_bytes" "$IMG"
     sync
-    if [ -w "$DROP" ]; then echo 3 >"$DROP"; fi
+    if [ "$mode" = drop ]; then echo 3 >"$DROP"; fi
 }
 
 start_vmad() {
@@ -180,29 +193,30 @@ hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$DAEMON_PID/status"; }
 run_fio() {   # run_fio JSON
     fio --name=guest --ioengine=nbd --uri="nbd+unix:///$EXPORT?socket=$NBD_SOCK" \
         --rw=randwrite --bs=4k --iodepth=1 --size="$size_bytes" \
-        --time_based --runtime="$RUNTIME" \
+        --time_based --runtime="$RUNTIME" --clat_percentiles=1 --lat_percentiles=1 \
         --output-format=json --output="$1" >/dev/null ||
         die "fio failed: $(tail -n 3 "$WORK/daemon.log")"
 }
 
-# result SERVER CASE RUN JSON STATE RSS_KIB: one line of $RES
+# result SERVER CASE RUN JSON STATE RSS_KIB: one line of $RES (the mode goes first)
 result() {
-    python3 - "$@" >>"$RES" <<'PY'
+    python3 - "$mode" "$@" >>"$RES" <<'PY'
 import json, sys
-server, case, run, path, state, rss = sys.argv[1:7]
+mode, server, case, run, path, state, rss = sys.argv[1:8]
 w = json.load(open(path))["jobs"][0]["write"]
 c = w["clat_ns"]
 p = c.get("percentile", {})
 us = lambda ns: "%.1f" % (ns / 1000.0)
-print(server, case, run, us(p.get("50.000000", 0)), us(p.get("99.000000", 0)),
+t = w["lat_ns"].get("percentile", {})
+print(mode, server, case, run, us(p.get("50.000000", 0)), us(p.get("99.000000", 0)),
       us(p.get("99.900000", 0)), us(c["max"]), w["total_ios"], "%.0f" % w["iops"],
-      state, rss)
+      state, rss, us(t.get("50.000000", 0)), us(t.get("99.000000", 0)))
 PY
     local l
     l=$(tail -n 1 "$RES")
     # shellcheck disable=SC2086
-    set -- $l
-    log "run $3 $1 backup=$2: clat median $4 µs, p99 $5 µs, p99.9 $6 µs, max $7 µs, $8 writes, backup state ${10}"
+    set -- ${l#* }
+    log "run $3 $mode $1 backup=$2: clat median $4 µs, p99 $5 µs, p99.9 $6 µs, max $7 µs, $8 writes, backup state ${10}"
 }
 
 # backup state after fio: "active@BYTES" (still running, BYTES handed to the archive)
@@ -221,21 +235,28 @@ print("%s@%s" % (j[0]["status"], j[0]["current-progress"]) if j else "gone")'
 }
 
 for ((run = 1; run <= RUNS; run++)); do
-    log "run $run/$RUNS: vmad, no backup"
+for mode in "${modes[@]}"; do
+    log "run $run/$RUNS: vmad, no backup (cache $mode)"
     prepare
     start_vmad
     run_fio "$WORK/fio.json"
     result vmad none "$run" "$WORK/fio.json" - "$(hwm_kib)"
     stop_daemon
 
-    log "run $run/$RUNS: vmad, backup to exec:pv -qL $RATE"
+    log "run $run/$RUNS: vmad, backup to exec:pv -qL $RATE (cache $mode)"
     prepare
     start_vmad
     python3 "$QMPPY" vmad-start "$QMP_SOCK" "exec:pv -qL $RATE >'$OUT'" >/dev/null ||
         die "vmad backup did not start: $(tail -n 3 "$WORK/daemon.log")"
     if [ "$PERF" != 0 ] && [ "$run" = "$RUNS" ]; then
-        perf record -g -o "$WORK/perf.data" -p "$DAEMON_PID" >"$WORK/perf.log" 2>&1 &
+        if [ "$PERF" = sched ]; then
+            perf_args=(-e sched:sched_switch --call-graph dwarf,32768)
+        else
+            perf_args=(-g)
+        fi
+        perf record "${perf_args[@]}" -o "$WORK/perf-$mode.data" -p "$DAEMON_PID" >"$WORK/perf.log" 2>&1 &
         PERF_PID=$!
+        sleep 0.5   # perf attaches (the backup runs meanwhile)
     fi
     sleep "$LEAD"
     run_fio "$WORK/fio.json"
@@ -250,14 +271,14 @@ for ((run = 1; run <= RUNS; run++)); do
     result vmad backup "$run" "$WORK/fio.json" "$state" "$rss"
     stop_daemon
 
-    log "run $run/$RUNS: qemu-storage-daemon, no backup"
+    log "run $run/$RUNS: qemu-storage-daemon, no backup (cache $mode)"
     prepare
     start_qsd
     run_fio "$WORK/fio.json"
     result qsd none "$run" "$WORK/fio.json" - "$(hwm_kib)"
     stop_daemon
 
-    log "run $run/$RUNS: qemu-storage-daemon, blockdev-backup to a $RATE/s throttled target"
+    log "run $run/$RUNS: qemu-storage-daemon, blockdev-backup to a $RATE/s throttled target (cache $mode)"
     prepare
     qemu-img create -q -f raw "$OUT" "$size_bytes"
     start_qsd
@@ -272,6 +293,7 @@ for ((run = 1; run <= RUNS; run++)); do
     result qsd backup "$run" "$WORK/fio.json" "$state" "$rss"
     stop_daemon
 done
+done
 
 # ---- report -----------------------------------------------------------------------------
 
@@ -279,38 +301,51 @@ cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 mem=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
 echo "Machine: $(nproc) CPUs ($cpu), $mem RAM, work dir on $fstype ($(df -P "$WORK" | awk 'NR == 2 { print $1 }')), kernel $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "Load average (1/5/15 min): $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
-echo "Image: $LAT_SIZE ($size_bytes bytes, bench/mkimage.sh, rewritten before every case); fio $(fio --version) 4 KiB randwrite iodepth 1, ${RUNTIME} s; RUNS=$RUNS; $cache_note"
+echo "Image: $LAT_SIZE ($size_bytes bytes, bench/mkimage.sh, rewritten before every case); fio $(fio --version) 4 KiB randwrite iodepth 1, ${RUNTIME} s; RUNS=$RUNS; CACHE=$CACHE"
 echo "Targets drained at $RATE/s ($rate_bytes bytes/s); vmad --backup-buffer-size $buffer_bytes --fleecing-dir (work dir); $(qemu-storage-daemon --version | head -1)"
 echo
-python3 - "$RES" <<'PY'
+python3 - "$RES" "${modes[*]}" "$DROP" <<'PY'
 import statistics, sys
-rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
-def med(server, case, col):
-    v = [float(r[col]) for r in rows if r[0] == server and r[1] == case]
-    return statistics.median(v) if v else float("nan")
-def states(server, case):
-    return ", ".join(r[9] for r in rows if r[0] == server and r[1] == case)
+allrows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 names = {"vmad": "vmad", "qsd": "qemu-storage-daemon"}
-print("| server | backup running | clat median µs | clat p99 µs | p99.9 µs | max µs | writes | IOPS |"
-      " median / no backup | p99 / no backup | peak RSS MiB | backup at fio end (state@bytes) |")
-print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-for server in ("vmad", "qsd"):
-    for case in ("none", "backup"):
-        m, p99 = med(server, case, 3), med(server, case, 4)
-        bm, b99 = med(server, "none", 3), med(server, "none", 4)
-        rss = max(float(r[10]) for r in rows if r[0] == server and r[1] == case) / 1024
-        print("| %s | %s | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %s | %s | %.1f | %s |" % (
-            names[server], "yes" if case == "backup" else "no", m, p99,
-            med(server, case, 5), med(server, case, 6), med(server, case, 7),
-            med(server, case, 8),
-            "%.2f ×" % (m / bm) if case == "backup" else "—",
-            "%.2f ×" % (p99 / b99) if case == "backup" else "—",
-            rss, states(server, case) if case == "backup" else "—"))
-v99, b99 = med("vmad", "backup", 4), med("vmad", "none", 4)
-q50, v50 = med("qsd", "backup", 3), med("vmad", "backup", 3)
-print()
-print("Target: p99 with a backup at most 3 × p99 without: vmad %.2f × (%s)." % (
-    v99 / b99, "met" if v99 <= 3 * b99 else "MISSED"))
-print("During the backup vmad's median is %.4f × and its p99 %.4f × qemu-storage-daemon's." % (
-    v50 / q50, v99 / med("qsd", "backup", 4)))
+for mode in sys.argv[2].split():
+    rows = [r[1:] for r in allrows if r[0] == mode]
+    def med(server, case, col):
+        v = [float(r[col]) for r in rows if r[0] == server and r[1] == case]
+        return statistics.median(v) if v else float("nan")
+    def states(server, case):
+        return ", ".join(r[9] for r in rows if r[0] == server and r[1] == case)
+    print()
+    if mode == "drop":
+        print("Page cache dropped (sync; echo 3 > %s) after writing the image, before every case:" % sys.argv[3])
+    else:
+        print("Page cache warm (the image just written, still in the cache), every case:")
+    print()
+    print("| server | backup running | clat median µs | clat p99 µs | clat p99.9 µs | clat max µs |"
+          " lat median µs | lat p99 µs | writes | IOPS | clat median / no backup |"
+          " clat p99 / no backup | lat p99 / no backup | peak RSS MiB |"
+          " backup at fio end (state@bytes) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for server in ("vmad", "qsd"):
+        for case in ("none", "backup"):
+            m, p99 = med(server, case, 3), med(server, case, 4)
+            bm, b99 = med(server, "none", 3), med(server, "none", 4)
+            rss = max(float(r[10]) for r in rows if r[0] == server and r[1] == case) / 1024
+            l99, bl99 = med(server, case, 12), med(server, "none", 12)
+            print("| %s | %s | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %s | %s | %s | %.1f | %s |" % (
+                names[server], "yes" if case == "backup" else "no", m, p99,
+                med(server, case, 5), med(server, case, 6), med(server, case, 11), l99,
+                med(server, case, 7), med(server, case, 8),
+                "%.2f ×" % (m / bm) if case == "backup" else "—",
+                "%.2f ×" % (p99 / b99) if case == "backup" else "—",
+                "%.2f ×" % (l99 / bl99) if case == "backup" else "—",
+                rss, states(server, case) if case == "backup" else "—"))
+    v99, b99 = med("vmad", "backup", 4), med("vmad", "none", 4)
+    q50, v50 = med("qsd", "backup", 3), med("vmad", "backup", 3)
+    print()
+    print("Target: p99 with a backup at most 3 × p99 without: vmad %.2f × on clat (%s), %.2f × on total lat. "
+          "During the backup vmad's median is 1/%.0f and its p99 1/%.0f of qemu-storage-daemon's." % (
+          v99 / b99, "met" if v99 <= 3 * b99 else "MISSED",
+          med("vmad", "backup", 12) / med("vmad", "none", 12), q50 / v50,
+          med("qsd", "backup", 4) / v99))
 PY
