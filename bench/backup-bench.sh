@@ -19,15 +19,18 @@
 #   qemu-img convert -f raw -O raw IMAGE FILE
 # A daemon is started fresh for every measurement (so its VmHWM is that backup's peak),
 # its disk/nodes are set up, then the page cache is prepared (CACHE below), then the
-# clock starts when the backup command is sent and stops when BLOCK_JOB_COMPLETED arrives (vmad sends it after the archive is
-# closed: flushed, fdatasync'ed, or the exec: command exited with 0). Rows that write a
-# file are timed again with an fsync of that file after the job (`sync FILE`, "+ sync"):
-# that is the time to durable data, comparable between tools that do and do not flush
-# (vmad already fdatasyncs a new file; QEMU's job and qemu-img convert do not). Only the
-# output file is synced, not the whole machine, so other writers on the machine do not
-# enter the time. Peak RSS: VmHWM of
-# the daemon from /proc/PID/status right after the job; for qemu-img convert the
-# maximum RSS from /usr/bin/time.
+# clock starts when the backup command is sent and stops when BLOCK_JOB_COMPLETED
+# arrives (vmad sends it after the archive is closed: flushed, fdatasync'ed, or the
+# exec: command exited with 0). Rows that write a file are timed again with an fsync of
+# that file after the job (`sync FILE`, "+ sync"): that is the time to durable data,
+# comparable between tools that do and do not flush (vmad already fdatasyncs a new file;
+# QEMU's job and qemu-img convert do not). Only the output file is synced, not the whole
+# machine, so other writers on the machine do not enter the time.
+# CPU: user + system time the daemon used during the job (/proc/PID/stat; for qemu-img
+# convert /usr/bin/time's %U + %S). It is not the exec: command's (cat's) time. On a
+# machine shared with other work it varies far less than the wall time.
+# Peak RSS: VmHWM of the daemon from /proc/PID/status right after the job; for
+# qemu-img convert the maximum RSS from /usr/bin/time.
 #
 # Checked once (run 1, outside the timing): `vma verify` of vmad's archive, and `cmp` of
 # qemu-storage-daemon's raw target with the image. Any failure fails the benchmark.
@@ -189,6 +192,14 @@ start_qsd() {
 }
 
 hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$DAEMON_PID/status"; }
+# user + system CPU time of the daemon so far, in seconds (fields 14, 15 of /proc/PID/stat,
+# counted after the ")" that ends the command name)
+cpu_secs() {
+    local st
+    st=$(cat "/proc/$DAEMON_PID/stat")
+    st=${st##*) }
+    awk -v hz="$(getconf CLK_TCK)" '{ print ($12 + $13) / hz }' <<<"$st"
+}
 
 stop_daemon() {
     kill "$DAEMON_PID" 2>/dev/null || true
@@ -196,7 +207,7 @@ stop_daemon() {
     DAEMON_PID=
 }
 
-declare -A JOB SYNC RSS   # "mode|row" -> space-separated values, one per run
+declare -A JOB SYNC RSS CPU   # "mode|row" -> space-separated values, one per run
 ROWS=(vmad-file vmad-exec qsd-raw qsd-null qemu-img)
 declare -A NAME=(
     [vmad-file]="vmad backup → new file"
@@ -208,21 +219,22 @@ declare -A NAME=(
 declare -A PEER=([vmad-file]=qsd-raw [vmad-exec]=qsd-null)
 declare -A WRITES=([vmad-file]=1 [qsd-raw]=1 [qemu-img]=1)
 
-record() {   # record ROW JOB_S SYNC_S RSS_KIB (for the current run and mode)
+record() {   # record ROW JOB_S SYNC_S RSS_KIB CPU_S (for the current run and mode)
     JOB[$mode|$1]+="$2 "
     SYNC[$mode|$1]+="$3 "
     RSS[$mode|$1]+="$4 "
+    CPU[$mode|$1]+="$5 "
     local s="        "
     [ -z "${WRITES[$1]:-}" ] || s=$(printf '%7.3f s' "$3")
-    printf 'backup-bench: run %d %-5s %-38s job %7.3f s  +sync %s  peak RSS %6.1f MiB\n' \
-        "$run" "$mode" "${NAME[$1]}" "$2" "$s" "$(awk -v k="$4" 'BEGIN { print k / 1024 }')" >&2
+    printf 'backup-bench: run %d %-5s %-38s job %7.3f s  +sync %s  CPU %6.2f s  peak RSS %6.1f MiB\n' \
+        "$run" "$mode" "${NAME[$1]}" "$2" "$s" "$5" "$(awk -v k="$4" 'BEGIN { print k / 1024 }')" >&2
 }
 
 json_field() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 
 # vmad_row ROW TARGET [FILE]: FILE, when the target is a file, is fsync'ed after the job
 vmad_row() {
-    local row=$1 target=$2 file=${3:-} res secs t1 t2 rss
+    local row=$1 target=$2 file=${3:-} res secs t1 t2 rss c0 c1
     local wargs=()
     [ -z "$MAX_WORKERS" ] || wargs=(--max-workers "$MAX_WORKERS")
     start_vmad
@@ -233,9 +245,11 @@ vmad_row() {
         PERF_PID=$!
         sleep 0.5   # perf attaches
     fi
+    c0=$(cpu_secs)
     res=$(python3 "$QMPPY" vmad-backup "$QMP_SOCK" "$target" "${wargs[@]}") ||
         die "${NAME[$row]} failed: $(tail -n 3 "$WORK/daemon.log")"
     t1=$(now)
+    c1=$(cpu_secs)
     [ -z "$file" ] || sync "$file"
     t2=$(now)
     if [ -n "$PERF_PID" ]; then
@@ -246,11 +260,12 @@ vmad_row() {
     rss=$(hwm_kib)
     stop_daemon
     secs=$(json_field seconds <<<"$res")
-    record "$row" "$secs" "$(awk -v s="$secs" -v a="$t1" -v b="$t2" 'BEGIN { print s + b - a }')" "$rss"
+    record "$row" "$secs" "$(awk -v s="$secs" -v a="$t1" -v b="$t2" 'BEGIN { print s + b - a }')" "$rss" \
+        "$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')"
 }
 
 qsd_row() {   # qsd_row ROW KIND
-    local row=$1 kind=$2 res secs t1 t2 rss args
+    local row=$1 kind=$2 res secs t1 t2 rss args c0 c1
     rm -f "$OUT"
     if [ "$kind" = raw ]; then
         qemu-img create -q -f raw "$OUT" "$size_bytes"
@@ -260,14 +275,17 @@ qsd_row() {   # qsd_row ROW KIND
     fi
     start_qsd
     prepare_cache
+    c0=$(cpu_secs)
     res=$(python3 "$QMPPY" qsd-backup "$QMP_SOCK" "$kind" "${args[@]}") ||
         die "${NAME[$row]} failed: $(tail -n 3 "$WORK/daemon.log")"
     t1=$(now)
+    c1=$(cpu_secs)
     [ "$kind" != raw ] || sync "$OUT"
     t2=$(now)
     rss=$(hwm_kib)
     secs=$(json_field seconds <<<"$res")
-    record "$row" "$secs" "$(awk -v s="$secs" -v a="$t1" -v b="$t2" 'BEGIN { print s + b - a }')" "$rss"
+    record "$row" "$secs" "$(awk -v s="$secs" -v a="$t1" -v b="$t2" 'BEGIN { print s + b - a }')" "$rss" \
+        "$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')"
     stop_daemon
 }
 
@@ -300,13 +318,15 @@ for mode in "${modes[@]}"; do
     rm -f "$OUT"
     prepare_cache
     t0=$(now)
-    "$TIME" -f '%M' -o "$WORK/time.out" qemu-img convert -f raw -O raw "$IMG" "$OUT" ||
+    "$TIME" -f '%M %U %S' -o "$WORK/time.out" qemu-img convert -f raw -O raw "$IMG" "$OUT" ||
         die "qemu-img convert failed"
     t1=$(now)
     sync "$OUT"
     t2=$(now)
+    read -r kib usr sys < <(tail -n 1 "$WORK/time.out")
     record qemu-img "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \
-        "$(awk -v a="$t0" -v b="$t2" 'BEGIN { print b - a }')" "$(tail -n 1 "$WORK/time.out")"
+        "$(awk -v a="$t0" -v b="$t2" 'BEGIN { print b - a }')" "$kib" \
+        "$(awk -v a="$usr" -v b="$sys" 'BEGIN { print a + b }')"
     rm -f "$OUT"
 done
 done
@@ -327,7 +347,7 @@ mem=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
 echo "Machine: $(nproc) CPUs ($cpu), $mem RAM, work dir on $fstype ($(df -P "$WORK" | awk 'NR == 2 { print $1 }')), kernel $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "Load average (1/5/15 min): $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 echo "Image: $SIZE ($size_bytes bytes, bench/mkimage.sh); RUNS=$RUNS; CACHE=$CACHE"
-echo "vmad: $VMAD --backup-buffer-size $buffer_bytes, max-workers ${MAX_WORKERS:-default}; archive $archive_bytes bytes"
+echo "vmad: ${VMAD#"$SRCDIR"/} --backup-buffer-size $buffer_bytes, max-workers ${MAX_WORKERS:-default}; archive $archive_bytes bytes"
 echo "Peers: $(qemu-storage-daemon --version | head -1), $(qemu-img --version | head -1)"
 for mode in "${modes[@]}"; do
 echo
@@ -337,13 +357,14 @@ else
     echo "Page cache warm (the image read once with cat before every measurement):"
 fi
 echo
-echo "| operation | median s (job) | median s (+ sync) | runs, job (s) | GB/s (job) | peak RSS MiB | vs QSD, same destination (job / + sync) |"
-echo "|---|---:|---:|---|---:|---:|---|"
+echo "| operation | median s (job) | median s (+ sync) | runs, job (s) | GB/s (job) | CPU s (median) | peak RSS MiB | vs QSD, same destination: job / + sync / CPU |"
+echo "|---|---:|---:|---|---:|---:|---:|---|"
 for row in "${ROWS[@]}"; do
     jm=$(median <<<"${JOB[$mode|$row]}")
     sm="—"
     [ -z "${WRITES[$row]:-}" ] || sm=$(median <<<"${SYNC[$mode|$row]}" | awk '{ printf "%.2f", $1 }')
     rss=$(maxof <<<"${RSS[$mode|$row]}")
+    cm=$(median <<<"${CPU[$mode|$row]}")
     ratio="—"
     peer=${PEER[$row]:-}
     if [ -n "$peer" ]; then
@@ -352,11 +373,15 @@ for row in "${ROWS[@]}"; do
         if [ -n "${WRITES[$row]:-}" ]; then
             ps=$(median <<<"${SYNC[$mode|$peer]}")
             ratio+=$(awk -v a="$sm" -v b="$ps" 'BEGIN { printf " / %.2f ×", a / b }')
+        else
+            ratio+=" / —"
         fi
+        pc=$(median <<<"${CPU[$mode|$peer]}")
+        ratio+=$(awk -v a="$cm" -v b="$pc" 'BEGIN { printf " / %.2f ×", a / b }')
     fi
     awk -v name="${NAME[$row]}" -v jm="$jm" -v sm="$sm" -v runs="$(fmt_runs <<<"${JOB[$mode|$row]}")" \
-        -v size="$size_bytes" -v rss="$rss" -v ratio="$ratio" 'BEGIN {
-        printf "| %s | %.2f | %s | %s | %.2f | %.1f | %s |\n", name, jm, sm, runs, size / 1e9 / jm, rss / 1024, ratio }'
+        -v size="$size_bytes" -v rss="$rss" -v ratio="$ratio" -v cm="$cm" 'BEGIN {
+        printf "| %s | %.2f | %s | %s | %.2f | %.2f | %.1f | %s |\n", name, jm, sm, runs, size / 1e9 / jm, cm, rss / 1024, ratio }'
 done
 done
 echo
