@@ -114,7 +114,7 @@ case "$fstype" in tmpfs|ramfs)
     log "warning: $BENCH_TMPDIR is $fstype: timings will not reflect a disk" ;;
 esac
 # image (3/4 allocated) + archive (1/2) + raw target (all of it, QEMU allocates holes)
-need_kib=$((size_bytes / 1024 * 9 / 4))
+need_kib=$((size_bytes * 9 / 4 / 1024))
 avail_kib=$(df -Pk "$BENCH_TMPDIR" | awk 'NR == 2 { print $4 }')
 [ "$avail_kib" -ge "$need_kib" ] ||
     die "$BENCH_TMPDIR has $((avail_kib >> 20)) GiB free, about $((need_kib >> 20)) GiB needed"
@@ -163,8 +163,7 @@ prepare_cache() {
 }
 
 wait_for() {   # wait_for FILE-TEST PATH WHAT
-    local i
-    for i in $(seq 1 300); do
+    for _ in $(seq 1 300); do
         test "$1" "$2" && return 0
         kill -0 "$DAEMON_PID" 2>/dev/null || break
         sleep 0.05

@@ -108,7 +108,7 @@ fstype=$(findmnt -n -o FSTYPE --target "$BENCH_TMPDIR" 2>/dev/null || stat -f -c
 case "$fstype" in tmpfs|ramfs)
     log "warning: $BENCH_TMPDIR is $fstype: timings will not reflect a disk" ;;
 esac
-need_kib=$((size_bytes / 1024 * 3))
+need_kib=$((size_bytes * 3 / 1024))
 avail_kib=$(df -Pk "$BENCH_TMPDIR" | awk 'NR == 2 { print $4 }')
 [ "$avail_kib" -ge "$need_kib" ] ||
     die "$BENCH_TMPDIR has $((avail_kib >> 20)) GiB free, about $((need_kib >> 20)) GiB needed"
@@ -116,7 +116,12 @@ avail_kib=$(df -Pk "$BENCH_TMPDIR" | awk 'NR == 2 { print $4 }')
 WORK=$(mktemp -d "$BENCH_TMPDIR/backup-latency.XXXXXX")
 DAEMON_PID=
 PERF_PID=
+FIO_PID=
 cleanup() {
+    if [ -n "$FIO_PID" ]; then
+        kill "$FIO_PID" 2>/dev/null || true
+        wait "$FIO_PID" 2>/dev/null || true
+    fi
     if [ -n "$PERF_PID" ]; then
         kill -INT "$PERF_PID" 2>/dev/null || true
         wait "$PERF_PID" 2>/dev/null || true
@@ -144,8 +149,7 @@ RES=$WORK/results.txt
 : >"$RES"
 
 wait_for() {   # wait_for TEST PATH WHAT
-    local i
-    for i in $(seq 1 300); do
+    for _ in $(seq 1 300); do
         test "$1" "$2" && return 0
         kill -0 "$DAEMON_PID" 2>/dev/null || break
         sleep 0.05
@@ -190,12 +194,15 @@ stop_daemon() {
 
 hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$DAEMON_PID/status"; }
 
+# fio runs in the background so that a signal to this script is handled at once
 run_fio() {   # run_fio JSON
     fio --name=guest --ioengine=nbd --uri="nbd+unix:///$EXPORT?socket=$NBD_SOCK" \
         --rw=randwrite --bs=4k --iodepth=1 --size="$size_bytes" \
         --time_based --runtime="$RUNTIME" --clat_percentiles=1 --lat_percentiles=1 \
-        --output-format=json --output="$1" >/dev/null ||
-        die "fio failed: $(tail -n 3 "$WORK/daemon.log")"
+        --output-format=json --output="$1" >/dev/null &
+    FIO_PID=$!
+    wait "$FIO_PID" || die "fio failed: $(tail -n 3 "$WORK/daemon.log")"
+    FIO_PID=
 }
 
 # result SERVER CASE RUN JSON STATE RSS_KIB: one line of $RES (the mode goes first)
@@ -250,7 +257,7 @@ for mode in "${modes[@]}"; do
         die "vmad backup did not start: $(tail -n 3 "$WORK/daemon.log")"
     if [ "$PERF" != 0 ] && [ "$run" = "$RUNS" ]; then
         if [ "$PERF" = sched ]; then
-            perf_args=(-e sched:sched_switch --call-graph dwarf,32768)
+            perf_args=(-e sched:sched_switch --call-graph "dwarf,32768")
         else
             perf_args=(-g)
         fi
