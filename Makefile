@@ -6,6 +6,7 @@
 #   make demo            install missing packages, build, run the demo
 #   make install         PREFIX=/usr/local DESTDIR= honoured
 #   make bench           run the benchmarks in bench/ (slow; not part of check)
+#   make bench-vma       only the vma create/extract/verify benchmark (bench/vma-bench.sh)
 #   make docs            regenerate docs/qmp-reference.md from qapi-schema.json
 #
 # Source sets are found by wildcard so that a new file in a directory needs no edit here:
@@ -79,7 +80,7 @@ PROGRAMS += $(BUILDDIR)/vmad
 endif
 
 .SECONDARY:
-.PHONY: all deps check check-only check-asan demo install uninstall bench clean fuzz docs
+.PHONY: all deps check check-only check-asan demo install uninstall bench bench-vma clean fuzz docs
 all: $(PROGRAMS)
 
 deps:
@@ -144,8 +145,11 @@ demo: deps
 	$(MAKE) all
 	BUILDDIR=$(abspath $(BUILDDIR)) scripts/demo.sh
 
-bench: all
+bench: test-build
 	BUILDDIR=$(abspath $(BUILDDIR)) bench/run.sh
+
+bench-vma: all
+	BUILDDIR=$(abspath $(BUILDDIR)) bench/vma-bench.sh
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1

@@ -44,10 +44,10 @@
  * hands over, more only add contention) take 1 MiB chunks (16 clusters) in disk order
  * from a shared cursor, skip chunks already copied, find holes with block status
  * (a cluster that lies wholly in holes is a zero cluster: no read), wait for the rate
- * limiter (speed, background only, before claiming anything), claim the todo clusters
- * of the chunk, read and release them one by one (a hook waiting for one of them waits
- * for one read), and then hand them to the writer's normal lane, blocking while it is
- * full. A worker never waits for anything while it holds a claim,
+ * limiter (speed, background only, before claiming anything), then claim, read and
+ * release the chunk's todo clusters one at a time (a hook needing a later cluster of the
+ * chunk copies it itself, so a guest write waits for one read at most), and then hand
+ * them to the writer's normal lane, blocking while it is full. A worker never waits for anything while it holds a claim,
  * and neither does a hook (it claims one cluster at a time), so nobody can deadlock.
  *
  * Completion: `remaining` counts clusters not yet handed to the writer. The controller
@@ -630,26 +630,19 @@ static void copy_chunk(BackupJob *job, BackupDisk *d, uint64_t first, unsigned n
         return;
     }
 
-    any = false;
-    g_mutex_lock(&d->lock);
-    for (unsigned i = 0; i < n; i++) {
+    /* Claim each cluster only just before reading it and release it right after: a hook
+     * that needs a later cluster of the chunk claims and copies that one itself instead
+     * of waiting behind our reads, so a guest write waits for one read at most. */
+    int r = 0;
+    unsigned i = 0;
+    for (; i < n; i++) {
+        g_mutex_lock(&d->lock);
         if (bit_test(d->todo, first + i)) {
             bit_clear(d->todo, first + i);
             bit_set(d->busy, first + i);
             claimed[i] = true;
-            any = true;
         }
-    }
-    g_mutex_unlock(&d->lock);
-    if (!any) {
-        return;
-    }
-
-    /* Release each cluster as soon as its old data is in memory: a hook waiting for
-     * it waits for one read, not for the chunk. */
-    int r = 0;
-    unsigned i = 0;
-    for (; i < n && r == 0; i++) {
+        g_mutex_unlock(&d->lock);
         if (!claimed[i]) {
             continue;
         }
@@ -658,13 +651,15 @@ static void copy_chunk(BackupJob *job, BackupDisk *d, uint64_t first, unsigned n
             r = read_cluster(d, first + i, bufs[i]);
         }
         release_clusters(d, first + i, &claimed[i], 1);
+        if (r < 0) {
+            break;
+        }
     }
     if (r < 0) {
-        release_clusters(d, first + i, &claimed[i], n - i);
         for (unsigned j = 0; j < n; j++) {
             vma_cluster_free(bufs[j]);
         }
-        job_fail_read(job, d, first + i - 1, r);
+        job_fail_read(job, d, first + i, r);
         return;
     }
 

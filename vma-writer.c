@@ -55,9 +55,11 @@
  * not: then ordinary writes); the unaligned tail is written after clearing O_DIRECT. An
  * existing FIFO is opened non-blocking, so a FIFO without a reader fails at once instead
  * of hanging the caller. "exec:CMD" runs /bin/sh -c CMD with posix_spawn (stdin = our
- * pipe, stdout/stderr inherited, SIGPIPE reset to default, empty signal mask); close
- * waits for it and fails unless it exits with status 0 — a failed command replaces a
- * broken-pipe error, being its cause. Pipes get a 1 MiB buffer where allowed.
+ * pipe, stdout/stderr inherited, SIGPIPE reset to default, empty signal mask, its own
+ * process group); close waits for it and fails unless it exits with status 0 — a failed
+ * command replaces a broken-pipe error, being its cause. After a failure or a cancel, a
+ * command that does not exit is ended: SIGTERM to its group, then SIGKILL. Pipes get a
+ * 1 MiB buffer where allowed.
  *
  * Pipes (FIFOs, exec: commands, passed descriptors that are pipes or sockets) are put in
  * non-blocking mode so that the writer thread waits in poll() together with the cancel
@@ -106,6 +108,7 @@ extern char **environ;
 #define DEFAULT_QUEUE_CLUSTERS 64
 #define PIPE_BUFFER_SIZE (1024 * 1024)
 #define DIRECT_CHUNK_SIZE (1024 * 1024)
+#define CHILD_GRACE_MS 1000 /* a failed writer's command gets this long per signal */
 #define EXTENT_FILL_WAIT_US 2000 /* how long a partial extent waits for more records */
 #define DONE_CHUNK_SHIFT 16 /* clusters per done-bitmap chunk: 2^16 */
 #define DONE_CHUNK_CLUSTERS (UINT64_C(1) << DONE_CHUNK_SHIFT)
@@ -714,7 +717,11 @@ static int spawn_command(const char *cmd, const char *name, pid_t *pid, GError *
     sigemptyset(&empty);
     posix_spawnattr_setsigdefault(&attr, &defaults);
     posix_spawnattr_setsigmask(&attr, &empty);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    /* its own process group, so that a cancelled or failed writer can end the command
+     * and whatever it started (reap_child) */
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK |
+                                        POSIX_SPAWN_SETPGROUP);
     int r = posix_spawn(pid, "/bin/sh", &fa, &attr, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
@@ -1258,16 +1265,45 @@ static void check_complete_locked(VmaWriter *w)
     }
 }
 
+/* Wait for the command's exit; once the writer has failed or was cancelled, a command
+ * that neither reads nor exits (a hung ssh, a compressor on a dead mount) must not hold
+ * up the end of the stream: after CHILD_GRACE_MS its process group gets SIGTERM, and
+ * SIGKILL CHILD_GRACE_MS later. */
+static pid_t wait_child(VmaWriter *w, int *status)
+{
+    pid_t r;
+    g_mutex_lock(&w->lock);
+    bool failed = w->error != NULL;
+    g_mutex_unlock(&w->lock);
+
+    if (failed) {
+        for (int step = 0; step < 3; step++) {
+            gint64 deadline = g_get_monotonic_time() + CHILD_GRACE_MS * 1000;
+            do {
+                r = waitpid(w->child, status, WNOHANG);
+                if (r != 0 && !(r < 0 && errno == EINTR)) {
+                    return r;
+                }
+                g_usleep(10 * 1000);
+            } while (g_get_monotonic_time() < deadline);
+            if (step < 2) {
+                kill(-w->child, step == 0 ? SIGTERM : SIGKILL);
+            }
+        }
+    }
+    do {
+        r = waitpid(w->child, status, 0);
+    } while (r < 0 && errno == EINTR);
+    return r;
+}
+
 /* Wait for the exec: command; a failed command replaces a broken-pipe error, since it
  * is the cause. */
 static void reap_child(VmaWriter *w)
 {
     int status = 0;
-    pid_t r;
+    pid_t r = wait_child(w, &status);
 
-    do {
-        r = waitpid(w->child, &status, 0);
-    } while (r < 0 && errno == EINTR);
     w->child = 0;
 
     GError *err = NULL;

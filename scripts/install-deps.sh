@@ -18,7 +18,7 @@ pc_deps=(
     "cmocka:libcmocka-dev"
     "libnbd:libnbd-dev"
 )
-# command -> Debian package
+# command -> Debian package (a path where the shell has a builtin of that name: `time`)
 cmd_deps=(
     "cc:gcc"
     "make:make"
@@ -42,6 +42,9 @@ cmd_deps=(
     "pv:pv"
     "python3:python3"
     "timeout:coreutils"
+    "/usr/bin/time:time"
+    "openssl:openssl"
+    "findmnt:util-linux"
     "valgrind:valgrind"
 )
 
