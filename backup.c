@@ -993,8 +993,9 @@ static bool add_config_file(VmaWriter *w, const char *path, const char *name, GE
         return false;
     }
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        g_set_error(errp, BACKUP_ERROR, BACKUP_ERROR_FAILED,
-                    "unable to read file '%s': not a regular file", path);
+        /* the deployed message, which management tools may match */
+        g_set_error(errp, BACKUP_ERROR, BACKUP_ERROR_FAILED, "unable to read file '%s'",
+                    path);
         close(fd);
         return false;
     }

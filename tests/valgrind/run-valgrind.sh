@@ -11,6 +11,7 @@
 # report holds an error even where a test ignores an exit status.
 #
 # VALGRIND_TESTS (default "unit/ cli/") selects tests as TESTS does for tests/run.sh.
+# The Makefile builds with -DVMA_SANITIZED (cluster buffers on the heap, see vma-common.c).
 set -u
 SRCDIR=$(cd "$(dirname "$0")/../.." && pwd)
 : "${BUILDDIR:?BUILDDIR must name the build to check}"
