@@ -73,10 +73,10 @@ void vma_cluster_free(void *buf)
     if (buf == NULL) {
         return;
     }
-    if (CLUSTER_POOL_MAX == 0) {
-        free(buf);
-        return;
-    }
+#if CLUSTER_POOL_MAX == 0
+    /* (preprocessed out, not just dead: "pool_len < 0" would be a -Wtype-limits error) */
+    free(buf);
+#else
     g_mutex_lock(&pool_lock);
     if (pool_len < CLUSTER_POOL_MAX) {
         pool[pool_len++] = buf;
@@ -86,6 +86,7 @@ void vma_cluster_free(void *buf)
     if (buf != NULL) {
         munmap(buf, VMA_CLUSTER_SIZE);
     }
+#endif
 }
 
 bool vma_buffer_is_zero(const void *buf, size_t len)

@@ -23,6 +23,12 @@
  *  - ordering that glib's main loop provides between g_idle_add() in one thread and the
  *    callback in the main thread: data handed over that way must be protected by a
  *    GMutex of ours (qmp_event_emit() does so).
+ *
+ * G_DEFINE_QUARK: glib's macro caches the quark in a plain static that two threads may
+ * fill at once (each stores the same value, from a thread-safe lookup). That is glib's
+ * idiom, not a bug of ours; here the cache is read and written as a relaxed atomic, which
+ * is what every compiler makes of it anyway.
+ *
  * Thread creation and join (pthread_create/pthread_join inside g_thread_new/join), and
  * reads and writes on pipes, eventfds and sockets, are intercepted by ThreadSanitizer
  * itself and need nothing here.
@@ -125,5 +131,18 @@ static inline void tsan_g_once_init_leave(volatile void *location, gsize result)
 #define g_once_init_enter(location) tsan_g_once_init_enter(location)
 #define g_once_init_leave(location, result) \
     tsan_g_once_init_leave((location), (gsize) (result))
+
+#undef G_DEFINE_QUARK
+#define G_DEFINE_QUARK(QN, q_n)                                                            \
+    GQuark q_n##_quark(void)                                                               \
+    {                                                                                      \
+        static GQuark q;                                                                   \
+        GQuark v = __atomic_load_n(&q, __ATOMIC_RELAXED);                                  \
+        if (G_UNLIKELY(v == 0)) {                                                          \
+            v = g_quark_from_static_string(#QN);                                           \
+            __atomic_store_n(&q, v, __ATOMIC_RELAXED);                                     \
+        }                                                                                  \
+        return v;                                                                          \
+    }
 
 #endif /* VMABACKUP_TSAN_GLIB_H */
