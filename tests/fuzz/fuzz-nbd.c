@@ -39,8 +39,8 @@
 #include "blockdev.h"
 #include "nbd-server.h"
 #include "nbd/proto.h"
+#include "tests/fuzz/fuzz-common.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static char *sock_path;
 
@@ -225,18 +225,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     return 0;
 }
 
-#ifdef FUZZ_STANDALONE
-int main(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++) {
-        g_autofree char *buf = NULL;
-        gsize len = 0;
-        if (!g_file_get_contents(argv[i], &buf, &len, NULL)) {
-            fprintf(stderr, "fuzz-nbd: cannot read %s\n", argv[i]);
-            return 1;
-        }
-        LLVMFuzzerTestOneInput((const uint8_t *)buf, len);
-    }
-    return 0;
-}
-#endif

@@ -21,7 +21,9 @@
 
 #include "cli/qmp-client.c"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#define FUZZ_JSON
+#include "tests/fuzz/fuzz-common.h"
+
 
 /* What execute_until() and qmp_client_wait() do with one message. */
 static void dispatch(QmpClient *c, JsonObject *msg)
@@ -57,7 +59,7 @@ static void dispatch(QmpClient *c, JsonObject *msg)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size == 0) {
+    if (size == 0 || fuzz_json_glib_leaks((const char *)data, size)) {
         return 0;
     }
     size_t piece = (size_t)(data[0] % 64) + 1;
@@ -91,18 +93,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     return 0;
 }
 
-#ifdef FUZZ_STANDALONE
-int main(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++) {
-        g_autofree char *buf = NULL;
-        gsize len = 0;
-        if (!g_file_get_contents(argv[i], &buf, &len, NULL)) {
-            fprintf(stderr, "fuzz-qmp-client: cannot read %s\n", argv[i]);
-            return 1;
-        }
-        LLVMFuzzerTestOneInput((const uint8_t *)buf, len);
-    }
-    return 0;
-}
-#endif

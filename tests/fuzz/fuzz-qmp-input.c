@@ -19,14 +19,16 @@
 #include "monitor/json-splitter.h"
 #include "monitor/qapi-schema.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#define FUZZ_JSON
+#include "tests/fuzz/fuzz-common.h"
+
 
 static void on_message(void *opaque, const char *text, size_t len, const char *error_msg)
 {
     const QapiSchema *schema = opaque;
     g_autoptr(JsonParser) parser = json_parser_new();
 
-    if (text == NULL ||
+    if (text == NULL || fuzz_json_glib_leaks(text, len) ||
         !json_parser_load_from_data(parser, text, (gssize)len, NULL)) {
         return;
     }
@@ -78,18 +80,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     return 0;
 }
 
-#ifdef FUZZ_STANDALONE
-int main(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++) {
-        g_autofree char *buf = NULL;
-        gsize len = 0;
-        if (!g_file_get_contents(argv[i], &buf, &len, NULL)) {
-            fprintf(stderr, "fuzz-qmp-input: cannot read %s\n", argv[i]);
-            return 1;
-        }
-        LLVMFuzzerTestOneInput((const uint8_t *)buf, len);
-    }
-    return 0;
-}
-#endif
