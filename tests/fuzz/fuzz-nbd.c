@@ -11,9 +11,8 @@
  * transmission stream. The client side then half-closes and reads replies until the
  * server hangs up. A crash, a sanitizer report or a hang is a finding.
  *
- *   clang -fsanitize=fuzzer,address -Iinclude -I. ... tests/fuzz/fuzz-nbd.c \
- *       build-fuzz/libvmad.a build-fuzz/libvma.a $(pkg-config --libs ...)
- *   ./fuzz-nbd -detect_leaks=0 -timeout=20 tests/fuzz/corpus/nbd
+ *   make fuzz FUZZ=nbd FUZZ_SECONDS=600    (docs/fuzzing.md; it passes -detect_leaks=0)
+ *   build-fuzz/fuzz/fuzz-nbd -detect_leaks=0 -timeout=20 tests/fuzz/corpus/nbd
  *
  * Leak checking after each input would see the server's connection still being torn
  * down on its own threads (false reports); check leaks instead by replaying the corpus

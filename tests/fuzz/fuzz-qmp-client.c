@@ -7,10 +7,8 @@
  * The first input byte chooses the size of the pieces the rest arrives in (1 to 64
  * bytes), so that messages split across reads are covered.
  *
- *   clang -fsanitize=fuzzer,address -Iinclude -I. -D_GNU_SOURCE \
- *       $(pkg-config --cflags --libs glib-2.0 json-glib-1.0) \
- *       tests/fuzz/fuzz-qmp-client.c -o fuzz-qmp-client
- *   ./fuzz-qmp-client tests/fuzz/corpus/qmp-client
+ *   make fuzz FUZZ=qmp-client FUZZ_SECONDS=600    (docs/fuzzing.md)
+ *   build-fuzz/fuzz/fuzz-qmp-client -dict=tests/fuzz/dict/qmp.dict tests/fuzz/corpus/qmp-client
  *
  * Built with -DFUZZ_STANDALONE it is a plain program that runs the files named on its
  * command line once each.

@@ -4,8 +4,8 @@
  * checks and the schema's argument checking; and the command-line keyval parser.
  * Handlers are not run (they open files and sockets).
  *
- *   clang -fsanitize=fuzzer,address ... tests/fuzz/fuzz-qmp-input.c libvmad.a libvma.a
- *   ./fuzz-qmp-input tests/fuzz/corpus/qmp-input
+ *   make fuzz FUZZ=qmp-input FUZZ_SECONDS=600    (docs/fuzzing.md)
+ *   build-fuzz/fuzz/fuzz-qmp-input -dict=tests/fuzz/dict/qmp.dict tests/fuzz/corpus/qmp-input
  *
  * Built with -DFUZZ_STANDALONE it is a plain program that runs the files named on its
  * command line once each (replaying a corpus or a crash without libFuzzer).
