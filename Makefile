@@ -8,6 +8,12 @@
 #   make bench           run the benchmarks in bench/ (slow; not part of check)
 #   make bench-vma       only the vma create/extract/verify benchmark (bench/vma-bench.sh)
 #   make docs            regenerate docs/qmp-reference.md from qapi-schema.json
+#   make fuzz            build the libFuzzer harnesses (clang, build-fuzz/) and run each for
+#                        FUZZ_SECONDS (default 60) on a copy of its seed corpus; FUZZ="reader
+#                        nbd" selects harnesses, FUZZ_JOBS=2 runs two at once
+#   make fuzz-regress    run every harness once over its seeds and crash reproducers
+#   make fuzz-afl        the same harnesses built with AFL++ (build-afl/); fuzz-afl-run runs
+#                        afl-fuzz on each for FUZZ_SECONDS; docs/fuzzing.md
 #
 # Source sets are found by wildcard so that a new file in a directory needs no edit here:
 #   libvma (archive library):  vma-*.c util/*.c
@@ -35,6 +41,10 @@ WARN := -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
 # CI builds with -Werror; so can anyone: make WERROR=1
 ifeq ($(CI),true)
 WERROR ?= 1
+endif
+# clang (the fuzz build) has no -Wshadow=local; its -Wshadow is the nearest
+ifneq ($(findstring clang,$(CC)),)
+WARN := $(patsubst -Wshadow=local,-Wshadow,$(WARN))
 endif
 ifeq ($(WERROR),1)
 WARN += -Werror
@@ -80,7 +90,8 @@ PROGRAMS += $(BUILDDIR)/vmad
 endif
 
 .SECONDARY:
-.PHONY: all deps check check-only check-asan demo install uninstall bench bench-vma clean fuzz docs
+.PHONY: all deps check check-only check-asan demo install uninstall bench bench-vma clean fuzz docs \
+        fuzz-build fuzz-bins fuzz-regress fuzz-afl fuzz-afl-run
 all: $(PROGRAMS)
 
 deps:
@@ -144,6 +155,58 @@ check-asan: deps
 demo: deps
 	$(MAKE) all
 	BUILDDIR=$(abspath $(BUILDDIR)) scripts/demo.sh
+
+# ---- fuzzing (tests/fuzz/, docs/fuzzing.md) ----------------------------------------------
+# The harnesses are built by a second make in $(FUZZ_BUILDDIR) with clang: the libraries'
+# objects with -fsanitize=fuzzer-no-link (coverage) plus ASan and UBSan, each harness linked
+# with -fsanitize=fuzzer (libFuzzer's main). Harness NAME is tests/fuzz/fuzz-NAME.c, its
+# seeds tests/fuzz/corpus/NAME/, its crash reproducers tests/fuzz/regress/NAME/.
+FUZZ_BUILDDIR ?= build-fuzz
+FUZZ_CC ?= clang
+FUZZ_SANITIZE ?= address,undefined
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS ?= 1
+FUZZ ?=
+AFL_BUILDDIR ?= build-afl
+AFL_CC ?= $(firstword $(foreach c,afl-clang-lto afl-clang-fast,$(shell command -v $(c) 2>/dev/null)))
+FUZZ_LINK ?= -fsanitize=fuzzer
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILDDIR)/fuzz/%,$(FUZZ_SRCS))
+fuzz_env = FUZZ_BUILDDIR=$(abspath $(FUZZ_BUILDDIR)) AFL_BUILDDIR=$(abspath $(AFL_BUILDDIR)) \
+           FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(FUZZ_JOBS)
+
+fuzz-build:
+	$(MAKE) BUILDDIR=$(FUZZ_BUILDDIR) CC=$(FUZZ_CC) \
+	    SANITIZE=fuzzer-no-link,$(FUZZ_SANITIZE) FUZZ_LINK=-fsanitize=fuzzer fuzz-bins
+
+fuzz: fuzz-build
+	$(fuzz_env) tests/fuzz/run.sh fuzz $(FUZZ)
+
+fuzz-regress: fuzz-build
+	$(fuzz_env) tests/fuzz/run.sh regress $(FUZZ)
+
+# AFL++ instruments at compile time (afl-clang-lto, else afl-clang-fast) and turns
+# -fsanitize=fuzzer at link time into its libAFLDriver, which calls the same
+# LLVMFuzzerTestOneInput. Run with afl-fuzz as docs/fuzzing.md shows.
+fuzz-afl:
+	@if [ -z "$(AFL_CC)" ]; then \
+	    echo "fuzz-afl: neither afl-clang-lto nor afl-clang-fast found (Debian: afl++)" >&2; \
+	    exit 1; fi
+	$(MAKE) BUILDDIR=$(AFL_BUILDDIR) CC=$(AFL_CC) SANITIZE=$(FUZZ_SANITIZE) \
+	    FUZZ_LINK=-fsanitize=fuzzer fuzz-bins
+
+fuzz-afl-run: fuzz-afl
+	$(fuzz_env) tests/fuzz/run.sh afl $(FUZZ)
+
+# Internal: the harnesses of $(BUILDDIR), compiled with the flags of the make above.
+fuzz-bins: $(FUZZ_BINS)
+
+# Harnesses that test pieces of the CLI (which is not a library) link just those objects.
+$(BUILDDIR)/fuzz/fuzz-restore-map: $(call obj,cli/restore-map.c cli/common.c)
+
+$(BUILDDIR)/fuzz/fuzz-%: $(BUILDDIR)/obj/tests/fuzz/fuzz-%.o $(LIBVMAD) $(LIBVMA)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) $(FUZZ_LINK) -o $@ $(filter %.o,$^) $(LIBVMAD) $(LIBVMA) \
+	    $(DAEMON_LDLIBS)
 
 bench: test-build
 	BUILDDIR=$(abspath $(BUILDDIR)) bench/run.sh

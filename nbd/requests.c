@@ -269,7 +269,7 @@ static void do_read(Worker *w, const NbdRequest *req)
         }
     }
     for (int i = 0; i < n && err == 0; i++) {
-        if (!runs[i].hole) {
+        if (!runs[i].hole && runs[i].len > 0) {   /* len 0: buf is NULL */
             err = blockdev_pread(bd, buf + (runs[i].offset - req->offset), runs[i].len,
                                  runs[i].offset);
         }

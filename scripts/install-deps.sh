@@ -45,6 +45,8 @@ cmd_deps=(
     "/usr/bin/time:time"
     "openssl:openssl"
     "findmnt:util-linux"
+    "clang:clang"
+    "afl-clang-fast:afl++"
     "valgrind:valgrind"
 )
 
@@ -67,6 +69,18 @@ done
 # libbz2 has no pkg-config file on Debian 12: look for its header.
 if ! printf '#include <bzlib.h>\n' | cc -E -x c - >/dev/null 2>&1; then
     missing+=(libbz2-dev)
+fi
+
+# The fuzz harnesses (make fuzz, and the short run in make check) link libFuzzer, which
+# Debian 12 ships apart from clang: check that -fsanitize=fuzzer links.
+fuzz_probe='#include <stddef.h>
+#include <stdint.h>
+int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { return 0; }'
+if ! command -v clang >/dev/null 2>&1; then
+    missing+=(libclang-rt-dev)
+elif ! printf '%s\n' "$fuzz_probe" |
+        clang -fsanitize=fuzzer,address,undefined -x c - -o /dev/null >/dev/null 2>&1; then
+    missing+=(libclang-rt-dev)
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then

@@ -11,9 +11,8 @@
  * transmission stream. The client side then half-closes and reads replies until the
  * server hangs up. A crash, a sanitizer report or a hang is a finding.
  *
- *   clang -fsanitize=fuzzer,address -Iinclude -I. ... tests/fuzz/fuzz-nbd.c \
- *       build-fuzz/libvmad.a build-fuzz/libvma.a $(pkg-config --libs ...)
- *   ./fuzz-nbd -detect_leaks=0 -timeout=20 tests/fuzz/corpus/nbd
+ *   make fuzz FUZZ=nbd FUZZ_SECONDS=600    (docs/fuzzing.md; it passes -detect_leaks=0)
+ *   build-fuzz/fuzz/fuzz-nbd -detect_leaks=0 -timeout=20 tests/fuzz/corpus/nbd
  *
  * Leak checking after each input would see the server's connection still being torn
  * down on its own threads (false reports); check leaks instead by replaying the corpus
@@ -39,8 +38,8 @@
 #include "blockdev.h"
 #include "nbd-server.h"
 #include "nbd/proto.h"
+#include "tests/fuzz/fuzz-common.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static char *sock_path;
 
@@ -225,18 +224,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     return 0;
 }
 
-#ifdef FUZZ_STANDALONE
-int main(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++) {
-        g_autofree char *buf = NULL;
-        gsize len = 0;
-        if (!g_file_get_contents(argv[i], &buf, &len, NULL)) {
-            fprintf(stderr, "fuzz-nbd: cannot read %s\n", argv[i]);
-            return 1;
-        }
-        LLVMFuzzerTestOneInput((const uint8_t *)buf, len);
-    }
-    return 0;
-}
-#endif

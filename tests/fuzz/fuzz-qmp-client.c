@@ -7,10 +7,8 @@
  * The first input byte chooses the size of the pieces the rest arrives in (1 to 64
  * bytes), so that messages split across reads are covered.
  *
- *   clang -fsanitize=fuzzer,address -Iinclude -I. -D_GNU_SOURCE \
- *       $(pkg-config --cflags --libs glib-2.0 json-glib-1.0) \
- *       tests/fuzz/fuzz-qmp-client.c -o fuzz-qmp-client
- *   ./fuzz-qmp-client tests/fuzz/corpus/qmp-client
+ *   make fuzz FUZZ=qmp-client FUZZ_SECONDS=600    (docs/fuzzing.md)
+ *   build-fuzz/fuzz/fuzz-qmp-client -dict=tests/fuzz/dict/qmp.dict tests/fuzz/corpus/qmp-client
  *
  * Built with -DFUZZ_STANDALONE it is a plain program that runs the files named on its
  * command line once each.
@@ -21,7 +19,9 @@
 
 #include "cli/qmp-client.c"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#define FUZZ_JSON
+#include "tests/fuzz/fuzz-common.h"
+
 
 /* What execute_until() and qmp_client_wait() do with one message. */
 static void dispatch(QmpClient *c, JsonObject *msg)
@@ -57,7 +57,7 @@ static void dispatch(QmpClient *c, JsonObject *msg)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size == 0) {
+    if (size == 0 || fuzz_json_glib_leaks((const char *)data, size)) {
         return 0;
     }
     size_t piece = (size_t)(data[0] % 64) + 1;
@@ -91,18 +91,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     return 0;
 }
 
-#ifdef FUZZ_STANDALONE
-int main(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++) {
-        g_autofree char *buf = NULL;
-        gsize len = 0;
-        if (!g_file_get_contents(argv[i], &buf, &len, NULL)) {
-            fprintf(stderr, "fuzz-qmp-client: cannot read %s\n", argv[i]);
-            return 1;
-        }
-        LLVMFuzzerTestOneInput((const uint8_t *)buf, len);
-    }
-    return 0;
-}
-#endif

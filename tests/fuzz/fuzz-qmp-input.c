@@ -4,8 +4,8 @@
  * checks and the schema's argument checking; and the command-line keyval parser.
  * Handlers are not run (they open files and sockets).
  *
- *   clang -fsanitize=fuzzer,address ... tests/fuzz/fuzz-qmp-input.c libvmad.a libvma.a
- *   ./fuzz-qmp-input tests/fuzz/corpus/qmp-input
+ *   make fuzz FUZZ=qmp-input FUZZ_SECONDS=600    (docs/fuzzing.md)
+ *   build-fuzz/fuzz/fuzz-qmp-input -dict=tests/fuzz/dict/qmp.dict tests/fuzz/corpus/qmp-input
  *
  * Built with -DFUZZ_STANDALONE it is a plain program that runs the files named on its
  * command line once each (replaying a corpus or a crash without libFuzzer).
@@ -19,14 +19,16 @@
 #include "monitor/json-splitter.h"
 #include "monitor/qapi-schema.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#define FUZZ_JSON
+#include "tests/fuzz/fuzz-common.h"
+
 
 static void on_message(void *opaque, const char *text, size_t len, const char *error_msg)
 {
     const QapiSchema *schema = opaque;
     g_autoptr(JsonParser) parser = json_parser_new();
 
-    if (text == NULL ||
+    if (text == NULL || fuzz_json_glib_leaks(text, len) ||
         !json_parser_load_from_data(parser, text, (gssize)len, NULL)) {
         return;
     }
@@ -78,18 +80,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     return 0;
 }
 
-#ifdef FUZZ_STANDALONE
-int main(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++) {
-        g_autofree char *buf = NULL;
-        gsize len = 0;
-        if (!g_file_get_contents(argv[i], &buf, &len, NULL)) {
-            fprintf(stderr, "fuzz-qmp-input: cannot read %s\n", argv[i]);
-            return 1;
-        }
-        LLVMFuzzerTestOneInput((const uint8_t *)buf, len);
-    }
-    return 0;
-}
-#endif

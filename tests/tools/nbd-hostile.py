@@ -431,6 +431,20 @@ def main():
         s.close()
     case(read_only_export)
 
+    def zero_length_read():
+        # a READ of 0 bytes is valid: one NONE chunk that ends the reply, plain or DF
+        # (found by fuzz-nbd: the server used to compute NULL + 0 for it)
+        s, _, _ = open_export(W)
+        for flags in (0, F_DF):
+            ck = request(s, CMD_READ, 4096, 0, flags)
+            ck2, err, chunks = any_reply(s)
+            assert ck2 == ck and err == 0, "zero-length READ (flags %d): error %d" % (flags, err)
+            assert chunks == [(T_NONE, b"")], "zero-length READ: chunks %r" % chunks
+        ck = request(s, CMD_READ, 0, 4096)
+        assert any_reply(s)[1] == 0, "still in sync"
+        s.close()
+    case(zero_length_read)
+
     def bad_request_magic():
         s, _, _ = open_export(W)
         s.sendall(struct.pack(">IHHQQI", 0xDEADBEEF, 0, CMD_READ, 1, 0, 4096))
