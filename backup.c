@@ -147,7 +147,8 @@ typedef struct BackupJob {
      * (vma_writer_* calls); never together with a disk->lock.
      */
     GMutex lock;
-    GCond cond;               /* remaining, spill queue, stop, rate limiter, failure */
+    GCond cond;               /* remaining, stop, rate limiter, failure */
+    GCond spill_cond;         /* spill queue, stop, failure: the drain thread's only */
     VmaWriter *writer;        /* NULL once closed and freed by the controller */
     GError *error;            /* the first error */
     bool error_from_writer;   /* it came from the writer: prefer its close error */
@@ -285,6 +286,7 @@ static void job_fail(BackupJob *job, GError *err, bool from_writer)
     }
     g_atomic_int_set(&job->failed, 1);
     g_cond_broadcast(&job->cond);
+    g_cond_broadcast(&job->spill_cond);
     g_mutex_unlock(&job->lock);
     if (err != NULL) {
         g_error_free(err);
@@ -477,7 +479,9 @@ static void cbw_save(BackupJob *job, BackupDisk *d, uint64_t c, void *buf)
     g_queue_push_tail(&job->spill_queue, e);
     job->cbw_bytes += CLUSTER;
     job->spilled_bytes += CLUSTER;
-    g_cond_broadcast(&job->cond);
+    /* only the drain thread waits for this: waking the controller and rate-limited
+     * workers on every spill cost guest writes their CPU (bench/README.md) */
+    g_cond_signal(&job->spill_cond);
     g_mutex_unlock(&job->lock);
 }
 
@@ -698,7 +702,7 @@ static gpointer drain_main(gpointer opaque)
     for (;;) {
         g_mutex_lock(&job->lock);
         while (!job_failed(job) && !job->stop && g_queue_is_empty(&job->spill_queue)) {
-            g_cond_wait(&job->cond, &job->lock);
+            g_cond_wait(&job->spill_cond, &job->lock);
         }
         SpillEntry *e = job_failed(job) ? NULL : g_queue_pop_head(&job->spill_queue);
         g_mutex_unlock(&job->lock);
@@ -821,6 +825,7 @@ static gpointer controller_main(gpointer opaque)
     }
     job->stop = true;
     g_cond_broadcast(&job->cond);
+    g_cond_broadcast(&job->spill_cond);
     g_mutex_unlock(&job->lock);
 
     for (unsigned i = 0; i < started; i++) {
@@ -921,6 +926,7 @@ static void job_free(BackupJob *job)
     g_free(job->spill_dir);
     g_mutex_clear(&job->lock);
     g_cond_clear(&job->cond);
+    g_cond_clear(&job->spill_cond);
     g_free(job);
 }
 
@@ -1115,6 +1121,7 @@ char *backup_start(const BackupOptions *o, GError **errp)
     job = g_new0(BackupJob, 1);
     g_mutex_init(&job->lock);
     g_cond_init(&job->cond);
+    g_cond_init(&job->spill_cond);
     g_queue_init(&job->spill_queue);
     job->spill_free = g_array_new(FALSE, FALSE, sizeof(uint64_t));
     job->spill_fd = -1;
