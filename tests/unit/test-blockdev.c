@@ -547,7 +547,6 @@ static gpointer hook_writer(gpointer opaque)
         ht->cur_len = 1 + (i % 3) * 200;
         ht->hooked = false;
         gint installed = g_atomic_int_get(&hs->installed_at);
-        gint removing = g_atomic_int_get(&hs->removing);
         gint start = g_atomic_int_add(&hs->clock, 1) + 1;
         int r;
         switch (i % 5) {
@@ -562,6 +561,9 @@ static gpointer hook_writer(gpointer opaque)
             break;
         }
         gint end = g_atomic_int_add(&hs->clock, 1) + 1;
+        /* read after the write: a removal that began while it ran may rightly leave it
+         * unhooked; one that had not begun by its end may not */
+        gint removing = g_atomic_int_get(&hs->removing);
         if (r != 0) {
             g_atomic_int_inc(&hs->errors);
         }
