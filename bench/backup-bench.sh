@@ -45,7 +45,7 @@
 #   RUNS=3             runs per row; tables show medians
 #   BUFFER=256M        vmad --backup-buffer-size (the memory target is 64 MiB + BUFFER)
 #   MAX_WORKERS=       vmad backup max-workers (default: vmad's default)
-#   BENCH_TMPDIR=      where mktemp -d makes the work dir (default bench/work in the
+#   BENCH_TMPDIR=      where mktemp -d makes the work dir (default bench/scratch in the
 #                      source tree: the repo's file system; warns on tmpfs)
 #   VMAD=, VMA=        binaries (default $BUILDDIR/vmad, $BUILDDIR/vma)
 #   KEEP=1             keep the work dir
@@ -64,7 +64,7 @@ SIZE=${SIZE:-4G}
 RUNS=${RUNS:-3}
 BUFFER=${BUFFER:-256M}
 MAX_WORKERS=${MAX_WORKERS:-}
-BENCH_TMPDIR=${BENCH_TMPDIR:-$HERE/work}
+BENCH_TMPDIR=${BENCH_TMPDIR:-$HERE/scratch}
 PERF=${PERF:-0}
 [ "$PERF" = 0 ] || KEEP=1
 QMPPY=$HERE/backup-qmp.py

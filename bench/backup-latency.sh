@@ -38,7 +38,7 @@
 #   RATE=20m        drain rate of both targets (pv -L syntax: k/m/g = KiB/MiB/GiB per s)
 #   BUFFER=256M     vmad --backup-buffer-size
 #   LEAD=0          seconds between starting the backup and starting fio
-#   BENCH_TMPDIR=   where mktemp -d makes the work dir (default bench/work)
+#   BENCH_TMPDIR=   where mktemp -d makes the work dir (default bench/scratch)
 #   VMAD=           vmad binary (default $BUILDDIR/vmad)
 #   KEEP=1          keep the work dir
 #   PERF=1          `perf record -g` of vmad during its backup case (the last run)
@@ -59,7 +59,7 @@ RUNS=${RUNS:-1}
 RATE=${RATE:-20m}
 BUFFER=${BUFFER:-256M}
 LEAD=${LEAD:-0}
-BENCH_TMPDIR=${BENCH_TMPDIR:-$HERE/work}
+BENCH_TMPDIR=${BENCH_TMPDIR:-$HERE/scratch}
 PERF=${PERF:-0}
 [ "$PERF" = 0 ] || KEEP=1
 QMPPY=$HERE/backup-qmp.py

@@ -16,7 +16,7 @@
 #   RUNS=3            runs per server and row
 #   RUNTIME=5         seconds per fio job
 #   SIZE_MIB=256      image size
-#   BENCH_DIR=        scratch directory (default: a mktemp dir under bench/work)
+#   BENCH_DIR=        scratch directory (default: a mktemp dir under bench/scratch)
 #   OUR_SERVER=       command line of our server; {IMG} and {SOCK} are replaced.
 #                     Default: $BUILDDIR/vmad if it is built, else the test tool
 #                     tests/tools/nbd-serve (make test-build); both run the same nbd/
@@ -48,8 +48,8 @@ if [ ! -x "${OUR_SERVER%% *}" ]; then
     exit 1
 fi
 
-mkdir -p "$HERE/work"
-DIR=${BENCH_DIR:-$(mktemp -d "$HERE/work/nbd.XXXXXX")}
+mkdir -p "$HERE/scratch"
+DIR=${BENCH_DIR:-$(mktemp -d "$HERE/scratch/nbd.XXXXXX")}
 cd "$DIR"
 IMG=$DIR/disk.raw
 SOCK=$DIR/nbd.sock

@@ -24,7 +24,7 @@ INFO_RE="^INFO: +[0-9]{1,3}% \\($SIZE1 of $SIZE1\\) in [0-9]+[wdhms]( [0-9]+[wdh
 
 # Disks: a has 8 MiB of random data and a tail; b is small and not a multiple of the
 # 64 KiB cluster; ro is read-only (not in a default backup).
-mkdir "$T/work"
+mkdir "$T/cwd"
 truncate -s 32M "$T/a.raw"
 head -c 8M /dev/urandom | dd of="$T/a.raw" bs=1M seek=4 conv=notrunc status=none
 printf 'end of disk a' | dd of="$T/a.raw" bs=1 seek=$((32 * MIB - 13)) conv=notrunc status=none
@@ -67,12 +67,12 @@ list_uuid() {
 }
 
 # ---- to a file, relative paths, configs ----------------------------------------------
-(cd "$T/work" && "$VMA" backup --qmp ../qmp.sock -c ../qemu-server.conf --firewall ../fw \
+(cd "$T/cwd" && "$VMA" backup --qmp ../qmp.sock -c ../qemu-server.conf --firewall ../fw \
     full.vma >"$T/out" 2>"$T/err")
 rc=$?
 expect_rc 0 "backup to a relative path"
 [ ! -s "$T/out" ] || fail "backup wrote to stdout: $(cat "$T/out")"
-A=$T/work/full.vma
+A=$T/cwd/full.vma
 "$VMA" verify "$A" || fail "verify $A"
 "$VMA" list "$A" >"$T/list" || fail "list $A"
 grep -c '^DEV: ' "$T/list" | grep -qx 2 || fail "devices: $(cat "$T/list")"
