@@ -7,9 +7,8 @@
 #                                                 CHUNK defaults to 1M)
 #
 # The random bytes are AES-128-CTR of /dev/zero (openssl enc, fixed key and iv), laid out
-# by a few lines of python3, so every run on every machine gets the same bytes. This is
-# the layout and the byte stream bench/vma-bench.sh generates inline, so both benchmarks
-# read identical images.
+# by a few lines of python3, so every run on every machine gets the same bytes. Every
+# benchmark here (vma-bench.sh, backup-bench.sh, backup-latency.sh) uses it.
 set -euo pipefail
 export LC_ALL=C
 

@@ -126,38 +126,7 @@ OUT=$WORK/out
 # ---- the image ------------------------------------------------------------------------
 
 echo "vma-bench: writing a $SIZE image ($CHUNK pieces: random, random, zeros, hole) ..." >&2
-# python3 lays the random stream out; it reads CHUNK bytes per random piece.
-gen_py='
-import os, sys
-size, chunk, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-src = sys.stdin.buffer
-zeros = bytes(chunk)
-with open(path, "wb") as out:
-    pos, i = 0, 0
-    while pos < size:
-        n = min(chunk, size - pos)
-        kind = i % 4
-        if kind < 2:
-            data = src.read(n)
-            if len(data) != n:
-                sys.exit("short read from the random stream")
-            out.write(data)
-        elif kind == 2:
-            out.write(zeros[:n])
-        else:
-            out.seek(n, os.SEEK_CUR)
-        pos += n
-        i += 1
-    out.truncate(size)
-'
-# openssl dies of SIGPIPE once python3 has what it needs: only python3's status counts.
-if ! (
-    set +o pipefail
-    openssl enc -aes-128-ctr -K 000102030405060708090a0b0c0d0e0f -iv 0 -in /dev/zero 2>/dev/null |
-        python3 -c "$gen_py" "$size_bytes" "$chunk_bytes" "$IMG"
-); then
-    die "image generation failed"
-fi
+"$SRCDIR/bench/mkimage.sh" "$size_bytes" "$IMG" "$chunk_bytes" || die "image generation failed"
 [ "$(stat -c %s "$IMG")" -eq "$size_bytes" ] || die "image generation failed"
 sync
 
