@@ -72,6 +72,7 @@ DROP=/proc/sys/vm/drop_caches
 TIME=/usr/bin/time
 
 die() { echo "backup-bench: $*" >&2; exit 1; }
+. "$(dirname "$0")/lib.bash"
 log() { echo "backup-bench: $*" >&2; }
 
 to_bytes() {
@@ -95,24 +96,8 @@ for t in qemu-storage-daemon qemu-img python3 openssl cmp; do
     command -v "$t" >/dev/null 2>&1 || die "$t is missing (scripts/install-deps.sh)"
 done
 [ "$PERF" = 0 ] || command -v perf >/dev/null 2>&1 || die "PERF=1 needs perf"
-if [ -z "${CACHE:-}" ]; then
-    if [ -w "$DROP" ]; then CACHE=both; else CACHE=warm; fi
-fi
-case "$CACHE" in
-    drop) modes=(drop) ;;
-    warm) modes=(warm) ;;
-    both) modes=(drop warm) ;;
-    *) die "CACHE must be drop, warm or both" ;;
-esac
-if [ "$CACHE" != warm ] && ! [ -w "$DROP" ]; then
-    die "CACHE=$CACHE needs a writable $DROP (root); use CACHE=warm"
-fi
-
-mkdir -p "$BENCH_TMPDIR"
-fstype=$(findmnt -n -o FSTYPE --target "$BENCH_TMPDIR" 2>/dev/null || stat -f -c %T "$BENCH_TMPDIR")
-case "$fstype" in tmpfs|ramfs)
-    log "warning: $BENCH_TMPDIR is $fstype: timings will not reflect a disk" ;;
-esac
+bench_cache_modes
+bench_scratch_dir backup-bench
 # image (3/4 allocated) + archive (1/2) + raw target (all of it, QEMU allocates holes)
 need_kib=$((size_bytes * 9 / 4 / 1024))
 avail_kib=$(df -Pk "$BENCH_TMPDIR" | awk 'NR == 2 { print $4 }')

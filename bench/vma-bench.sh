@@ -53,6 +53,7 @@ TIME=/usr/bin/time
 DROP=/proc/sys/vm/drop_caches
 
 die() { echo "vma-bench: $*" >&2; exit 1; }
+. "$(dirname "$0")/lib.bash"
 
 to_bytes() {
     local v=$1 n
@@ -81,24 +82,8 @@ for t in cp cmp sync qemu-img zstd openssl python3; do
     command -v "$t" >/dev/null 2>&1 || die "$t is missing (scripts/install-deps.sh)"
 done
 
-if [ -z "${CACHE:-}" ]; then
-    if [ -w "$DROP" ]; then CACHE=both; else CACHE=warm; fi
-fi
-case "$CACHE" in
-    drop) modes=(drop) ;;
-    warm) modes=(warm) ;;
-    both) modes=(drop warm) ;;
-    *) die "CACHE must be drop, warm or both" ;;
-esac
-if [ "$CACHE" != warm ] && ! [ -w "$DROP" ]; then
-    die "CACHE=$CACHE needs a writable $DROP (root); use CACHE=warm"
-fi
-
-mkdir -p "$BENCH_TMPDIR"
-fstype=$(findmnt -n -o FSTYPE --target "$BENCH_TMPDIR" 2>/dev/null || stat -f -c %T "$BENCH_TMPDIR")
-if [ "$fstype" = tmpfs ] || [ "$fstype" = ramfs ]; then
-    echo "vma-bench: warning: $BENCH_TMPDIR is $fstype: timings will not reflect a disk" >&2
-fi
+bench_cache_modes
+bench_scratch_dir vma-bench
 # Image (3/4 allocated) + archive + extracted disk + one copy at a time.
 need_kib=$((size_bytes * 3 / 1024))
 avail_kib=$(df -Pk "$BENCH_TMPDIR" | awk 'NR == 2 { print $4 }')
