@@ -137,10 +137,14 @@ failed=()
 bench() {
     local name=$1 script=$2
     shift 2
+    local a shown=
+    for a in "$@"; do
+        case ${a#*=} in *' '*) shown+=" ${a%%=*}=\"${a#*=}\"" ;; *) shown+=" $a" ;; esac
+    done
     echo
-    echo "## $name: bench/$script $*"
+    echo "## $name:$shown bash bench/$script"
     echo
-    log "running bench/$script $*"
+    log "running$shown bash bench/$script"
     if ! env BUILDDIR="$BUILDDIR" VMAD="$VMAD_NEW" VMA="$BUILDDIR/vma" \
         VMAD_OLD="$VMAD_OLD" VMA_OLD="$VMA_OLD" "$@" \
         bash "$HERE/$script" | tee "$SCRATCH/$name.md"; then
