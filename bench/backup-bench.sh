@@ -50,9 +50,9 @@
 #   VMAD=, VMA=        binaries (default $BUILDDIR/vmad, $BUILDDIR/vma)
 #   VMAD_OLD=          an older vmad to compare with (before/after a change): adds the
 #                      rows old-file and old-exec, the vmad rows run with this binary,
-#                      each right after its new counterpart in every run, and a table
-#                      new / old; VMA_OLD= (default: the vma beside VMAD_OLD, else VMA)
-#                      verifies the old archive
+#                      each beside its new counterpart in every run (on even runs the
+#                      old one goes first), and a table new / old; VMA_OLD= (default:
+#                      the vma beside VMAD_OLD, else VMA) verifies the old archive
 #   ROWS=              the rows to run, in this order, from vmad-file, old-file,
 #                      vmad-exec, old-exec, qsd-raw, qsd-null, qemu-img (default: all;
 #                      the old rows only with VMAD_OLD), e.g.
@@ -336,12 +336,27 @@ qemu_img_row() {
     rm -f "$OUT"
 }
 
+# pair_order ITEM...: the items in order; on even runs each new/old pair (vmad-X and
+# old-X, both present) swaps places, so that neither binary always goes first
+pair_order() {
+    local r all=" $* "
+    for r in "$@"; do
+        if [ $((run % 2)) = 0 ]; then
+            case $r in
+            vmad-*) if [[ $all == *" old-${r#vmad-} "* ]]; then r=old-${r#vmad-}; fi ;;
+            old-*) if [[ $all == *" vmad-${r#old-} "* ]]; then r=vmad-${r#old-}; fi ;;
+            esac
+        fi
+        echo "$r"
+    done
+}
+
 archive_bytes=-
 old_archive_bytes=-
 for ((run = 1; run <= RUNS; run++)); do
 for mode in "${modes[@]}"; do
     log "run $run/$RUNS, cache $mode"
-    for row in "${ROWS[@]}"; do
+    for row in $(pair_order "${ROWS[@]}"); do
         case $row in
         vmad-file) vmad_file_row vmad-file "$VMAD" "$VMA" ;;
         old-file) vmad_file_row old-file "$VMAD_OLD" "$VMA_OLD" ;;

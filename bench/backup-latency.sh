@@ -42,8 +42,8 @@
 #   VMAD=           vmad binary (default $BUILDDIR/vmad)
 #   VMAD_OLD=       an older vmad to compare with (before/after a change): its two
 #                   cases ("vmad (old)", no backup and backup to exec:pv) run in the
-#                   same run, each right after the new binary's, and a table gives
-#                   new / old
+#                   same run, each beside the new binary's (on even runs the old one
+#                   goes first), and a table gives new / old
 #   CASES=          the cases to run, in this order, from vmad-none, vmad-backup,
 #                   old-none, old-backup, qsd-none, qsd-backup (default: all; the old
 #                   ones only with VMAD_OLD, as vmad-none old-none vmad-backup
@@ -318,9 +318,24 @@ qsd_backup() {
     stop_daemon
 }
 
+# pair_order ITEM...: the items in order; on even runs each new/old pair (vmad-X and
+# old-X, both present) swaps places, so that neither binary always goes first
+pair_order() {
+    local r all=" $* "
+    for r in "$@"; do
+        if [ $((run % 2)) = 0 ]; then
+            case $r in
+            vmad-*) if [[ $all == *" old-${r#vmad-} "* ]]; then r=old-${r#vmad-}; fi ;;
+            old-*) if [[ $all == *" vmad-${r#old-} "* ]]; then r=vmad-${r#old-}; fi ;;
+            esac
+        fi
+        echo "$r"
+    done
+}
+
 for ((run = 1; run <= RUNS; run++)); do
 for mode in "${modes[@]}"; do
-    for c in "${CASES[@]}"; do
+    for c in $(pair_order "${CASES[@]}"); do
         case $c in
         vmad-none) vmad_none vmad "$VMAD" ;;
         vmad-backup) vmad_backup vmad "$VMAD" ;;

@@ -24,8 +24,9 @@
 #   VMAD_OLD=         an older vmad binary to compare with (before/after a change): adds
 #                     the server kind `old`, shown as "vmad (old)", to the default
 #                     SERVERS, right after ours, so that both run in the same run,
-#                     interleaved. Its command line is vmad's default above with
-#                     $VMAD_OLD (OLD_SERVER= overrides it, with {IMG} and {SOCK}).
+#                     interleaved (on even runs old goes first). Its command line is
+#                     vmad's default above with $VMAD_OLD (OLD_SERVER= overrides it,
+#                     with {IMG} and {SOCK}).
 #                     With `old` in SERVERS a third table gives the ratio new / old of
 #                     every job (ours = the new binary).
 #   SERVERS="ours qsd qemu-nbd"   any of ours, old, qsd, qemu-nbd, in the order run
@@ -186,8 +187,19 @@ PY
     tail -n 1 "$RES" >&2
 }
 
+# on even runs ours and old swap places, so that neither always goes first
+run_order() {
+    local s
+    for s in $SERVERS; do
+        if [ $(($1 % 2)) = 0 ] && [[ " $SERVERS " == *" ours "* && " $SERVERS " == *" old "* ]]; then
+            case $s in ours) s=old ;; old) s=ours ;; esac
+        fi
+        echo "$s"
+    done
+}
+
 for run in $(seq 1 "$RUNS"); do
-    for server in $SERVERS; do
+    for server in $(run_order "$run"); do
         start_server "$server"
         for job in $JOBS; do
             run_job "$server" "$job" "$run"
