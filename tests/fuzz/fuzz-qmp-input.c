@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "monitor.h"
-#include "monitor/json-splitter.h"
+#include "util/json-splitter.h"
 #include "monitor/qapi-schema.h"
 
 #define FUZZ_JSON

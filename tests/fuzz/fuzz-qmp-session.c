@@ -31,7 +31,7 @@
 #include <unistd.h>
 
 #include "monitor.h"
-#include "monitor/json-splitter.h"
+#include "util/json-splitter.h"
 #include "monitor/qapi-schema.h"
 #include "monitor/qmp-internal.h"
 
