@@ -86,8 +86,6 @@ bool cli_interrupted(void);
 void cli_print_listing(VmaReader *r, FILE *out);
 /* The same facts as one JSON object's members, without the braces. */
 void cli_json_listing_members(VmaReader *r, GString *out);
-/* Append s as a JSON string literal. */
-void cli_json_string(GString *out, const char *s);
 
 /* ---- read statistics and progress (progress.c) --------------------------------------- */
 

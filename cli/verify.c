@@ -12,6 +12,7 @@
 #include <getopt.h>
 
 #include "cli/cli.h"
+#include "util/json-escape.h"
 
 static void verify_usage(FILE *out)
 {
@@ -43,7 +44,7 @@ static void print_json(VmaReader *r, const CliReadStats *st, const GError *err)
     g_string_append_printf(s, "\"ok\": %s", err ? "false" : "true");
     if (err) {
         g_string_append(s, ", \"error\": ");
-        cli_json_string(s, err->message);
+        json_escape_append(s, err->message, JSON_ESCAPE_UTF8);
     }
     g_string_append(s, "}\n");
     fputs(s->str, stdout);
