@@ -89,6 +89,8 @@ typedef struct Extract {
     GHashTable *limiters;  /* group name -> Limiter */
     OutDev devs[VMA_MAX_DEVICES + 1];
     guint active;          /* devices being restored */
+    bool have_input_stat;  /* the archive is a regular file or block device: */
+    struct stat input_stat;   /* ... this one (never a restore target) */
 } Extract;
 
 static uint8_t zero_buf[1u << 20];
@@ -447,7 +449,17 @@ static bool open_map_target(Extract *x, OutDev *d, const CliMapEntry *e, GError 
     return true;
 }
 
-/* Two devices mapped onto the same file or block device would overwrite each other. */
+/* One file or block device: the same inode, or the same device number. */
+static bool same_target(const struct stat *a, const struct stat *b)
+{
+    if (S_ISBLK(a->st_mode)) {
+        return S_ISBLK(b->st_mode) && a->st_rdev == b->st_rdev;
+    }
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
+}
+
+/* Two devices mapped onto the same file or block device would overwrite each other, and
+ * a target that is the archive itself would destroy what is being read. */
 static bool check_distinct_targets(Extract *x, GError **errp)
 {
     for (guint a = 1; a <= VMA_MAX_DEVICES; a++) {
@@ -455,13 +467,17 @@ static bool check_distinct_targets(Extract *x, GError **errp)
         if (!x->devs[a].restore || fstat(x->devs[a].fd, &sa) < 0) {
             continue;
         }
+        if (x->have_input_stat && same_target(&sa, &x->input_stat)) {
+            g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
+                        "restore map: the target %s of %s is the archive being read",
+                        x->devs[a].path, x->devs[a].di->name);
+            return false;
+        }
         for (guint b = a + 1; b <= VMA_MAX_DEVICES; b++) {
             if (!x->devs[b].restore || fstat(x->devs[b].fd, &sb) < 0) {
                 continue;
             }
-            bool same = S_ISBLK(sa.st_mode) ? (S_ISBLK(sb.st_mode) && sa.st_rdev == sb.st_rdev)
-                                            : (sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino);
-            if (same) {
+            if (same_target(&sa, &sb)) {
                 g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
                             "restore map: %s and %s have the same target %s",
                             x->devs[a].di->name, x->devs[b].di->name, x->devs[b].path);
@@ -470,6 +486,19 @@ static bool check_distinct_targets(Extract *x, GError **errp)
         }
     }
     return true;
+}
+
+/* What the archive is on disk (a regular file or a block device, also as standard
+ * input), so that no target can be it. A pipe or a socket cannot be a target. */
+static void stat_input(Extract *x)
+{
+    struct stat st;
+    int r = strcmp(x->archive, "-") == 0 ? fstat(STDIN_FILENO, &st) : stat(x->archive, &st);
+
+    x->have_input_stat = r == 0 && (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode));
+    if (x->have_input_stat) {
+        x->input_stat = st;
+    }
 }
 
 static bool setup_devices(Extract *x, VmaReader *r, GError **errp)
@@ -732,6 +761,7 @@ static bool run_extract(Extract *x, GError **errp)
 {
     g_autoptr(VmaReader) r = vma_reader_open(x->archive, errp);
 
+    stat_input(x);
     if (!r || !check_archive(x, r, errp)) {
         return false;
     }
