@@ -226,6 +226,10 @@ GHashTable *cli_map_read(const char *path, GError **errp)
         if (n > 0 && line[n - 1] == '\n') {
             line[--n] = '\0';
         }
+        /* a map written on Windows or sent with CRLF: the \r is not part of the path */
+        if (n > 0 && line[n - 1] == '\r') {
+            line[--n] = '\0';
+        }
         if (n == 0 || strcmp(line, "done") == 0) {
             break;
         }
