@@ -175,7 +175,7 @@ static bool dev_flush(OutDev *d, GError **errp)
         ret = cli_pwrite_all(d->fd, d->buf, (size_t)d->run_len, d->run_off);
     }
     if (ret < 0) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_IO,
+        g_set_error(errp, CLI_ERROR, CLI_ERROR_IO,
                     "write %s (%s) at offset %" G_GUINT64_FORMAT ": %s", d->path, d->di->name,
                     d->run_off, g_strerror(-ret));
         return false;
@@ -228,7 +228,7 @@ static bool dev_write_cluster(OutDev *d, const VmaCluster *c, GError **errp)
     unsigned j = 0;
 
     if (base >= limit) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_FORMAT,
+        g_set_error(errp, CLI_ERROR, CLI_ERROR_FORMAT,
                     "cluster %" G_GUINT32_FORMAT " of %s lies past its size %" G_GUINT64_FORMAT,
                     c->cluster_num, di->name, di->size);
         return false;
@@ -241,7 +241,7 @@ static bool dev_write_cluster(OutDev *d, const VmaCluster *c, GError **errp)
 
         if (start >= limit) {
             if (c->mask >> j) {
-                g_set_error(errp, VMA_ERROR, VMA_ERROR_FORMAT,
+                g_set_error(errp, CLI_ERROR, CLI_ERROR_FORMAT,
                             "cluster %" G_GUINT32_FORMAT " of %s stores a block past its size",
                             c->cluster_num, di->name);
                 return false;
@@ -288,7 +288,7 @@ static int create_file(Extract *x, const char *path, mode_t mode, GError **errp)
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
 
     if (fd < 0) {
-        g_set_error(errp, VMA_ERROR, errno == EEXIST ? VMA_ERROR_EXISTS : VMA_ERROR_IO,
+        g_set_error(errp, CLI_ERROR, errno == EEXIST ? CLI_ERROR_EXISTS : CLI_ERROR_IO,
                     "create %s: %s", path, g_strerror(errno));
         return -1;
     }
@@ -319,7 +319,7 @@ static bool write_configs(Extract *x, VmaReader *r, GError **errp)
             close(fd);
         }
         if (ret < 0) {
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "write %s: %s", path, g_strerror(-ret));
+            g_set_error(errp, CLI_ERROR, CLI_ERROR_IO, "write %s: %s", path, g_strerror(-ret));
             return false;
         }
     }
@@ -360,7 +360,7 @@ static bool check_archive(Extract *x, VmaReader *r, GError **errp)
             found = di && strcmp(di->name, *p) == 0;
         }
         if (!found) {
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
+            g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID,
                         "-d: the archive has no device named '%s'", *p);
             return false;
         }
@@ -399,7 +399,7 @@ static bool check_archive(Extract *x, VmaReader *r, GError **errp)
     for (guint i = 0; i < wanted->len; i++) {
         const char *name = g_ptr_array_index(wanted, i);
         if (!g_hash_table_add(names, g_strdup(name))) {
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_FORMAT,
+            g_set_error(errp, CLI_ERROR, CLI_ERROR_FORMAT,
                         "two entries of the archive would both be written to %s/%s", x->dir,
                         name);
             return false;
@@ -416,17 +416,17 @@ static bool open_map_target(Extract *x, OutDev *d, const CliMapEntry *e, GError 
     d->path = g_strdup(e->path);
     d->fd = open(e->path, O_WRONLY | O_CLOEXEC);
     if (d->fd < 0) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "open target %s for %s: %s", e->path,
+        g_set_error(errp, CLI_ERROR, CLI_ERROR_IO, "open target %s for %s: %s", e->path,
                     d->di->name, g_strerror(errno));
         return false;
     }
     if (!cli_fd_get_size(d->fd, e->path, &size, &d->is_blockdev, &err)) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID, "target for %s: %s", d->di->name,
+        g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID, "target for %s: %s", d->di->name,
                     err->message);
         return false;
     }
     if (size < d->di->size || size - d->di->size > MAX_TARGET_SLACK) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
+        g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID,
                     "target %s for %s: unexpected size %" G_GUINT64_FORMAT
                     " (the device has %" G_GUINT64_FORMAT
                     " bytes; the target may be at most 4 MiB larger)",
@@ -468,7 +468,7 @@ static bool check_distinct_targets(Extract *x, GError **errp)
             continue;
         }
         if (x->have_input_stat && same_target(&sa, &x->input_stat)) {
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
+            g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID,
                         "restore map: the target %s of %s is the archive being read",
                         x->devs[a].path, x->devs[a].di->name);
             return false;
@@ -478,7 +478,7 @@ static bool check_distinct_targets(Extract *x, GError **errp)
                 continue;
             }
             if (same_target(&sa, &sb)) {
-                g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
+                g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID,
                             "restore map: %s and %s have the same target %s",
                             x->devs[a].di->name, x->devs[b].di->name, x->devs[b].path);
                 return false;
@@ -529,7 +529,7 @@ static bool setup_devices(Extract *x, VmaReader *r, GError **errp)
         if (x->map) {
             CliMapEntry *e = g_hash_table_lookup(x->map, di->name);
             if (!e) {
-                g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
+                g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID,
                             "restore map: no mapping for device %s", di->name);
                 return false;
             }
@@ -551,7 +551,7 @@ static bool setup_devices(Extract *x, VmaReader *r, GError **errp)
                 return false;
             }
             if (ftruncate(d->fd, (off_t)di->size) < 0) {
-                g_set_error(errp, VMA_ERROR, VMA_ERROR_IO,
+                g_set_error(errp, CLI_ERROR, CLI_ERROR_IO,
                             "set size of %s to %" G_GUINT64_FORMAT ": %s", d->path, di->size,
                             g_strerror(errno));
                 return false;
@@ -571,7 +571,7 @@ static bool setup_devices(Extract *x, VmaReader *r, GError **errp)
                 found = x->devs[id].di && strcmp(x->devs[id].di->name, key) == 0;
             }
             if (!found) {
-                g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
+                g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID,
                             "restore map: the archive has no device named '%s'",
                             (const char *)key);
                 return false;
@@ -604,7 +604,7 @@ static bool restore_clusters(Extract *x, VmaReader *r, GError **errp)
         int ret;
 
         if (cli_interrupted()) {
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_CANCELLED, "interrupted");
+            g_set_error(errp, CLI_ERROR, CLI_ERROR_CANCELLED, "interrupted");
             ok = false;
             break;
         }
@@ -618,13 +618,13 @@ static bool restore_clusters(Extract *x, VmaReader *r, GError **errp)
         }
         cli_read_stats_add(&st, r, &c, vout);
         if (st.out_errno) {
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "write to stdout: %s",
+            g_set_error(errp, CLI_ERROR, CLI_ERROR_IO, "write to stdout: %s",
                         g_strerror(st.out_errno));
             ok = false;
             break;
         }
         if (c.dev_id == 0 || c.dev_id > VMA_MAX_DEVICES || !x->devs[c.dev_id].di) {
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_FORMAT, "cluster of unknown device id %u",
+            g_set_error(errp, CLI_ERROR, CLI_ERROR_FORMAT, "cluster of unknown device id %u",
                         c.dev_id);
             ok = false;
             break;
@@ -675,7 +675,7 @@ static bool restore_clusters(Extract *x, VmaReader *r, GError **errp)
         return false;
     }
     if (missing) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_MISSING, "%s", missing->str);
+        g_set_error(errp, CLI_ERROR, CLI_ERROR_MISSING, "%s", missing->str);
         return false;
     }
     for (guint id = 1; id <= VMA_MAX_DEVICES; id++) {
@@ -687,7 +687,7 @@ static bool restore_clusters(Extract *x, VmaReader *r, GError **errp)
             uint64_t len = MIN(d->di->size, d->vm_clusters * VMA_CLUSTER_SIZE);
             len = MAX(len, d->vm_data_end);
             if (ftruncate(d->fd, (off_t)len) < 0) {
-                g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "set size of %s: %s", d->path,
+                g_set_error(errp, CLI_ERROR, CLI_ERROR_IO, "set size of %s: %s", d->path,
                             g_strerror(errno));
                 return false;
             }
@@ -697,14 +697,14 @@ static bool restore_clusters(Extract *x, VmaReader *r, GError **errp)
             /* a signal that is not the user's interrupt: flush again */
         }
         if (sr < 0 && errno != EINVAL) {
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "flush %s: %s", d->path,
+            g_set_error(errp, CLI_ERROR, CLI_ERROR_IO, "flush %s: %s", d->path,
                         g_strerror(errno));
             return false;
         }
         int fd = d->fd;
         d->fd = -1;
         if (close(fd) < 0) {
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "close %s: %s", d->path,
+            g_set_error(errp, CLI_ERROR, CLI_ERROR_IO, "close %s: %s", d->path,
                         g_strerror(errno));
             return false;
         }
@@ -715,7 +715,7 @@ static bool restore_clusters(Extract *x, VmaReader *r, GError **errp)
             continue;
         }
         if (rename(d->path, d->final_path) < 0) {
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "rename %s to %s: %s", d->path,
+            g_set_error(errp, CLI_ERROR, CLI_ERROR_IO, "rename %s to %s: %s", d->path,
                         d->final_path, g_strerror(errno));
             return false;
         }
@@ -767,7 +767,7 @@ static bool run_extract(Extract *x, GError **errp)
     }
     /* 0700: the disks are as private as the archive (0600); the user may open it up */
     if (mkdir(x->dir, 0700) < 0) {
-        g_set_error(errp, VMA_ERROR, errno == EEXIST ? VMA_ERROR_EXISTS : VMA_ERROR_IO,
+        g_set_error(errp, CLI_ERROR, errno == EEXIST ? CLI_ERROR_EXISTS : CLI_ERROR_IO,
                     "create target directory %s: %s", x->dir, g_strerror(errno));
         return false;
     }

@@ -111,7 +111,7 @@ int cli_verify_main(int argc, char **argv)
         }
         cli_read_stats_add(&st, r, &cl, text ? stdout : NULL);
         if (st.out_errno) {
-            g_set_error(&err, VMA_ERROR, VMA_ERROR_IO, "write to stdout: %s",
+            g_set_error(&err, CLI_ERROR, CLI_ERROR_IO, "write to stdout: %s",
                         g_strerror(st.out_errno));
             break;
         }
