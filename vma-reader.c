@@ -10,7 +10,8 @@
  *   allocating, read the rest, then check in the deployed tool's order: magic, MD5,
  *   version, header_size > 12288, blob_buffer_offset >= 12288, offset + size <=
  *   header_size. Blob pointers are resolved with every bound checked (pointer 0 is
- *   "none"; the LE u16 length must fit inside blob_buffer_size); names must end in NUL.
+ *   "none"; the LE u16 length must fit inside blob_buffer_size); names must end in NUL and
+ *   hold no control byte (< 0x20, 0x7f: it would forge lines in listings).
  *   Configs and device names point into the header buffer, which lives as long as the
  *   reader.
  * * State machine of vma_reader_next_cluster(): HEADER_DONE -> (read extent: 512-byte
@@ -151,6 +152,31 @@ static const char *get_name(VmaReader *r, uint32_t ptr)
     return (const char *)data;
 }
 
+/* A control byte (< 0x20, 0x7f) in a name would forge lines in every listing that
+ * prints it: a device named "a\nDEV: dev_id=9 ..." adds a device to `vma list`. */
+static bool name_is_printable(const char *name)
+{
+    for (const unsigned char *p = (const unsigned char *)name; *p != 0; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool check_name(VmaReader *r, const char *what, guint index, const char *name,
+                       GError **errp)
+{
+    if (name_is_printable(name)) {
+        return true;
+    }
+    g_autofree char *shown = g_strescape(name, NULL);
+    g_set_error(errp, VMA_ERROR, VMA_ERROR_FORMAT,
+                "%s: %s %u: name \"%s\" contains a control character", r->name, what, index,
+                shown);
+    return false;
+}
+
 static bool read_header(VmaReader *r, GError **errp)
 {
     uint8_t *head = g_malloc(VMA_HEADER_FIXED_SIZE);
@@ -253,6 +279,9 @@ static bool read_header(VmaReader *r, GError **errp)
                         i, name_ptr, data_ptr);
             return false;
         }
+        if (!check_name(r, "config", i, cfg->name, errp)) {
+            return false;
+        }
         r->nconfigs++;
     }
 
@@ -267,6 +296,9 @@ static bool read_header(VmaReader *r, GError **errp)
         name = get_name(r, GUINT32_FROM_BE(h->dev_info[id].devname_ptr));
         if (name == NULL) {
             continue;
+        }
+        if (!check_name(r, "dev_id", id, name, errp)) {
+            return false;
         }
         if (size > VMA_MAX_DEVICE_SIZE) {
             g_set_error(errp, VMA_ERROR, VMA_ERROR_FORMAT,

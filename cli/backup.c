@@ -401,7 +401,7 @@ static bool get_count(JsonObject *o, const char *name, uint64_t *out, GError **e
     }
     if (!JSON_NODE_HOLDS_VALUE(n) || json_node_get_value_type(n) != G_TYPE_INT64 ||
         json_node_get_int(n) < 0) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
+        g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID,
                     "query-backup: '%s' is not a non-negative integer", name);
         return false;
     }
@@ -418,7 +418,7 @@ static bool get_string(JsonObject *o, const char *name, const char **out, GError
         return true;
     }
     if (!JSON_NODE_HOLDS_VALUE(n) || json_node_get_value_type(n) != G_TYPE_STRING) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID, "query-backup: '%s' is not a string",
+        g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID, "query-backup: '%s' is not a string",
                     name);
         return false;
     }
@@ -436,7 +436,7 @@ static bool query_backup(QmpClient *c, JsonObject **obj, Status *st, GError **er
         return false;
     }
     if (!JSON_NODE_HOLDS_OBJECT(ret)) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID, "query-backup: not an object");
+        g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID, "query-backup: not an object");
         return false;
     }
     JsonObject *o = json_node_get_object(ret);

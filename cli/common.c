@@ -21,6 +21,8 @@
 
 #include "cli/cli.h"
 
+G_DEFINE_QUARK(vma-cli-error-quark, cli_error)
+
 int cli_fail(const char *context, const GError *err)
 {
     return cli_failf(context, "%s", err ? err->message : "unknown error");
@@ -80,7 +82,7 @@ bool cli_stdout_flush(GError **errp)
 {
     if (fflush(stdout) != 0 || ferror(stdout)) {
         int err = errno ? errno : EIO;
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "write to stdout: %s", g_strerror(err));
+        g_set_error(errp, CLI_ERROR, CLI_ERROR_IO, "write to stdout: %s", g_strerror(err));
         return false;
     }
     return true;
@@ -109,7 +111,7 @@ bool cli_check_name(const char *what, const char *name, GError **errp)
     }
     if (why) {
         g_autofree char *shown = g_strescape(name, NULL);
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
+        g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID,
                     "refusing %s name \"%s\": %s (it must be a plain file name)", what, shown,
                     why);
         return false;
@@ -123,7 +125,7 @@ bool cli_fd_get_size(int fd, const char *name, uint64_t *size, bool *is_blockdev
     struct stat st;
 
     if (fstat(fd, &st) < 0) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "%s: %s", name, g_strerror(errno));
+        g_set_error(errp, CLI_ERROR, CLI_ERROR_IO, "%s: %s", name, g_strerror(errno));
         return false;
     }
     if (S_ISREG(st.st_mode)) {
@@ -134,7 +136,7 @@ bool cli_fd_get_size(int fd, const char *name, uint64_t *size, bool *is_blockdev
     if (S_ISBLK(st.st_mode)) {
         uint64_t bytes = 0;
         if (ioctl(fd, BLKGETSIZE64, &bytes) < 0) {
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "%s: cannot get block device size: %s",
+            g_set_error(errp, CLI_ERROR, CLI_ERROR_IO, "%s: cannot get block device size: %s",
                         name, g_strerror(errno));
             return false;
         }
@@ -142,7 +144,7 @@ bool cli_fd_get_size(int fd, const char *name, uint64_t *size, bool *is_blockdev
         *is_blockdev = true;
         return true;
     }
-    g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
+    g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID,
                 "%s: not a regular file or block device", name);
     return false;
 }
