@@ -46,6 +46,7 @@
 
 #include "cli/cli.h"
 #include "cli/qmp-client.h"
+#include "util/size.h"
 
 #define FDNAME "vma-backup"
 #define CONNECT_TIMEOUT_MS 30000
@@ -120,8 +121,8 @@ static void backup_usage(FILE *out)
             "                       default: every disk not opened read-only\n"
             "  -c, --config FILE    store FILE as qemu-server.conf\n"
             "      --firewall FILE  store FILE as qemu-server.fw\n"
-            "      --speed BYTES    limit the background copy (bytes per second; K, M, G,\n"
-            "                       T suffixes are powers of 1024); 0: no limit\n"
+            "      --speed SIZE     limit the background copy to SIZE bytes per second\n"
+            "                       (512, 64K, 10MB, 1GiB: powers of 1024); 0: no limit\n"
             "      --max-workers N  copy threads in vmad (1-64)\n"
             "      --fleecing       spill copy-before-write data to a file when needed\n"
             "      --interval SECS  how often to ask vmad for progress (default 1)\n"
@@ -133,52 +134,6 @@ static void backup_usage(FILE *out)
 }
 
 /* ---- option values ------------------------------------------------------------------ */
-
-/* A byte count with an optional K/M/G/T suffix (powers of 1024, "KiB" etc. accepted). */
-static bool parse_bytes(const char *text, gint64 *out)
-{
-    char *end = NULL;
-    guint64 v;
-    guint shift = 0;
-
-    if (!g_ascii_isdigit(text[0])) {
-        return false;
-    }
-    errno = 0;
-    v = g_ascii_strtoull(text, &end, 10);
-    if (errno != 0) {
-        return false;
-    }
-    switch (g_ascii_toupper(*end)) {
-    case '\0':
-        break;
-    case 'K':
-        shift = 10;
-        break;
-    case 'M':
-        shift = 20;
-        break;
-    case 'G':
-        shift = 30;
-        break;
-    case 'T':
-        shift = 40;
-        break;
-    default:
-        return false;
-    }
-    if (shift > 0) {
-        end++;
-        if (strcmp(end, "") != 0 && strcmp(end, "iB") != 0) {
-            return false;
-        }
-    }
-    if (v > ((guint64)G_MAXINT64 >> shift)) {
-        return false;
-    }
-    *out = (gint64)(v << shift);
-    return true;
-}
 
 static char *absolute_path(const char *path)
 {
@@ -701,11 +656,16 @@ int cli_backup_main(int argc, char **argv)
         case OPT_FIREWALL:
             a.firewall = optarg;
             break;
-        case OPT_SPEED:
-            if (!parse_bytes(optarg, &a.speed)) {
-                return cli_usage_error("backup", "--speed: '%s' is not a byte count", optarg);
+        case OPT_SPEED: {
+            g_autoptr(GError) err = NULL;
+            uint64_t v;
+            /* at most G_MAXINT64: QMP's int */
+            if (!size_parse("--speed", optarg, 0, G_MAXINT64, &v, &err)) {
+                return cli_usage_error("backup", "%s", err->message);
             }
+            a.speed = (gint64)v;
             break;
+        }
         case OPT_MAX_WORKERS: {
             char *end = NULL;
             errno = 0;

@@ -85,8 +85,6 @@ bool cli_check_name(const char *what, const char *name, GError **errp);
  * Anything else is refused. name is used in messages. */
 bool cli_fd_get_size(int fd, const char *name, uint64_t *size, bool *is_blockdev,
                      GError **errp);
-/* pwrite the whole buffer (retrying short writes and EINTR); -errno on failure. */
-int cli_pwrite_all(int fd, const void *buf, size_t len, uint64_t offset);
 
 /* ---- interruption ------------------------------------------------------------------ */
 

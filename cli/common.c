@@ -1,7 +1,7 @@
 /*
  * common.c — small pieces every `vma` subcommand uses: one-line error reporting, checked
  * stdout, the name rule for files created from archive names, file sizes of regular files
- * and block devices, whole-buffer pwrite, and the interrupt flag.
+ * and block devices, and the interrupt flag.
  *
  * The name rule exists because an archive is untrusted input: its config and device names
  * become file names under the extraction directory, so a name must be one harmless path
@@ -147,28 +147,6 @@ bool cli_fd_get_size(int fd, const char *name, uint64_t *size, bool *is_blockdev
     g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID,
                 "%s: not a regular file or block device", name);
     return false;
-}
-
-int cli_pwrite_all(int fd, const void *buf, size_t len, uint64_t offset)
-{
-    const char *p = buf;
-
-    while (len > 0) {
-        ssize_t n = pwrite(fd, p, len, (off_t)offset);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -errno;
-        }
-        if (n == 0) {
-            return -EIO;
-        }
-        p += n;
-        len -= (size_t)n;
-        offset += (uint64_t)n;
-    }
-    return 0;
 }
 
 static volatile sig_atomic_t interrupted;

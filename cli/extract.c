@@ -39,19 +39,15 @@
 #include <linux/fs.h>
 
 #include "cli/cli.h"
+#include "util/fd.h"
+#include "util/io.h"
+#include "util/ratelimit.h"
 
 #define MAX_TARGET_SLACK (UINT64_C(4) << 20) /* a target may be this much larger */
 /* Gather buffer per device, and so the largest write. Larger writes were measured slower
  * (bench/README.md): 4 MiB writes into a warm page cache took 3x as long as cp's 128 KiB. */
 #define RUN_BUF_SIZE (512u << 10)
 #define ZERO_RUN_MAX (UINT64_C(64) << 20)    /* flush zero runs in pieces this big */
-
-/* A rate limit shared by the devices of one throttling group. */
-typedef struct Limiter {
-    uint64_t bps;
-    gint64 start_us;
-    uint64_t bytes;
-} Limiter;
 
 typedef struct OutDev {
     guint dev_id;
@@ -62,7 +58,7 @@ typedef struct OutDev {
     char *final_path;      /* rename path → final_path on success (files only) */
     bool is_blockdev;
     bool write_zeros;
-    Limiter *limiter;      /* NULL = unthrottled */
+    RateLimit *limiter;    /* the device's throttling group; NULL = unthrottled */
 
     /* the pending run: contiguous bytes [run_off, run_off + run_len) */
     uint8_t *buf;
@@ -86,7 +82,7 @@ typedef struct Extract {
     bool created_dir;
     GPtrArray *created;    /* files this run created (removed on failure) */
     GHashTable *map;       /* devname -> CliMapEntry */
-    GHashTable *limiters;  /* group name -> Limiter */
+    GHashTable *limiters;  /* group name -> RateLimit, shared by the group's devices */
     OutDev devs[VMA_MAX_DEVICES + 1];
     guint active;          /* devices being restored */
     bool have_input_stat;  /* the archive is a regular file or block device: */
@@ -113,18 +109,16 @@ static void extract_usage(FILE *out)
 
 /* ---- rate limiting ---------------------------------------------------------------- */
 
-static void limiter_account(Limiter *l, uint64_t bytes)
+/* Before writing bytes: sleep until they fit the group's rate (paced so that N bytes
+ * take N / bps, as the deployed tool's throttling does). */
+static void limiter_account(RateLimit *l, uint64_t bytes)
 {
-    if (!l || l->bps == 0) {
+    if (!l) {
         return;
     }
     gint64 now = g_get_monotonic_time();
-    if (l->start_us == 0) {
-        l->start_us = now;
-    }
-    l->bytes += bytes;
-    /* Sleep until the bytes written so far fit the rate. */
-    gint64 due = l->start_us + (gint64)((double)l->bytes * G_USEC_PER_SEC / (double)l->bps);
+    ratelimit_reserve(l, bytes, now);
+    gint64 due = ratelimit_next(l);
     while (due > now && !cli_interrupted()) {
         g_usleep((gulong)MIN(due - now, (gint64)G_USEC_PER_SEC));
         now = g_get_monotonic_time();
@@ -151,7 +145,7 @@ static int write_zeros(OutDev *d, uint64_t off, uint64_t len)
     }
     while (len > 0) {
         size_t n = (size_t)MIN(len, (uint64_t)sizeof(zero_buf));
-        int ret = cli_pwrite_all(d->fd, zero_buf, n, off);
+        int ret = full_pwrite(d->fd, zero_buf, n, off);
         if (ret < 0) {
             return ret;
         }
@@ -172,7 +166,7 @@ static bool dev_flush(OutDev *d, GError **errp)
     if (d->run_zero) {
         ret = write_zeros(d, d->run_off, d->run_len);
     } else {
-        ret = cli_pwrite_all(d->fd, d->buf, (size_t)d->run_len, d->run_off);
+        ret = full_pwrite(d->fd, d->buf, (size_t)d->run_len, d->run_off);
     }
     if (ret < 0) {
         g_set_error(errp, CLI_ERROR, CLI_ERROR_IO,
@@ -312,11 +306,11 @@ static bool write_configs(Extract *x, VmaReader *r, GError **errp)
         if (fd < 0) {
             return false;
         }
-        int ret = cli_pwrite_all(fd, data, len, 0);
-        if (ret == 0 && close(fd) < 0) {
-            ret = -errno;
-        } else if (ret < 0) {
-            close(fd);
+        int ret = full_pwrite(fd, data, len, 0);
+        if (ret == 0) {
+            ret = close_fd_checked(&fd);
+        } else {
+            close_fd(&fd);
         }
         if (ret < 0) {
             g_set_error(errp, CLI_ERROR, CLI_ERROR_IO, "write %s: %s", path, g_strerror(-ret));
@@ -436,13 +430,14 @@ static bool open_map_target(Extract *x, OutDev *d, const CliMapEntry *e, GError 
     d->write_zeros = e->write_zeros;
     if (e->throttling_bps || e->throttling_group) {
         const char *group = e->throttling_group ? e->throttling_group : e->devname;
-        Limiter *l = g_hash_table_lookup(x->limiters, group);
+        RateLimit *l = g_hash_table_lookup(x->limiters, group);
         if (!l) {
-            l = g_new0(Limiter, 1);
+            l = g_new0(RateLimit, 1);
+            ratelimit_init(l, 0);
             g_hash_table_insert(x->limiters, g_strdup(group), l);
         }
         if (e->throttling_bps) {
-            l->bps = e->throttling_bps;
+            ratelimit_set_speed(l, e->throttling_bps);
         }
         d->limiter = l;
     }
@@ -701,11 +696,10 @@ static bool restore_clusters(Extract *x, VmaReader *r, GError **errp)
                         g_strerror(errno));
             return false;
         }
-        int fd = d->fd;
-        d->fd = -1;
-        if (close(fd) < 0) {
+        int cr = close_fd_checked(&d->fd);
+        if (cr < 0) {
             g_set_error(errp, CLI_ERROR, CLI_ERROR_IO, "close %s: %s", d->path,
-                        g_strerror(errno));
+                        g_strerror(-cr));
             return false;
         }
     }
@@ -737,9 +731,7 @@ static void extract_cleanup(Extract *x, bool failed)
 {
     for (guint id = 1; id <= VMA_MAX_DEVICES; id++) {
         OutDev *d = &x->devs[id];
-        if (d->fd >= 0) {
-            close(d->fd);
-        }
+        close_fd(&d->fd);
         g_free(d->path);
         g_free(d->final_path);
         g_free(d->buf);

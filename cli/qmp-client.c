@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "cli/qmp-client.h"
+#include "util/fd.h"
 #include "util/json-splitter.h"
 
 #define QMP_MAX_MESSAGE (64u * 1024 * 1024)
@@ -447,7 +448,7 @@ QmpClient *qmp_client_connect(const char *path, int timeout_ms, GError **errp)
     if (r < 0) {
         g_set_error(errp, QMP_CLIENT_ERROR, QMP_CLIENT_ERROR_CONNECT, "connect to %s: %s",
                     path, g_strerror(errno));
-        close(fd);
+        close_fd(&fd);
         return NULL;
     }
 
@@ -479,9 +480,7 @@ void qmp_client_free(QmpClient *c)
     if (c == NULL) {
         return;
     }
-    if (c->fd >= 0) {
-        close(c->fd);
-    }
+    close_fd(&c->fd);
     g_queue_clear_full(&c->inbox, (GDestroyNotify)json_object_unref);
     g_queue_clear_full(&c->events, (GDestroyNotify)json_object_unref);
     json_splitter_free(c->splitter);
