@@ -124,6 +124,7 @@ JsonNode *qmp_cmd_blockdev_add(QmpSession *s, JsonObject *args, GError **errp)
         .filename = filename,
         .read_only = opt_bool(args, "read-only", false),
         .direct = direct,
+        .locking = opt_str(args, "locking", NULL),
     };
     if (!blockdev_add(&opts, errp)) {
         return NULL;
