@@ -90,7 +90,7 @@ static void usage(FILE *out)
 "over QMP. Options are processed in the order given.\n"
 "\n"
 "  --blockdev driver=file|host_device,node-name=NAME,filename=PATH\n"
-"             [,read-only=on|off][,cache.direct=on|off]\n"
+"             [,read-only=on|off][,cache.direct=on|off][,locking=auto|on|off]\n"
 "                         open a disk (QMP blockdev-add)\n"
 "  --nbd-server addr.type=unix,addr.path=PATH[,max-connections=N]\n"
 "  --nbd-server addr.type=inet,addr.host=HOST,addr.port=PORT[,max-connections=N]\n"

@@ -90,33 +90,7 @@ bool cli_stdout_flush(GError **errp)
 
 bool cli_check_name(const char *what, const char *name, GError **errp)
 {
-    const char *why = NULL;
-
-    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
-        if (*p < 0x20 || *p == 0x7f) {
-            why = "contains a control character";
-            break;
-        }
-    }
-    if (why) {
-        /* reported first: such a name could forge output lines */
-    } else if (name[0] == '\0') {
-        why = "empty name";
-    } else if (strchr(name, '/')) {
-        why = "contains '/'";
-    } else if (strstr(name, "..")) {
-        why = "contains '..'";
-    } else if (name[0] == '.') {
-        why = "starts with '.'";
-    }
-    if (why) {
-        g_autofree char *shown = g_strescape(name, NULL);
-        g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID,
-                    "refusing %s name \"%s\": %s (it must be a plain file name)", what, shown,
-                    why);
-        return false;
-    }
-    return true;
+    return vma_check_name(what, name, errp);
 }
 
 bool cli_fd_get_size(int fd, const char *name, uint64_t *size, bool *is_blockdev,
