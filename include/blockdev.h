@@ -22,6 +22,7 @@ typedef struct BlockDev BlockDev;
 
 typedef struct BlockDevOptions {
     const char *node_name;   /* e.g. "drive-scsi0" */
+    const char *driver;      /* "file", "host_device"; NULL: by the kind of file */
     const char *filename;    /* raw image file or block device */
     bool read_only;
     bool direct;             /* O_DIRECT; unaligned requests are handled by bouncing */
@@ -52,6 +53,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(BlockDev, blockdev_unref)
 /* ---- properties (any thread) ---- */
 const char *blockdev_get_name(BlockDev *bd);
 const char *blockdev_get_filename(BlockDev *bd);
+/* The driver of the disk's protocol node ("file", "host_device"): query-block's drv. */
+const char *blockdev_get_driver(BlockDev *bd);
 uint64_t blockdev_get_size(BlockDev *bd);
 bool blockdev_is_read_only(BlockDev *bd);
 bool blockdev_is_direct(BlockDev *bd);
