@@ -100,16 +100,6 @@ void block_copy_free(BlockCopy *bc)
     g_free(bc);
 }
 
-uint64_t block_copy_size(BlockCopy *bc)
-{
-    return bc->size;
-}
-
-uint64_t block_copy_nclusters(BlockCopy *bc)
-{
-    return bc->nclusters;
-}
-
 static bool cancelled(BlockCopy *bc)
 {
     return g_atomic_int_get(&bc->cancelled) != 0;

@@ -42,9 +42,6 @@ BlockCopy *block_copy_new(BlockNode *source, const BlockCopyOps *ops, void *opaq
 /* No copy may be running (the filter removed, the workers joined). Accepts NULL. */
 void block_copy_free(BlockCopy *bc);
 
-uint64_t block_copy_size(BlockCopy *bc);
-uint64_t block_copy_nclusters(BlockCopy *bc);
-
 /* Stop: nobody claims a cluster any more, and every waiter returns (the job failed).
  * Any thread, any number of times. */
 void block_copy_cancel(BlockCopy *bc);
