@@ -18,7 +18,7 @@
 # Source sets are found by wildcard so that a new file in a directory needs no edit here:
 #   libvma (archive library):  vma-*.c util/*.c
 #   vma (CLI):                 vma.c cli/*.c
-#   vmad (daemon):             vmad.c blockdev.c backup.c nbd/*.c monitor/*.c
+#   vmad (daemon):             vmad.c blockdev.c backup*.c block/*.c nbd/*.c monitor/*.c
 #   unit tests:                tests/unit/test-*.c, each its own cmocka program
 
 BUILDDIR ?= build
@@ -64,7 +64,7 @@ ALL_LDFLAGS = $(LDSAN) $(LDFLAGS)
 
 LIB_SRCS := $(sort $(wildcard vma-*.c util/*.c))
 CLI_SRCS := $(sort vma.c $(wildcard cli/*.c))
-DAEMON_SRCS := $(sort $(wildcard blockdev.c backup.c block/*.c nbd/*.c monitor/*.c))
+DAEMON_SRCS := $(sort $(wildcard blockdev.c backup*.c block/*.c nbd/*.c monitor/*.c))
 VMAD_MAIN := $(wildcard vmad.c)
 UNIT_SRCS := $(sort $(wildcard tests/unit/test-*.c))
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz-*.c))

@@ -5,8 +5,8 @@
  * At most one backup runs at a time (process-wide state, as Proxmox's `backup` QMP
  * command has it). The control functions below are called from the main loop thread;
  * the job itself runs on threads it owns (copy workers, a spill-drain thread and a
- * controller that finishes the archive) and in the before-write hooks it installs on
- * the disks, which run on whatever thread writes to a disk.
+ * controller that finishes the archive) and in the copy-before-write filters it inserts
+ * above the disks, which run on whatever thread writes to a disk.
  *
  * The QMP commands map one to one: `backup` -> backup_start(), `backup-cancel` ->
  * backup_cancel(), `query-backup` -> backup_query(); per-disk jobs for `query-jobs` ->
@@ -30,6 +30,7 @@ GQuark backup_error_quark(void);
 typedef enum BackupErrorCode {
     BACKUP_ERROR_FAILED,           /* QMP GenericError */
     BACKUP_ERROR_DEVICE_NOT_FOUND, /* QMP DeviceNotFound ("Device 'X' not found") */
+    BACKUP_ERROR_CANCELLED,        /* backup_cancel() ended it ("backup canceled") */
 } BackupErrorCode;
 
 /* ---- starting ---------------------------------------------------------------------- */
@@ -64,7 +65,7 @@ typedef struct BackupOptions {
 
 /*
  * Start a backup of the listed disks into one archive. Every disk is frozen at one
- * instant before this returns: hooks are installed on all of them at once. Returns the
+ * instant before this returns: filters go above all of them at once. Returns the
  * archive uuid in lower-case text form (free with g_free), or NULL with errp set, e.g.
  * "previous backup not finished", "Device 'X' not found" (BACKUP_ERROR_DEVICE_NOT_FOUND),
  * "empty device list", "unable to read file 'X'", or the target's open error.
@@ -167,14 +168,5 @@ typedef struct BackupEvent {
  */
 typedef void (*BackupEventFn)(const BackupEvent *ev, void *opaque);
 void backup_set_event_handler(BackupEventFn fn, void *opaque);
-
-/* ---- test support ------------------------------------------------------------------ */
-
-/*
- * Tests only: replace the function the job reads disks with (default blockdev_pread),
- * to inject source read errors. NULL restores the default. Not while a backup runs.
- */
-typedef int (*BackupReadFn)(BlockDev *bd, void *buf, uint64_t len, uint64_t offset);
-void backup_set_read_fn(BackupReadFn fn);
 
 #endif /* BACKUP_H */

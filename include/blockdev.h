@@ -1,15 +1,17 @@
 /*
- * blockdev.h — vmad's block layer: named disks over raw image files or block devices.
+ * blockdev.h — the node registry of vmad: named disks over raw image files or block
+ * devices, and their I/O entry points.
  *
  * A BlockDev is reference counted; the registry (blockdev_add/find/del) holds one
  * reference per node name. All I/O functions are safe from any thread at once and
  * return 0 or -errno (data path). Control functions take GError **errp.
  *
- * Every write path (pwrite, write-zeroes, discard) runs the installed before-write hook
- * first, for the exact byte range, and only then touches the disk. Hooks are installed
- * on a set of disks atomically: blockdev_hooks_install() waits until no write is in
- * flight on any disk of the set, installs the hook on all of them, and only then lets
- * writes through again — so every disk of the set sees the hook from the same instant.
+ * A disk is the top of a chain of block nodes (block/block.h): its protocol node (the
+ * `file` or `host_device` driver) and the filters inserted above it, e.g. a backup's
+ * copy-before-write. Every I/O function below passes the disk's write gate and runs the
+ * request down the chain from the top; filters are inserted above a set of disks at one
+ * instant (blockdev_insert_filters()), so every disk of the set sees them from the same
+ * point in time.
  */
 #ifndef BLOCKDEV_H
 #define BLOCKDEV_H
@@ -22,6 +24,7 @@ typedef struct BlockDev BlockDev;
 
 typedef struct BlockDevOptions {
     const char *node_name;   /* e.g. "drive-scsi0" */
+    const char *driver;      /* "file", "host_device"; NULL: by the kind of file */
     const char *filename;    /* raw image file or block device */
     bool read_only;
     bool direct;             /* O_DIRECT; unaligned requests are handled by bouncing */
@@ -53,6 +56,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(BlockDev, blockdev_unref)
 /* ---- properties (any thread) ---- */
 const char *blockdev_get_name(BlockDev *bd);
 const char *blockdev_get_filename(BlockDev *bd);
+/* The driver of the disk's protocol node ("file", "host_device"): query-block's drv. */
+const char *blockdev_get_driver(BlockDev *bd);
 uint64_t blockdev_get_size(BlockDev *bd);
 bool blockdev_is_read_only(BlockDev *bd);
 bool blockdev_is_direct(BlockDev *bd);
@@ -68,25 +73,5 @@ int blockdev_flush(BlockDev *bd);
  * (*is_hole = false) or all hole (*is_hole = true), from SEEK_DATA/SEEK_HOLE. */
 int blockdev_block_status(BlockDev *bd, uint64_t offset, uint64_t len, uint64_t *pnum,
                           bool *is_hole);
-/* Reads that bypass nothing and are not hooked: the backup job's source reads. Same as
- * blockdev_pread; named for clarity at call sites. */
-#define blockdev_pread_nohook blockdev_pread
-
-/* ---- before-write hooks ---- */
-
-/* Called on the writing thread before a write/write-zeroes/discard of [offset, offset+len)
- * reaches the disk. Return 0 to let the write through. A non-zero return is logged by
- * the hook's owner; the write still proceeds (a backup failure never fails a guest
- * write). The hook may block (e.g. to copy old data) but must not call back into
- * blockdev write functions of the same disk. */
-typedef int (*BlockDevBeforeWriteFn)(void *opaque, BlockDev *bd, uint64_t offset,
-                                     uint64_t len);
-
-/* Install fn/opaque on all n disks at one instant (see the file comment). Fails if any
- * of them already has a hook. Main loop thread. */
-bool blockdev_hooks_install(BlockDev *const *bds, size_t n, BlockDevBeforeWriteFn fn,
-                            void *opaque, GError **errp);
-/* Remove the hook from the n disks; returns after every call of it has finished. */
-void blockdev_hooks_remove(BlockDev *const *bds, size_t n);
 
 #endif /* BLOCKDEV_H */

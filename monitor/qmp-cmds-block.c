@@ -4,8 +4,7 @@
  *
  * The block layer and the NBD server know nothing of QMP; this file adds what QEMU's
  * commands have on top of them: export ids (block-export-add's "id"; nbd-server-add
- * uses the export name as id), the driver a disk was added with (query-block's "drv"),
- * BLOCK_EXPORT_DELETED events, and QEMU's error messages for the states it checks
+ * uses the export name as id), BLOCK_EXPORT_DELETED events, and QEMU's error messages for the states it checks
  * before calling down ("NBD server not running", "Block export id ... is already in
  * use", ...). The command line (vmad --blockdev/--nbd-server/--export) reaches the same
  * handlers through qmp_execute().
@@ -14,7 +13,6 @@
  */
 #include <errno.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "blockdev.h"
 #include "block/node-name.h"
@@ -29,7 +27,6 @@ typedef struct Export {
 } Export;
 
 static GPtrArray *exports;       /* Export *, in creation order */
-static GHashTable *drivers;      /* node name -> driver name ("file", "host_device") */
 static bool nbd_running;
 
 static void export_free(gpointer p)
@@ -46,7 +43,6 @@ static void init_state(void)
 {
     if (exports == NULL) {
         exports = g_ptr_array_new_with_free_func(export_free);
-        drivers = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     }
 }
 
@@ -81,7 +77,6 @@ JsonNode *qmp_cmd_blockdev_add(QmpSession *s, JsonObject *args, GError **errp)
     const char *node = json_object_get_string_member(args, "node-name");
     const char *filename = json_object_get_string_member(args, "filename");
     bool direct = false;
-    struct stat st;
 
     init_state();
     if (json_object_has_member(args, "cache")) {
@@ -102,25 +97,9 @@ JsonNode *qmp_cmd_blockdev_add(QmpSession *s, JsonObject *args, GError **errp)
         /* before any look at the file: QEMU's order, and no file named by a bad node */
         return NULL;
     }
-    /* the driver must match the kind of file, as in QEMU; a missing file is left to
-     * blockdev_add() to report */
-    if (stat(filename, &st) == 0) {
-        bool is_dev = S_ISBLK(st.st_mode) || S_ISCHR(st.st_mode);
-        if (strcmp(driver, "file") == 0 && is_dev) {
-            g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                        "blockdev-add %s: %s is a device: use driver host_device", node,
-                        filename);
-            return NULL;
-        }
-        if (strcmp(driver, "host_device") == 0 && !is_dev) {
-            g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                        "blockdev-add %s: %s is not a block device: use driver file", node,
-                        filename);
-            return NULL;
-        }
-    }
     BlockDevOptions opts = {
         .node_name = node,
+        .driver = driver, /* the driver checks the kind of file, as QEMU's does */
         .filename = filename,
         .read_only = opt_bool(args, "read-only", false),
         .direct = direct,
@@ -129,7 +108,6 @@ JsonNode *qmp_cmd_blockdev_add(QmpSession *s, JsonObject *args, GError **errp)
     if (!blockdev_add(&opts, errp)) {
         return NULL;
     }
-    g_hash_table_replace(drivers, g_strdup(node), g_strdup(driver));
     return qmp_return_empty();
 }
 
@@ -150,7 +128,6 @@ JsonNode *qmp_cmd_blockdev_del(QmpSession *s, JsonObject *args, GError **errp)
     if (!blockdev_del(node, errp)) {
         return NULL;
     }
-    g_hash_table_remove(drivers, node);
     return qmp_return_empty();
 }
 
@@ -158,7 +135,6 @@ static JsonObject *block_info(BlockDev *bd)
 {
     const char *name = blockdev_get_name(bd);
     const char *file = blockdev_get_filename(bd);
-    const char *drv = g_hash_table_lookup(drivers, name);
     JsonObject *cache = json_object_new();
     JsonObject *image = json_object_new();
     JsonObject *ins = json_object_new();
@@ -175,7 +151,7 @@ static JsonObject *block_info(BlockDev *bd)
     json_object_set_string_member(ins, "file", file);
     json_object_set_string_member(ins, "node-name", name);
     json_object_set_boolean_member(ins, "ro", blockdev_is_read_only(bd));
-    json_object_set_string_member(ins, "drv", drv != NULL ? drv : "file");
+    json_object_set_string_member(ins, "drv", blockdev_get_driver(bd));
     json_object_set_boolean_member(ins, "encrypted", FALSE);
     json_object_set_int_member(ins, "backing_file_depth", 0);
     json_object_set_string_member(ins, "detect_zeroes", "off");
@@ -423,5 +399,4 @@ void qmp_block_shutdown(void)
         blockdev_unref(bd);
     }
     blockdev_close_all();
-    g_hash_table_remove_all(drivers);
 }

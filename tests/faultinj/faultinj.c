@@ -16,6 +16,8 @@
  *   thread=GLOB       only calls from threads whose name matches ("backup-copy")
  *   if=PATH           only while PATH exists: a test arms and disarms the rule by
  *                     creating and removing the file (checked on every matching call)
+ *   offset=N          only positioned calls (pread, preadv, pwrite, pwritev, fallocate)
+ *                     whose byte range contains offset N: "the read of byte N fails"
  *   after=N           let the first N matching calls through          (default 0)
  *   every=K           then act on every K-th matching call            (default 1)
  *   count=N           act at most N times                             (default: no limit)
@@ -103,6 +105,7 @@ typedef struct Rule {
     char path[MAX_GLOB];     /* "" = any */
     char thread[MAX_GLOB];   /* "" = any */
     char armed[MAX_GLOB];    /* "" = always */
+    long long at;            /* offset=: byte the call's range must contain; -1 = any */
     unsigned long after, every;
     long count;              /* < 0: no limit */
     int mode, err;
@@ -170,6 +173,7 @@ static void parse_rule(char *text)
     r->count = -1;
     r->mode = MODE_FAIL;
     r->err = EIO;
+    r->at = -1;
 
     char *save = NULL;
     for (char *kv = strtok_r(text, ",", &save); kv != NULL; kv = strtok_r(NULL, ",", &save)) {
@@ -203,6 +207,8 @@ static void parse_rule(char *text)
                 die("%s: pattern too long", kv);
             }
             strcpy(dst, v);
+        } else if (strcmp(kv, "offset") == 0) {
+            r->at = (long long)parse_num(kv, v);
         } else if (strcmp(kv, "after") == 0) {
             r->after = parse_num(kv, v);
         } else if (strcmp(kv, "every") == 0) {
@@ -303,8 +309,8 @@ static void log_fault(unsigned op, int fd, const char *path, const char *thread,
     }
 }
 
-/* The rule that acts on this call, or NULL. */
-static const Rule *decide(unsigned op, int fd)
+/* The rule that acts on this call of [off, off+len) (off < 0: not positioned), or NULL. */
+static const Rule *decide(unsigned op, int fd, long long off, unsigned long long len)
 {
     char path[1024], thread[17];
     bool have_path = false, have_thread = false;
@@ -312,6 +318,9 @@ static const Rule *decide(unsigned op, int fd)
     for (int i = 0; i < nrules; i++) {
         Rule *r = &rules[i];
         if (!(r->ops & op)) {
+            continue;
+        }
+        if (r->at >= 0 && (off < 0 || r->at < off || (unsigned long long)(r->at - off) >= len)) {
             continue;
         }
         if (r->path[0] != '\0') {
@@ -377,6 +386,15 @@ static size_t shorten(const Rule *r, size_t len)
     return len;
 }
 
+static unsigned long long iov_total(const struct iovec *iov, int cnt)
+{
+    unsigned long long total = 0;
+    for (int i = 0; i < cnt; i++) {
+        total += iov[i].iov_len;
+    }
+    return total;
+}
+
 /* Shorten an iovec array to about half its bytes; returns the new count (>= 1). */
 static int shorten_iov(const Rule *r, const struct iovec *iov, int cnt, struct iovec *out)
 {
@@ -424,49 +442,49 @@ typedef int (*fallocate_fn)(int, int, off_t, off_t);
 ssize_t read(int fd, void *buf, size_t len)
 {
     REAL(read, read_fn);
-    const Rule *r = decide(OP_READ, fd);
+    const Rule *r = decide(OP_READ, fd, -1, 0);
     return fails(r) ? -1 : real_read(fd, buf, shorten(r, len));
 }
 
 ssize_t write(int fd, const void *buf, size_t len)
 {
     REAL(write, write_fn);
-    const Rule *r = decide(OP_WRITE, fd);
+    const Rule *r = decide(OP_WRITE, fd, -1, 0);
     return fails(r) ? -1 : real_write(fd, buf, shorten(r, len));
 }
 
 ssize_t pread(int fd, void *buf, size_t len, off_t off)
 {
     REAL(pread, pread_fn);
-    const Rule *r = decide(OP_PREAD, fd);
+    const Rule *r = decide(OP_PREAD, fd, off, len);
     return fails(r) ? -1 : real_pread(fd, buf, shorten(r, len), off);
 }
 
 ssize_t pread64(int fd, void *buf, size_t len, off_t off)
 {
     REAL(pread64, pread_fn);
-    const Rule *r = decide(OP_PREAD, fd);
+    const Rule *r = decide(OP_PREAD, fd, off, len);
     return fails(r) ? -1 : real_pread64(fd, buf, shorten(r, len), off);
 }
 
 ssize_t pwrite(int fd, const void *buf, size_t len, off_t off)
 {
     REAL(pwrite, pwrite_fn);
-    const Rule *r = decide(OP_PWRITE, fd);
+    const Rule *r = decide(OP_PWRITE, fd, off, len);
     return fails(r) ? -1 : real_pwrite(fd, buf, shorten(r, len), off);
 }
 
 ssize_t pwrite64(int fd, const void *buf, size_t len, off_t off)
 {
     REAL(pwrite64, pwrite_fn);
-    const Rule *r = decide(OP_PWRITE, fd);
+    const Rule *r = decide(OP_PWRITE, fd, off, len);
     return fails(r) ? -1 : real_pwrite64(fd, buf, shorten(r, len), off);
 }
 
 ssize_t writev(int fd, const struct iovec *iov, int cnt)
 {
     REAL(writev, readv_fn);
-    const Rule *r = decide(OP_WRITEV, fd);
+    const Rule *r = decide(OP_WRITEV, fd, -1, 0);
     if (fails(r)) {
         return -1;
     }
@@ -481,7 +499,7 @@ ssize_t writev(int fd, const struct iovec *iov, int cnt)
     ssize_t name(int fd, const struct iovec *iov, int cnt, off_t off)                      \
     {                                                                                      \
         REAL(name, preadv_fn);                                                             \
-        const Rule *r = decide(opbit, fd);                                                 \
+        const Rule *r = decide(opbit, fd, off, iov_total(iov, cnt));                          \
         if (fails(r)) {                                                                    \
             return -1;                                                                     \
         }                                                                                  \
@@ -500,23 +518,23 @@ PRWV(pwritev64, OP_PWRITEV)
 int fdatasync(int fd)
 {
     REAL(fdatasync, sync_fn);
-    return fails(decide(OP_FDATASYNC, fd)) ? -1 : real_fdatasync(fd);
+    return fails(decide(OP_FDATASYNC, fd, -1, 0)) ? -1 : real_fdatasync(fd);
 }
 
 int fsync(int fd)
 {
     REAL(fsync, sync_fn);
-    return fails(decide(OP_FSYNC, fd)) ? -1 : real_fsync(fd);
+    return fails(decide(OP_FSYNC, fd, -1, 0)) ? -1 : real_fsync(fd);
 }
 
 int fallocate(int fd, int mode, off_t off, off_t len)
 {
     REAL(fallocate, fallocate_fn);
-    return fails(decide(OP_FALLOCATE, fd)) ? -1 : real_fallocate(fd, mode, off, len);
+    return fails(decide(OP_FALLOCATE, fd, off, (unsigned long long)len)) ? -1 : real_fallocate(fd, mode, off, len);
 }
 
 int fallocate64(int fd, int mode, off_t off, off_t len)
 {
     REAL(fallocate64, fallocate_fn);
-    return fails(decide(OP_FALLOCATE, fd)) ? -1 : real_fallocate64(fd, mode, off, len);
+    return fails(decide(OP_FALLOCATE, fd, off, (unsigned long long)len)) ? -1 : real_fallocate64(fd, mode, off, len);
 }

@@ -35,8 +35,8 @@ EOF
 RULES="op=writev,path=*/out/enospc-*.vma,after=2,err=ENOSPC"
 RULES+=";op=writev,path=*/out/eio-*.vma,after=1,err=EIO"
 RULES+=";op=fdatasync,path=*/out/sync-*.vma,err=EIO"
-RULES+=";op=pread,path=*/c.raw,thread=backup-copy,count=1,err=EIO"
-RULES+=";op=pread,path=*/e.raw,thread=nbd-*,count=1,err=EIO"
+RULES+=";op=pread|preadv,path=*/c.raw,thread=backup-copy,count=1,err=EIO"
+RULES+=";op=pread|preadv,path=*/e.raw,thread=nbd-*,count=1,err=EIO"
 RULES+=";op=fdatasync,path=*/f.raw,err=EIO"
 RULES+=";op=pwrite,path=*/fleece/*,if=$T/arm-fleece,err=ENOSPC"
 

@@ -23,6 +23,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
 #include <inttypes.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -1240,27 +1241,50 @@ static void test_target_exec_ok(void **state)
     world_free(w);
 }
 
-/* Source read errors: injected through the test read hook. */
-static uint64_t fail_offset;
-static int failing_read(BlockDev *bd, void *buf, uint64_t len, uint64_t offset)
+/*
+ * Source read errors, injected by the fault-injection shim (tests/faultinj/faultinj.c):
+ * the test runs this program again as a child with the shim preloaded and one rule per
+ * round, "a read of drive-a.raw that covers byte N fails with EIO", armed by a file of
+ * the round only while its backup runs.
+ */
+#define READ_ERROR_CHILD "--source-read-error-child"
+static const uint64_t fail_offsets[2] = {
+    5 * CS + 100, /* round 0: the background copy hits it */
+    12 * CS,      /* round 1: a copy-before-write may */
+};
+
+static uint64_t file_size_or_zero(const char *path)
 {
-    if (strcmp(blockdev_get_name(bd), "drive-a") == 0 && offset <= fail_offset &&
-        fail_offset < offset + len) {
-        return -EIO;
-    }
-    return blockdev_pread(bd, buf, len, offset);
+    struct stat st;
+    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
-static void test_source_read_error(void **state)
+static gpointer noop_thread(gpointer opaque)
 {
+    return NULL;
+}
+
+/* The child: both rounds, with the shim's rules armed in turn. */
+static void test_source_read_error_child(void **state)
+{
+    const char *arm_dir = getenv("TEST_BACKUP_ARM_DIR");
+    assert_non_null(arm_dir);
+    g_autofree char *log = g_build_filename(arm_dir, "faults.log", NULL);
+
+    /* This is the first test of the child process: a runtime that starts a helper
+     * thread with the first thread of ours (ThreadSanitizer's) must have done so before
+     * the leak check counts threads. */
+    g_thread_join(g_thread_new("warm-up", noop_thread, NULL));
+
     for (int round = 0; round < 2; round++) {
         World *w = standard_world(300 + (uint32_t)round);
         g_autofree char *out = g_build_filename(w->dir, "backup.vma", NULL);
+        g_autofree char *arm = g_strdup_printf("%s/round%d", arm_dir, round);
         Leaks leaks;
         leaks_take(&leaks);
-        /* round 0: the background copy hits it; round 1: a copy-before-write may */
-        fail_offset = round == 0 ? 5 * CS + 100 : 12 * CS;
-        backup_set_read_fn(failing_read);
+        uint64_t fail_offset = fail_offsets[round];
+        uint64_t logged = file_size_or_zero(log);
+        assert_true(g_file_set_contents(arm, "", 0, NULL));
         writers_start(w, 2);
         BackupOptions o = {
             .backup_file = out,
@@ -1273,7 +1297,9 @@ static void test_source_read_error(void **state)
         }
         backup_wait();
         writers_stop(w);
-        backup_set_read_fn(NULL);
+        g_unlink(arm);
+        /* the shim did inject the fault */
+        assert_true(file_size_or_zero(log) > logged);
         g_autofree char *want = g_strdup_printf("read drive-a at offset %" G_GUINT64_FORMAT
                                                 ": Input/output error",
                                                 fail_offset / CS * CS);
@@ -1282,6 +1308,55 @@ static void test_source_read_error(void **state)
         check_disks_final(w);
         world_free(w);
         leaks_check(&leaks);
+    }
+}
+
+/* A sanitizer runtime this process runs with (it must come first in LD_PRELOAD). */
+static int find_sanitizer_runtime(struct dl_phdr_info *info, size_t size, void *data)
+{
+    const char *name = info->dlpi_name;
+    if (name != NULL && (strstr(name, "libasan.so") != NULL || strstr(name, "libtsan.so") != NULL)) {
+        *(char **)data = g_strdup(name);
+        return 1;
+    }
+    return 0;
+}
+
+static void test_source_read_error(void **state)
+{
+    g_autofree char *exe = g_file_read_link("/proc/self/exe", NULL);
+    assert_non_null(exe);
+    g_autofree char *bindir = g_path_get_dirname(exe);
+    g_autofree char *shim = g_build_filename(bindir, "..", "faultinj.so", NULL);
+    if (!g_file_test(shim, G_FILE_TEST_EXISTS)) {
+        fail_msg("%s not built (make test-build)", shim);
+    }
+    g_autofree char *dir = g_dir_make_tmp("test-backup-faults-XXXXXX", NULL);
+    assert_non_null(dir);
+    g_autofree char *log = g_build_filename(dir, "faults.log", NULL);
+    g_autofree char *rules = g_strdup_printf(
+        "op=pread|preadv,path=*/drive-a.raw,offset=%" G_GUINT64_FORMAT ",if=%s/round0;"
+        "op=pread|preadv,path=*/drive-a.raw,offset=%" G_GUINT64_FORMAT ",if=%s/round1",
+        fail_offsets[0], dir, fail_offsets[1], dir);
+    g_autofree char *runtime = NULL;
+    dl_iterate_phdr(find_sanitizer_runtime, &runtime);
+    g_autofree char *preload = runtime != NULL ? g_strdup_printf("%s %s", runtime, shim)
+                                               : g_strdup(shim);
+    g_auto(GStrv) env = g_get_environ();
+    env = g_environ_setenv(env, "FAULTINJ", rules, TRUE);
+    env = g_environ_setenv(env, "FAULTINJ_LOG", log, TRUE);
+    env = g_environ_setenv(env, "LD_PRELOAD", preload, TRUE);
+    env = g_environ_setenv(env, "TEST_BACKUP_ARM_DIR", dir, TRUE);
+    char *argv[] = { exe, (char *)READ_ERROR_CHILD, NULL };
+    int status = 0;
+    g_autoptr(GError) err = NULL;
+    assert_true(g_spawn_sync(NULL, argv, env, G_SPAWN_DEFAULT, NULL, NULL, NULL, NULL,
+                             &status, &err));
+    bool ok = g_spawn_check_wait_status(status, &err);
+    g_unlink(log);
+    g_rmdir(dir);
+    if (!ok) {
+        fail_msg("the child run with injected read errors failed: %s", err->message);
     }
 }
 
@@ -1551,8 +1626,11 @@ static void test_fifo_target(void **state)
     world_free(w);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    const struct CMUnitTest child_tests[] = {
+        cmocka_unit_test(test_source_read_error_child),
+    };
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_query_before_any),
         cmocka_unit_test(test_start_errors),
@@ -1573,5 +1651,8 @@ int main(void)
 
     signal(SIGPIPE, SIG_IGN);
     test_setup_events();
+    if (argc > 1 && strcmp(argv[1], READ_ERROR_CHILD) == 0) {
+        return cmocka_run_group_tests(child_tests, NULL, NULL);
+    }
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

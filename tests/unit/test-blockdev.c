@@ -8,10 +8,11 @@
  * works in a directory under $BUILDDIR (the build tree) and is skipped, saying why,
  * when even that refuses O_DIRECT.
  *
- * The hook test runs writer threads on two disks while the hook is installed on both
- * and checks the atomicity the header promises: no write that passed without the hook
- * started after a hooked write had finished, and every write that started after the
- * install returned was hooked, with its exact range.
+ * The hook test runs writer threads on two disks while a test filter (a before-write
+ * hook) is inserted above both and checks the atomicity block/block.h promises for
+ * blockdev_insert_filters(): no write that passed without the filter started after a
+ * filtered write had finished, and every write that started after the insert returned
+ * was filtered, with its exact range.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,6 +32,7 @@
 #include <glib.h>
 #include <glib/gstdio.h>
 
+#include "block/block.h"
 #include "blockdev.h"
 
 /* ---- helpers ---- */
@@ -480,7 +482,7 @@ typedef struct HookState {
     gint hook_running;
     gint stop;
     gint errors;               /* failed writes (threads must not assert) */
-    gint removing;             /* set just before blockdev_hooks_remove() */
+    gint removing;             /* set just before blockdev_remove_filters() */
     gint removed;              /* hook_calls value when remove returned, or -1 */
     gint calls_after_remove;
 } HookState;
@@ -517,6 +519,76 @@ static int test_hook(void *opaque, BlockDev *bd, uint64_t offset, uint64_t len)
     }
     g_atomic_int_dec_and_test(&hs->hook_running);
     return ht != NULL && ht->id == 1 ? -EIO : 0; /* a failing hook does not fail writes */
+}
+
+/* The test filter: runs test_hook for every write path, then passes the request on. */
+typedef struct TestFilter {
+    HookState *hs;
+    BlockDev *bd;
+} TestFilter;
+
+static int tf_pwritev(BlockNode *n, const struct iovec *iov, int iovcnt, uint64_t len,
+                      uint64_t offset, unsigned flags)
+{
+    TestFilter *f = n->opaque;
+    (void)test_hook(f->hs, f->bd, offset, len);
+    return bnode_pwritev(n->child, iov, iovcnt, offset, flags);
+}
+
+static int tf_write_zeroes(BlockNode *n, uint64_t len, uint64_t offset, unsigned flags)
+{
+    TestFilter *f = n->opaque;
+    (void)test_hook(f->hs, f->bd, offset, len);
+    return bnode_write_zeroes(n->child, len, offset, flags);
+}
+
+static int tf_discard(BlockNode *n, uint64_t len, uint64_t offset)
+{
+    TestFilter *f = n->opaque;
+    (void)test_hook(f->hs, f->bd, offset, len);
+    return bnode_discard(n->child, len, offset);
+}
+
+static void tf_close(BlockNode *n)
+{
+    g_free(n->opaque);
+}
+
+static const BlockDriver test_filter = {
+    .name = "test-filter",
+    .is_filter = true,
+    .close = tf_close,
+    .pwritev = tf_pwritev,
+    .write_zeroes = tf_write_zeroes,
+    .discard = tf_discard,
+};
+
+/* Insert a test filter above each of the n disks at one instant; f[] gets our
+ * references to them. */
+static bool hooks_install(BlockDev **bds, size_t n, HookState *hs, BlockNode **f,
+                          GError **errp)
+{
+    for (size_t i = 0; i < n; i++) {
+        TestFilter *tf = g_new(TestFilter, 1);
+        *tf = (TestFilter){ hs, bds[i] };
+        g_autoptr(BlockNode) top = blockdev_get_top(bds[i]);
+        f[i] = bnode_new_filter(&test_filter, top, tf);
+    }
+    bool ok = blockdev_insert_filters(bds, n, f, errp);
+    if (!ok) {
+        for (size_t i = 0; i < n; i++) {
+            g_clear_pointer(&f[i], bnode_unref);
+        }
+    }
+    return ok;
+}
+
+static void hooks_remove(BlockDev **bds, size_t n, BlockNode **f)
+{
+    blockdev_remove_filters(bds, n, f);
+    for (size_t i = 0; i < n; i++) {
+        g_clear_pointer(&f[i], bnode_unref);
+    }
 }
 
 static void atomic_max(gint *p, gint v)
@@ -590,6 +662,8 @@ static void test_hooks_atomic(void **state)
     HookState hs = { .min_hooked_end = G_MAXINT, .removed = -1 };
     HookThread ht[HOOK_WRITERS];
     GThread *t[HOOK_WRITERS];
+    BlockNode *f[2] = { NULL, NULL };
+    BlockNode *f2[1] = { NULL };
     g_autoptr(GError) err = NULL;
 
     for (unsigned i = 0; i < HOOK_WRITERS; i++) {
@@ -597,17 +671,17 @@ static void test_hooks_atomic(void **state)
         t[i] = g_thread_new("hook-writer", hook_writer, &ht[i]);
     }
     g_usleep(2000);
-    assert_true(blockdev_hooks_install(bds, 2, test_hook, &hs, &err));
+    assert_true(hooks_install(bds, 2, &hs, f, &err));
     g_atomic_int_set(&hs.installed_at, g_atomic_int_add(&hs.clock, 1) + 1);
 
     /* a second hook on the same disks is refused */
-    assert_false(blockdev_hooks_install(bds + 1, 1, test_hook, &hs, &err));
+    assert_false(hooks_install(bds + 1, 1, &hs, f2, &err));
     assert_true(g_error_matches(err, G_IO_ERROR, G_IO_ERROR_BUSY));
     g_clear_error(&err);
 
     g_usleep(20000);
     g_atomic_int_set(&hs.removing, 1);
-    blockdev_hooks_remove(bds, 2);
+    hooks_remove(bds, 2, f);
     /* remove returned: no hook call is running, and none starts any more */
     assert_int_equal(g_atomic_int_get(&hs.hook_running), 0);
     g_atomic_int_set(&hs.removed, g_atomic_int_get(&hs.hook_calls));
@@ -631,7 +705,7 @@ static void test_hooks_atomic(void **state)
         t[i] = g_thread_new("hook-writer", hook_writer, &ht[i]);
     }
     g_usleep(2000);
-    assert_true(blockdev_hooks_install(bds, 2, test_hook, &hs2, &err));
+    assert_true(hooks_install(bds, 2, &hs2, f, &err));
     g_atomic_int_set(&hs2.installed_at, g_atomic_int_add(&hs2.clock, 1) + 1);
     for (unsigned i = 0; i < HOOK_WRITERS; i++) {
         g_thread_join(t[i]);
@@ -644,7 +718,7 @@ static void test_hooks_atomic(void **state)
     assert_int_equal(hs2.errors, 0);
     /* one instant separates unhooked from hooked writes, across both disks */
     assert_true(hs2.max_unhooked_start < hs2.min_hooked_end);
-    blockdev_hooks_remove(bds, 2);
+    hooks_remove(bds, 2, f);
 
     drop_disk(bds[0]);
     drop_disk(bds[1]);

@@ -1,0 +1,119 @@
+/*
+ * block/block.h — the block graph: nodes, their drivers, filters (daemon-private).
+ *
+ * A BlockNode is one node of the graph: a driver (its ops table below) and the driver's
+ * state. A protocol node (driver `file`, later `rbd`, `nbd`, `vma`) holds data; a filter
+ * node (`copy-before-write`, later `alloc-track`, a dirty-bitmap tracker) has exactly one
+ * child and passes every request down to it, doing its own work on the way. A node knows
+ * its child, never its parent: data flows down the graph.
+ *
+ * Every registered disk (blockdev.c) is a chain: filters on top of one protocol node.
+ * The registry's I/O entry points (blockdev_pread(), ... in include/blockdev.h) pass the
+ * disk's write gate and call the top node of its chain; filters are inserted and removed
+ * there, with all gates of a set of disks closed at once (blockdev_insert_filters()).
+ *
+ * The bnode_* I/O functions check the request (range, read-only, zero length) once, so
+ * a driver's op sees only valid, non-empty requests. They may be called from any
+ * thread at once and return 0 or -errno (the data path never takes a GError).
+ */
+#ifndef BLOCK_BLOCK_H
+#define BLOCK_BLOCK_H
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "blockdev.h"
+
+typedef struct BlockNode BlockNode;
+
+/*
+ * A driver's ops. Protocol drivers implement open and every I/O op; a filter is made by
+ * its own constructor (it needs more than options: its child and its state) and may
+ * leave any I/O op NULL, which then goes to its child unchanged. Flags are the
+ * BLOCKDEV_* flags of blockdev.h (FUA on writes; NO_UNMAP, FAST_ZERO on write-zeroes).
+ */
+typedef struct BlockDriver {
+    const char *name;                 /* query-block's "drv": "file", "host_device" */
+    bool is_filter;
+
+    /* Protocol drivers: open opts into n (n->opaque, n->size); GError on failure. */
+    bool (*open)(BlockNode *n, const BlockDevOptions *opts, GError **errp);
+    /* Release n->opaque (the last reference is gone; no I/O runs). */
+    void (*close)(BlockNode *n);
+
+    int (*preadv)(BlockNode *n, const struct iovec *iov, int iovcnt, uint64_t len,
+                  uint64_t offset);
+    int (*pwritev)(BlockNode *n, const struct iovec *iov, int iovcnt, uint64_t len,
+                   uint64_t offset, unsigned flags);
+    int (*write_zeroes)(BlockNode *n, uint64_t len, uint64_t offset, unsigned flags);
+    int (*discard)(BlockNode *n, uint64_t len, uint64_t offset);
+    int (*flush)(BlockNode *n);
+    /* See blockdev_block_status(). */
+    int (*block_status)(BlockNode *n, uint64_t offset, uint64_t len, uint64_t *pnum,
+                        bool *is_hole);
+} BlockDriver;
+
+struct BlockNode {
+    const BlockDriver *drv;
+    gint refcount;            /* atomic */
+    char *filename;           /* what the node is opened on (protocol nodes), or NULL */
+    uint64_t size;            /* fixed at open */
+    bool read_only;
+    bool direct;              /* opened with O_DIRECT (file) */
+    /* Filters: the node below, a reference. Changed only by blockdev.c with the gate
+     * of the node's disk closed, so an I/O call that reached the filter sees one value. */
+    BlockNode *child;
+    void *opaque;             /* the driver's state */
+};
+
+/* The drivers (block/file.c). */
+extern const BlockDriver bdrv_file;
+extern const BlockDriver bdrv_host_device;
+
+/* The protocol driver named name, or NULL. */
+const BlockDriver *bnode_find_driver(const char *name);
+
+/* Open a protocol node with drv (NULL: by the kind of opts->filename, "file" for a
+ * regular file, "host_device" for a block device). Main loop thread. */
+BlockNode *bnode_open(const BlockDriver *drv, const BlockDevOptions *opts, GError **errp);
+/* A filter node over child (takes a new reference to it), with the driver's state. */
+BlockNode *bnode_new_filter(const BlockDriver *drv, BlockNode *child, void *opaque);
+
+BlockNode *bnode_ref(BlockNode *n);
+void bnode_unref(BlockNode *n);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(BlockNode, bnode_unref)
+
+/* ---- I/O (any thread; 0 or -errno) ---- */
+int bnode_preadv(BlockNode *n, const struct iovec *iov, int iovcnt, uint64_t offset);
+int bnode_pread(BlockNode *n, void *buf, uint64_t len, uint64_t offset);
+int bnode_pwritev(BlockNode *n, const struct iovec *iov, int iovcnt, uint64_t offset,
+                  unsigned flags);
+int bnode_pwrite(BlockNode *n, const void *buf, uint64_t len, uint64_t offset,
+                 unsigned flags);
+int bnode_write_zeroes(BlockNode *n, uint64_t len, uint64_t offset, unsigned flags);
+int bnode_discard(BlockNode *n, uint64_t len, uint64_t offset);
+int bnode_flush(BlockNode *n);
+int bnode_block_status(BlockNode *n, uint64_t offset, uint64_t len, uint64_t *pnum,
+                       bool *is_hole);
+
+/* ---- graph changes on registered disks (blockdev.c; main loop thread) ---- */
+
+/* The top node of bd's chain, a new reference: what a new filter goes above. */
+BlockNode *blockdev_get_top(BlockDev *bd);
+
+/*
+ * Put filters[i] on top of bds[i]'s chain, for all n disks at one instant: the gates of
+ * all n disks are closed, every request in flight on them finishes, the filters go in,
+ * the gates open. A request either finished before the instant or runs through the
+ * filter. filters[i]->child must be bds[i]'s top; a disk may have at most one filter of
+ * each driver (G_IO_ERROR_BUSY otherwise). The chains take a reference to each filter.
+ */
+bool blockdev_insert_filters(BlockDev *const *bds, size_t n, BlockNode *const *filters,
+                             GError **errp);
+/* Take filters[i] out of bds[i]'s chain, all at one instant as above. Returns after every
+ * request that ran through them has finished; drops the chains' references. */
+void blockdev_remove_filters(BlockDev *const *bds, size_t n, BlockNode *const *filters);
+
+#endif /* BLOCK_BLOCK_H */

@@ -1,0 +1,123 @@
+/*
+ * test-block-copy.c — unit tests of block/block-copy.c over a real file node, with a
+ * counting filter between the BlockCopy and the file: how many reads reach the source,
+ * and which clusters are handed over, how often.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <glib.h>
+#include <glib/gstdio.h>
+
+#include "block/block-copy.h"
+#include "vma.h"
+
+#define CS 65536u
+#define NCLUSTERS 40u
+
+typedef struct Counts {
+    gint reads;                 /* preadv calls that reached the source */
+    gint copied[NCLUSTERS];     /* hand-overs per cluster */
+    gint from_write;
+    gint failed;
+} Counts;
+
+static int count_preadv(BlockNode *n, const struct iovec *iov, int iovcnt, uint64_t len,
+                        uint64_t offset)
+{
+    Counts *c = n->opaque;
+    g_atomic_int_inc(&c->reads);
+    return bnode_preadv(n->child, iov, iovcnt, offset);
+}
+
+static const BlockDriver counting = {
+    .name = "counting",
+    .is_filter = true,
+    .preadv = count_preadv,
+};
+
+static void copied(void *opaque, uint64_t cluster, void *buf, bool from_write)
+{
+    Counts *c = opaque;
+    assert_true(cluster < NCLUSTERS);
+    g_atomic_int_inc(&c->copied[cluster]);
+    if (from_write) {
+        g_atomic_int_inc(&c->from_write);
+        /* the old data: cluster k holds bytes k+1 */
+        assert_int_equal(((uint8_t *)buf)[0], (uint8_t)(cluster + 1));
+        assert_int_equal(((uint8_t *)buf)[CS - 1], (uint8_t)(cluster + 1));
+    }
+    vma_cluster_free(buf);
+}
+
+static void read_failed(void *opaque, uint64_t cluster, int r)
+{
+    g_atomic_int_inc(&((Counts *)opaque)->failed);
+}
+
+static bool rate_wait(void *opaque, uint64_t bytes)
+{
+    return true;
+}
+
+static const BlockCopyOps ops = { copied, read_failed, rate_wait };
+
+static void test_merged_reads(void **state)
+{
+    g_autofree char *dir = g_dir_make_tmp("test-block-copy-XXXXXX", NULL);
+    g_autofree char *path = g_build_filename(dir, "disk.raw", NULL);
+    g_autofree uint8_t *data = g_malloc((size_t)NCLUSTERS * CS);
+    for (unsigned k = 0; k < NCLUSTERS; k++) {
+        memset(data + (size_t)k * CS, (int)(k + 1), CS);
+    }
+    assert_true(g_file_set_contents(path, (char *)data, (gssize)NCLUSTERS * CS, NULL));
+
+    BlockDevOptions o = { .node_name = "d", .filename = path };
+    g_autoptr(GError) err = NULL;
+    BlockNode *file = bnode_open(NULL, &o, &err);
+    assert_non_null(file);
+    Counts c = { 0 };
+    BlockNode *src = bnode_new_filter(&counting, file, &c);
+    BlockCopy *bc = block_copy_new(src, &ops, &c);
+
+    /* a 1 MiB write over uncopied data at a cluster boundary: one read */
+    block_copy_before_write(bc, 0, 16 * CS);
+    assert_int_equal(c.reads, 1);
+    assert_int_equal(c.from_write, 16);
+    /* an unaligned 1 MiB write over clusters 16..32: 17 clusters, the most per run is
+     * BLOCK_COPY_MAX_RUN (16), so two reads */
+    block_copy_before_write(bc, 16 * CS + 100, 16 * CS);
+    assert_int_equal(c.reads, 3);
+    assert_int_equal(c.from_write, 33);
+    /* copied clusters are not read again, by a write or by the background copy */
+    block_copy_before_write(bc, 5 * CS, 20 * CS);
+    block_copy_chunk(bc, 0, 16);
+    block_copy_chunk(bc, 16, 16);
+    assert_int_equal(c.reads, 3);
+    /* the rest (33..39) in one background read */
+    block_copy_chunk(bc, 32, NCLUSTERS - 32);
+    assert_int_equal(c.reads, 4);
+    for (unsigned k = 0; k < NCLUSTERS; k++) {
+        assert_int_equal(c.copied[k], 1); /* exactly once */
+    }
+    assert_int_equal(c.failed, 0);
+
+    block_copy_free(bc);
+    bnode_unref(src);
+    bnode_unref(file);
+    g_unlink(path);
+    g_rmdir(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_merged_reads),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
