@@ -6,15 +6,24 @@
  * One handle, four kinds, each behind a small ops table (writev, finish, close):
  *
  *   kind       opened by                        writev          close
- *   new file   vma_output_open(path)            direct staging  flush, close (remove on failure)
+ *   new file   vma_output_open(path)            direct staging  flush, close, rename, dir flush
  *   FIFO       vma_output_open(existing FIFO)   plain           close
  *   exec:      vma_output_open("exec:CMD")      plain           close, wait (kill on failure)
  *   fd         vma_output_new_fd()              plain           flush if regular, close
  *
- * New files are created with O_EXCL, mode 0600, fdatasync'ed on success and removed
- * after a failure. With direct, the file gets O_DIRECT if its file system allows it
- * (tmpfs does not: then ordinary writes); the stream is staged into aligned 1 MiB chunks
- * and the unaligned tail written after clearing O_DIRECT.
+ * New files. The final name is checked at open (lstat: anything there, even a dangling
+ * symlink, is VMA_ERROR_EXISTS, as O_EXCL refuses it), so the caller hears at once that
+ * it is taken. The data goes to ".NAME.tmp-XXXXXX" in the same directory, created with
+ * O_EXCL and mode 0600. Only a complete archive, fdatasync'ed, is renamed to NAME, with
+ * renameat2(RENAME_NOREPLACE) — a file that appeared under NAME meanwhile is never
+ * replaced; file systems without it get link + unlink, and only where neither exists a
+ * check-then-rename — and the directory is fsync'ed. Failure or cancel unlinks the
+ * temporary file. So a file under the final name is always a complete archive; after a
+ * crash (kill -9, power loss) at most a hidden ".NAME.tmp-XXXXXX" remains. The directory
+ * is held open from open to close, so a rename of the directory in between changes
+ * nothing. With direct, the file gets O_DIRECT if its file system allows it (tmpfs does
+ * not: then ordinary writes); the stream is staged into aligned 1 MiB chunks and the
+ * unaligned tail written after clearing O_DIRECT.
  *
  * FIFOs are opened non-blocking, as the deployed writer opens them: a FIFO without a
  * reader is an error at once instead of a hang (the daemon opens targets in its main
@@ -57,6 +66,8 @@ extern char **environ;
 #define DIRECT_CHUNK_SIZE (1024 * 1024)
 #define DIRECT_ALIGN 4096
 #define CHILD_GRACE_MS 1000 /* a failed writer's command gets this long per signal */
+#define TMP_SUFFIX ".tmp-XXXXXX"
+#define TMP_TRIES 100
 
 typedef struct OutputOps {
     /* writer thread: append every byte of iov[0..cnt) */
@@ -76,7 +87,10 @@ struct VmaOutput {
     bool closed;
 
     /* new file */
-    char *path;          /* the file we created (unlinked on failure) */
+    int dir_fd;          /* its directory, held from open to close */
+    bool dir_sync;       /* dir_fd can be fsync'ed (not an O_PATH descriptor) */
+    char *final_base;    /* its final name in dir_fd */
+    char *tmp_base;      /* its temporary name in dir_fd; NULL once renamed or removed */
     bool direct;         /* fd has O_DIRECT: stage into aligned chunks */
     uint8_t *stage;      /* writer thread only */
     size_t stage_len;
@@ -387,6 +401,47 @@ static int file_finish(VmaOutput *o)
     return stage_flush(o);
 }
 
+/* Put the temporary file under its final name without replacing anything there. */
+static bool rename_into_place(VmaOutput *o, GError **errp)
+{
+    int e = 0;
+
+    if (renameat2(o->dir_fd, o->tmp_base, o->dir_fd, o->final_base, RENAME_NOREPLACE) == 0) {
+        return true;
+    }
+    e = errno;
+    if (e == EINVAL || e == ENOSYS || e == EOPNOTSUPP) {
+        /* no RENAME_NOREPLACE here (NFS, some FUSE): a hard link refuses an existing
+         * name just as well */
+        if (linkat(o->dir_fd, o->tmp_base, o->dir_fd, o->final_base, 0) == 0) {
+            (void)unlinkat(o->dir_fd, o->tmp_base, 0);
+            return true;
+        }
+        e = errno;
+        if (e == EPERM || e == EOPNOTSUPP || e == ENOSYS) {
+            /* no hard links either (vfat): check, then rename; a file created under
+             * the final name in between would be replaced */
+            struct stat st;
+            if (fstatat(o->dir_fd, o->final_base, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+                e = EEXIST;
+            } else if (renameat(o->dir_fd, o->tmp_base, o->dir_fd, o->final_base) == 0) {
+                return true;
+            } else {
+                e = errno;
+            }
+        }
+    }
+    if (e == EEXIST) {
+        g_set_error(errp, VMA_ERROR, VMA_ERROR_EXISTS,
+                    "create %s: File exists (created while the archive was written)",
+                    o->name);
+    } else {
+        g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "rename %s into place: %s", o->name,
+                    g_strerror(e));
+    }
+    return false;
+}
+
 static bool file_close(VmaOutput *o, bool failed, GError **errp)
 {
     bool ok = true;
@@ -395,9 +450,30 @@ static bool file_close(VmaOutput *o, bool failed, GError **errp)
         ok = flush_stream(o, errp);
     }
     ok = close_stream(o, ok ? errp : NULL) && ok;
-    if (!ok || failed) {
-        (void)unlink(o->path);
+    if (ok && !failed) {
+        ok = rename_into_place(o, errp);
+        if (ok) {
+            g_clear_pointer(&o->tmp_base, g_free);
+        }
     }
+    if (o->tmp_base) {
+        (void)unlinkat(o->dir_fd, o->tmp_base, 0);
+        g_clear_pointer(&o->tmp_base, g_free);
+    }
+    if (ok && !failed && o->dir_sync) {
+        int r;
+        while ((r = fsync(o->dir_fd)) < 0 && errno == EINTR) {
+            /* interrupted by a signal: flush again */
+        }
+        if (r < 0 && errno != EINVAL) {
+            /* the rename may not survive a crash: the archive is not safely stored */
+            g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "flush directory of %s: %s",
+                        o->name, g_strerror(errno));
+            (void)unlinkat(o->dir_fd, o->final_base, 0);
+            ok = false;
+        }
+    }
+    close_fd(&o->dir_fd);
     return ok;
 }
 
@@ -406,6 +482,33 @@ static const OutputOps file_ops = {
     .finish = file_finish,
     .close = file_close,
 };
+
+/* Create the temporary file ".BASE.tmp-XXXXXX" in dir_fd; sets o->tmp_base. */
+static int create_tmp(VmaOutput *o, GError **errp)
+{
+    static const char chars[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    /* keep the name within NAME_MAX however long the final name is */
+    int keep = (int)MIN(strlen(o->final_base), (size_t)NAME_MAX - 1 - strlen(TMP_SUFFIX));
+    int e = EEXIST;
+
+    for (int i = 0; i < TMP_TRIES && e == EEXIST; i++) {
+        char *name = g_strdup_printf(".%.*s" TMP_SUFFIX, keep, o->final_base);
+        char *x = name + strlen(name) - 6;
+        for (int j = 0; j < 6; j++) {
+            x[j] = chars[g_random_int_range(0, (gint32)sizeof(chars) - 1)];
+        }
+        int fd = openat(o->dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            o->tmp_base = name;
+            return fd;
+        }
+        e = errno;
+        g_free(name);
+    }
+    g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "create %s: %s", o->name, g_strerror(e));
+    return -1;
+}
 
 /* ---- construction ------------------------------------------------------------------- */
 
@@ -432,6 +535,7 @@ static VmaOutput *output_new(int fd, const char *name, const OutputOps *ops, GEr
     o->name = g_strdup(name);
     o->fd = fd;
     o->wake_fd = wake_fd;
+    o->dir_fd = -1;
     o->regular = S_ISREG(st.st_mode);
     atomic_init(&o->bytes, 0);
 
@@ -487,12 +591,47 @@ static VmaOutput *open_fifo(const char *target, GError **errp)
 
 static VmaOutput *open_file(const char *target, bool direct, GError **errp)
 {
-    int fd = open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    struct stat st;
+    size_t len = strlen(target);
 
+    /* the final name must be free now (O_EXCL semantics: a dangling symlink counts) */
+    if (lstat(target, &st) == 0) {
+        g_set_error(errp, VMA_ERROR, VMA_ERROR_EXISTS, "create %s: %s", target,
+                    g_strerror(EEXIST));
+        return NULL;
+    }
+    if (errno != ENOENT) {
+        g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "create %s: %s", target,
+                    g_strerror(errno));
+        return NULL;
+    }
+    if (target[len - 1] == '/') {
+        g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "create %s: %s", target,
+                    g_strerror(EISDIR));
+        return NULL;
+    }
+
+    g_autofree char *dir = g_path_get_dirname(target);
+    bool dir_sync = true;
+    int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd < 0 && errno == EACCES) {
+        /* a directory we may write but not read: no directory flush then */
+        dir_fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        dir_sync = false;
+    }
+    if (dir_fd < 0) {
+        g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "create %s: %s", target,
+                    g_strerror(errno));
+        return NULL;
+    }
+
+    /* a shell of the handle, so that create_tmp can use its fields */
+    VmaOutput tmp = { .name = (char *)target, .dir_fd = dir_fd };
+    tmp.final_base = g_path_get_basename(target);
+    int fd = create_tmp(&tmp, errp);
     if (fd < 0) {
-        int e = errno;
-        g_set_error(errp, VMA_ERROR, e == EEXIST ? VMA_ERROR_EXISTS : VMA_ERROR_IO,
-                    "create %s: %s", target, g_strerror(e));
+        g_free(tmp.final_base);
+        close(dir_fd);
         return NULL;
     }
     bool has_direct = false;
@@ -503,10 +642,16 @@ static VmaOutput *open_file(const char *target, bool direct, GError **errp)
     }
     VmaOutput *o = output_new(fd, target, &file_ops, errp);
     if (!o) {
-        unlink(target);
+        (void)unlinkat(dir_fd, tmp.tmp_base, 0);
+        g_free(tmp.tmp_base);
+        g_free(tmp.final_base);
+        close(dir_fd);
         return NULL;
     }
-    o->path = g_strdup(target);
+    o->dir_fd = dir_fd;
+    o->dir_sync = dir_sync;
+    o->final_base = tmp.final_base;
+    o->tmp_base = tmp.tmp_base;
     if (has_direct) {
         o->direct = true;
         o->stage = g_aligned_alloc(1, DIRECT_CHUNK_SIZE, DIRECT_ALIGN);
@@ -583,7 +728,8 @@ void vma_output_free(VmaOutput *o)
     }
     close_fd(&o->wake_fd);
     g_aligned_free(o->stage);
-    g_free(o->path);
+    g_free(o->tmp_base);
+    g_free(o->final_base);
     g_free(o->name);
     g_free(o);
 }

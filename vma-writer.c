@@ -53,7 +53,7 @@
  * descriptor): this file hands it whole extents (vma_output_writev), wakes it when an
  * error is latched (vma_output_wake: a writer thread blocked on a pipe that does not
  * drain returns) and closes it once the thread has stopped, saying whether the stream is
- * a complete archive (vma_output_close: otherwise a new file is removed). A
+ * a complete archive (vma_output_close: only then is a new file renamed into place). A
  * failed exec: command replaces a broken-pipe error, being its cause. SIGPIPE is blocked
  * in the writer thread, so a vanished reader shows up as EPIPE ("write to X: Broken
  * pipe") instead of killing the process.
@@ -985,7 +985,7 @@ bool vma_writer_close(VmaWriter *w, GError **errp)
     bool failed = w->error != NULL;
     g_mutex_unlock(&w->lock);
 
-    /* flush, close, wait for a command (or remove a new file) */
+    /* flush, close, wait for a command, rename a new file into place (or remove it) */
     GError *err = NULL;
     if (!vma_output_close(w->out, failed, &err)) {
         g_mutex_lock(&w->lock);
