@@ -64,7 +64,7 @@ ALL_LDFLAGS = $(LDSAN) $(LDFLAGS)
 
 LIB_SRCS := $(sort $(wildcard vma-*.c util/*.c))
 CLI_SRCS := $(sort vma.c $(wildcard cli/*.c))
-DAEMON_SRCS := $(sort $(wildcard blockdev.c backup.c nbd/*.c monitor/*.c))
+DAEMON_SRCS := $(sort $(wildcard blockdev.c backup.c block/*.c nbd/*.c monitor/*.c))
 VMAD_MAIN := $(wildcard vmad.c)
 UNIT_SRCS := $(sort $(wildcard tests/unit/test-*.c))
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz-*.c))

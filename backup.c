@@ -1098,6 +1098,13 @@ char *backup_start(const BackupOptions *o, GError **errp)
     if (bds == NULL) {
         goto fail;
     }
+    for (guint i = 0; i < bds->len; i++) {
+        /* a node name that the archive cannot carry as a disk: refuse before any output */
+        if (!vma_check_disk_name(blockdev_get_name(g_ptr_array_index(bds, i)), errp)) {
+            g_prefix_error(errp, "backup: ");
+            goto fail;
+        }
+    }
 
     uint64_t mem_limit = o->mem_limit ? o->mem_limit : BACKUP_DEFAULT_MEM_LIMIT;
     VmaWriterOptions wopts = {

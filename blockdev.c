@@ -44,6 +44,8 @@
 #include <gio/gio.h>
 
 #include "blockdev.h"
+#include "block/image-lock.h"
+#include "block/node-name.h"
 
 #define BOUNCE_MAX   (1024u * 1024)     /* largest bounce buffer of a direct disk */
 #define ZERO_BUF_LEN (1024u * 1024)     /* shared zero buffer for write-zeroes fallback */
@@ -760,6 +762,9 @@ static BlockDev *blockdev_open(const BlockDevOptions *opts, GError **errp)
                     opts->filename);
         goto fail_fd;
     }
+    if (!image_lock_open(bd->fd, opts->filename, opts->read_only, opts->locking, errp)) {
+        goto fail_fd;
+    }
     if (opts->direct) {
         bd->fd_buffered = open(opts->filename, flags);
         if (bd->fd_buffered < 0) {
@@ -811,27 +816,9 @@ static BlockDev *registry_lookup_locked(const char *node_name, guint *index)
     return NULL;
 }
 
-static bool node_name_valid(const char *name)
-{
-    size_t len = name != NULL ? strlen(name) : 0;
-
-    if (len == 0 || len > 255) {
-        return false;
-    }
-    for (const char *p = name; *p; p++) {
-        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
-            return false;
-        }
-    }
-    return true;
-}
-
 bool blockdev_add(const BlockDevOptions *opts, GError **errp)
 {
-    if (!node_name_valid(opts->node_name)) {
-        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
-                    "add block device: invalid node name '%s'",
-                    opts->node_name ? opts->node_name : "");
+    if (!node_name_check(opts->node_name, errp)) {
         return false;
     }
     if (opts->filename == NULL || opts->filename[0] == '\0') {

@@ -1,6 +1,7 @@
 /*
  * vma-common.c — small pieces of the archive library shared by reader, writer and the
- * programs: the error domain, cluster buffers, zero detection and uuid text.
+ * programs: the error domain, cluster buffers, zero detection, uuid text, and the rule
+ * for names stored in an archive (vma_check_name: what extract refuses, writers refuse).
  *
  * Zero detection runs on every cluster a backup or `vma create` copies, so it is
  * word-wise: an unaligned head byte by byte, then 64 bytes per step as eight 64-bit
@@ -141,4 +142,46 @@ uint16_t vma_cluster_zero_mask(const void *cluster)
 void vma_uuid_unparse(const uint8_t uuid[16], char out[37])
 {
     uuid_unparse_lower(uuid, out);
+}
+
+bool vma_check_name(const char *what, const char *name, GError **errp)
+{
+    const char *why = NULL;
+
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            why = "contains a control character";
+            break;
+        }
+    }
+    if (why) {
+        /* reported first: such a name could forge output lines */
+    } else if (name[0] == '\0') {
+        why = "empty name";
+    } else if (strchr(name, '/')) {
+        why = "contains '/'";
+    } else if (strstr(name, "..")) {
+        why = "contains '..'";
+    } else if (name[0] == '.') {
+        why = "starts with '.'";
+    }
+    if (why) {
+        g_autofree char *shown = g_strescape(name, NULL);
+        g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
+                    "refusing %s name \"%s\": %s (it must be a plain file name)", what, shown,
+                    why);
+        return false;
+    }
+    return true;
+}
+
+bool vma_check_disk_name(const char *name, GError **errp)
+{
+    if (strcmp(name, VMA_VMSTATE_NAME) == 0) {
+        g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
+                    "refusing device name \"%s\": reserved for the VM state stream of an "
+                    "archive (the disk would be stored and restored as VM state)", name);
+        return false;
+    }
+    return vma_check_name("device", name, errp);
 }

@@ -43,6 +43,7 @@
 #include <zstd.h>
 
 #include "vma-input.h"
+#include "util/fd.h"
 
 #define RAW_BUF_MIN (64u << 10)      /* first size of the raw buffer */
 #define RAW_BUF_MAX (4u << 20)       /* its size once the input is past RAW_BUF_MAX */
@@ -816,9 +817,7 @@ void vma_input_free(VmaInput *in)
     if (in == NULL) {
         return;
     }
-    if (in->fd >= 0) {
-        close(in->fd);
-    }
+    close_fd(&in->fd);
     if (in->zstd != NULL) {
         ZSTD_freeDStream(in->zstd);
     }

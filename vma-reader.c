@@ -10,7 +10,8 @@
  *   allocating, read the rest, then check in the deployed tool's order: magic, MD5,
  *   version, header_size > 12288, blob_buffer_offset >= 12288, offset + size <=
  *   header_size. Blob pointers are resolved with every bound checked (pointer 0 is
- *   "none"; the LE u16 length must fit inside blob_buffer_size); names must end in NUL.
+ *   "none"; the LE u16 length must fit inside blob_buffer_size); names must end in NUL and
+ *   hold no control byte (< 0x20, 0x7f: it would forge lines in listings).
  *   Configs and device names point into the header buffer, which lives as long as the
  *   reader.
  * * State machine of vma_reader_next_cluster(): HEADER_DONE -> (read extent: 512-byte
@@ -21,9 +22,10 @@
  *   failure every call returns the same error; after END every call returns 0.
  *   An extent is validated as a whole before its first cluster is returned, so a
  *   caller never sees part of a bad extent.
- * * Seen clusters: per device, a sparse bitmap of 4096-cluster chunks (512 bytes each,
- *   256 MiB of device) in a hash table, allocated on first touch, with a count per
- *   chunk so that the missing-cluster search skips full chunks. Memory grows with the
+ * * Seen clusters: per device, a SparseBitmap (util/bitmap.h) of 4096-cluster chunks
+ *   (512 bytes each, 256 MiB of device) in a hash table, allocated on first touch, with
+ *   a count per chunk so that the missing-cluster search skips full chunks; one budget
+ *   of MAX_SEEN_CHUNKS covers the bitmaps of all devices. Memory grows with the
  *   clusters actually present in the stream, never with the sizes a header declares
  *   (worst case, every 8-byte blockinfo entry of a hostile stream opens a new chunk:
  *   about 600 bytes of memory per entry, bounded by the input's length; a complete
@@ -45,8 +47,8 @@
 #include "vma-format.h"
 #include "vma-input.h"
 #include "vma.h"
+#include "util/bitmap.h"
 
-#define CHUNK_CLUSTERS 4096u                  /* clusters per bitmap chunk */
 /* At most this many chunks over all devices (about 600 bytes each with the hash table
  * entry): 2^20 chunks cover 256 TiB of disk, the size of the largest device, and cost
  * at most about 600 MiB. Without a bound, blockinfo entries that touch a new chunk each
@@ -54,17 +56,11 @@
 #define MAX_SEEN_CHUNKS (1u << 20)
 #define EXTENT_MAX_DATA ((size_t)VMA_EXTENT_SLOTS * VMA_CLUSTER_SIZE)
 
-typedef struct SeenChunk {
-    uint32_t count;                           /* bits set */
-    uint8_t bits[CHUNK_CLUSTERS / 8];
-} SeenChunk;
-
 typedef struct ReaderDevice {
     VmaDeviceInfo info;                       /* name points into the header buffer */
     bool present;
     uint64_t clusters;                        /* ceil(size / 64 KiB) */
-    uint64_t seen;                            /* distinct clusters seen */
-    GHashTable *chunks;                       /* chunk index -> SeenChunk, on first touch */
+    SparseBitmap *seen;                       /* clusters seen; NULL until the first */
     uint64_t next_vmstate;                    /* vmstate: next expected cluster */
 } ReaderDevice;
 
@@ -99,7 +95,7 @@ struct VmaReader {
     GError *err;                              /* latched */
 
     uint64_t clusters_seen;
-    guint seen_chunks;                        /* chunks allocated, all devices */
+    SparseBitmapBudget seen_budget;           /* chunks of all devices' seen bitmaps */
     uint64_t clusters_total;
     uint64_t data_bytes;
     uint64_t zero_bytes;
@@ -149,6 +145,31 @@ static const char *get_name(VmaReader *r, uint32_t ptr)
         return NULL;
     }
     return (const char *)data;
+}
+
+/* A control byte (< 0x20, 0x7f) in a name would forge lines in every listing that
+ * prints it: a device named "a\nDEV: dev_id=9 ..." adds a device to `vma list`. */
+static bool name_is_printable(const char *name)
+{
+    for (const unsigned char *p = (const unsigned char *)name; *p != 0; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool check_name(VmaReader *r, const char *what, guint index, const char *name,
+                       GError **errp)
+{
+    if (name_is_printable(name)) {
+        return true;
+    }
+    g_autofree char *shown = g_strescape(name, NULL);
+    g_set_error(errp, VMA_ERROR, VMA_ERROR_FORMAT,
+                "%s: %s %u: name \"%s\" contains a control character", r->name, what, index,
+                shown);
+    return false;
 }
 
 static bool read_header(VmaReader *r, GError **errp)
@@ -253,6 +274,9 @@ static bool read_header(VmaReader *r, GError **errp)
                         i, name_ptr, data_ptr);
             return false;
         }
+        if (!check_name(r, "config", i, cfg->name, errp)) {
+            return false;
+        }
         r->nconfigs++;
     }
 
@@ -267,6 +291,9 @@ static bool read_header(VmaReader *r, GError **errp)
         name = get_name(r, GUINT32_FROM_BE(h->dev_info[id].devname_ptr));
         if (name == NULL) {
             continue;
+        }
+        if (!check_name(r, "dev_id", id, name, errp)) {
+            return false;
         }
         if (size > VMA_MAX_DEVICE_SIZE) {
             g_set_error(errp, VMA_ERROR, VMA_ERROR_FORMAT,
@@ -306,6 +333,7 @@ VmaReader *vma_reader_open_fd(int fd, const char *name, GError **errp)
         return NULL;
     }
     r = g_new0(VmaReader, 1);
+    r->seen_budget.max = MAX_SEEN_CHUNKS;
     r->name = g_strdup(name);
     r->in = vma_input_new(fd, name, errp);
     if (r->in == NULL) {
@@ -346,9 +374,7 @@ void vma_reader_free(VmaReader *r)
         return;
     }
     for (guint id = 0; id < G_N_ELEMENTS(r->devs); id++) {
-        if (r->devs[id].chunks != NULL) {
-            g_hash_table_destroy(r->devs[id].chunks);
-        }
+        sparse_bitmap_free(r->devs[id].seen);
     }
     vma_input_free(r->in);
     g_free(r->ext);
@@ -420,56 +446,19 @@ void vma_reader_get_stats(VmaReader *r, VmaReaderStats *st)
 /* ---- seen-cluster bitmap --------------------------------------------------------- */
 
 /* Mark cluster num of dev as seen: 1, 0 if it was seen already, -1 if that would take
- * a chunk beyond MAX_SEEN_CHUNKS. */
+ * a chunk beyond MAX_SEEN_CHUNKS (over all devices). */
 static int mark_seen(VmaReader *r, ReaderDevice *dev, uint32_t num)
 {
-    guint idx = num / CHUNK_CLUSTERS;
-    uint32_t bit = num % CHUNK_CLUSTERS;
-    SeenChunk *chunk;
-
-    if (dev->chunks == NULL) {
-        dev->chunks = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, g_free);
+    if (dev->seen == NULL) {
+        dev->seen = sparse_bitmap_new(dev->clusters, &r->seen_budget);
     }
-    chunk = g_hash_table_lookup(dev->chunks, GUINT_TO_POINTER(idx));
-    if (chunk == NULL) {
-        if (r->seen_chunks >= MAX_SEEN_CHUNKS) {
-            return -1;
-        }
-        r->seen_chunks++;
-        chunk = g_new0(SeenChunk, 1);
-        g_hash_table_insert(dev->chunks, GUINT_TO_POINTER(idx), chunk);
-    }
-    if (chunk->bits[bit / 8] & (1u << (bit % 8))) {
-        return 0;
-    }
-    chunk->bits[bit / 8] |= (uint8_t)(1u << (bit % 8));
-    chunk->count++;
-    dev->seen++;
-    return 1;
+    int ret = sparse_bitmap_test_and_set(dev->seen, num);
+    return ret < 0 ? -1 : ret;
 }
 
-/* First cluster of dev not seen; dev->clusters if none is missing. */
-static uint64_t first_missing(const ReaderDevice *dev)
+static uint64_t dev_seen(const ReaderDevice *dev)
 {
-    for (uint64_t base = 0; base < dev->clusters; base += CHUNK_CLUSTERS) {
-        guint idx = (guint)(base / CHUNK_CLUSTERS);
-        const SeenChunk *chunk =
-            dev->chunks ? g_hash_table_lookup(dev->chunks, GUINT_TO_POINTER(idx)) : NULL;
-        uint64_t n = MIN((uint64_t)CHUNK_CLUSTERS, dev->clusters - base);
-
-        if (chunk == NULL) {
-            return base;
-        }
-        if (chunk->count == n) {
-            continue;
-        }
-        for (uint64_t bit = 0; bit < n; bit++) {
-            if (!(chunk->bits[bit / 8] & (1u << (bit % 8)))) {
-                return base + bit;
-            }
-        }
-    }
-    return dev->clusters;
+    return dev->seen ? sparse_bitmap_count(dev->seen) : 0;
 }
 
 /* ---- extents --------------------------------------------------------------------- */
@@ -703,7 +692,7 @@ bool vma_reader_check_complete(VmaReader *r, guint dev_id, GError **errp)
     }
     for (guint id = first; id <= last; id++) {
         const ReaderDevice *dev = &r->devs[id];
-        if (!dev->present || dev->info.is_vmstate || dev->seen == dev->clusters) {
+        if (!dev->present || dev->info.is_vmstate || dev_seen(dev) == dev->clusters) {
             continue;
         }
         if (msg == NULL) {
@@ -713,7 +702,8 @@ bool vma_reader_check_complete(VmaReader *r, guint dev_id, GError **errp)
             g_string_append(msg, "; ");
         }
         g_string_append_printf(msg, "detected missing cluster %" G_GUINT64_FORMAT
-                               " for stream %s", first_missing(dev), dev->info.name);
+                               " for stream %s", dev->seen ? sparse_bitmap_find_next_clear(dev->seen, 0) : 0,
+                               dev->info.name);
     }
     if (msg != NULL) {
         g_set_error_literal(errp, VMA_ERROR, VMA_ERROR_MISSING, msg->str);

@@ -550,6 +550,9 @@ bool vma_writer_add_config(VmaWriter *w, const char *name, const void *data, siz
                     VMA_MAX_BLOB_SIZE);
         return false;
     }
+    if (!vma_check_name("config", name, errp)) {
+        return false;
+    }
 
     g_mutex_lock(&w->lock);
     bool ok = false;
@@ -612,6 +615,10 @@ int vma_writer_register_device(VmaWriter *w, const char *devname, uint64_t size,
         g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
                     "register device %s: invalid size %" G_GUINT64_FORMAT
                     " (1 byte .. 256 TiB)", devname, size);
+        return -1;
+    }
+    /* never write an archive that extract refuses ("vmstate" is the state stream) */
+    if (strcmp(devname, VMA_VMSTATE_NAME) != 0 && !vma_check_name("device", devname, errp)) {
         return -1;
     }
 

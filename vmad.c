@@ -37,6 +37,8 @@
 #include "monitor.h"
 #include "monitor/qapi-schema.h"
 #include "monitor/qmp-commands.h"
+#include "util/fd.h"
+#include "util/io.h"
 
 /* Options in the order the user gave them. Later issues add e.g. --fleecing-dir and
  * --backup-buffer-size: one enum value, one getopt entry, one case in process_option()
@@ -88,7 +90,7 @@ static void usage(FILE *out)
 "over QMP. Options are processed in the order given.\n"
 "\n"
 "  --blockdev driver=file|host_device,node-name=NAME,filename=PATH\n"
-"             [,read-only=on|off][,cache.direct=on|off]\n"
+"             [,read-only=on|off][,cache.direct=on|off][,locking=auto|on|off]\n"
 "                         open a disk (QMP blockdev-add)\n"
 "  --nbd-server addr.type=unix,addr.path=PATH[,max-connections=N]\n"
 "  --nbd-server addr.type=inet,addr.host=HOST,addr.port=PORT[,max-connections=N]\n"
@@ -302,46 +304,28 @@ static bool add_monitor(Daemon *d, const char *text, GError **errp)
 
 static bool write_pidfile(Daemon *d, GError **errp)
 {
-    int fd = open(d->pidfile, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    g_autofd int fd = open(d->pidfile, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
 
     if (fd < 0) {
-        int saved = errno;
         g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "%s: %s", d->pidfile,
-                    g_strerror(saved));
+                    g_strerror(errno));
         return false;
     }
     if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        int saved = errno;
-        close(fd);
         g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "%s: %s", d->pidfile,
-                    saved == EWOULDBLOCK ? "in use by another running vmad"
-                                         : g_strerror(saved));
+                    errno == EWOULDBLOCK ? "in use by another running vmad"
+                                         : g_strerror(errno));
         return false;
     }
     g_autofree char *text = g_strdup_printf("%ld\n", (long)getpid());
-    size_t len = strlen(text), done = 0;
-    int ok = ftruncate(fd, 0);
-    while (ok == 0 && done < len) {
-        /* retry EINTR; a short write goes on where it stopped */
-        ssize_t n = write(fd, text + done, len - done);
-        if (n > 0) {
-            done += (size_t)n;
-        } else if (n == 0) {
-            errno = ENOSPC;
-            ok = -1;
-        } else if (errno != EINTR) {
-            ok = -1;
-        }
-    }
-    if (ok < 0) {
-        int saved = errno;
-        close(fd);
+    int r = ftruncate(fd, 0) < 0 ? -errno : full_write(fd, text, strlen(text));
+    if (r < 0) {
         unlink(d->pidfile);
         g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "%s: write: %s", d->pidfile,
-                    g_strerror(saved));
+                    g_strerror(-r));
         return false;
     }
-    d->pidfile_fd = fd;   /* stays open: the lock marks the file as ours */
+    d->pidfile_fd = steal_fd(&fd);   /* stays open: the lock marks the file as ours */
     return true;
 }
 
@@ -349,8 +333,7 @@ static void remove_pidfile(Daemon *d)
 {
     if (d->pidfile_fd >= 0) {
         unlink(d->pidfile);
-        close(d->pidfile_fd);
-        d->pidfile_fd = -1;
+        close_fd(&d->pidfile_fd);
     }
 }
 
@@ -376,7 +359,7 @@ static void notify_systemd(const char *state)
     if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sun, len) < 0) {
         g_warning("notify systemd (%s): %s", state, g_strerror(errno));
     }
-    close(fd);
+    close_fd(&fd);
 }
 
 /* ---- shutdown --------------------------------------------------------------------------- */

@@ -48,6 +48,15 @@
 #   BENCH_TMPDIR=      where mktemp -d makes the work dir (default bench/scratch in the
 #                      source tree: the repo's file system; warns on tmpfs)
 #   VMAD=, VMA=        binaries (default $BUILDDIR/vmad, $BUILDDIR/vma)
+#   VMAD_OLD=          an older vmad to compare with (before/after a change): adds the
+#                      rows old-file and old-exec, the vmad rows run with this binary,
+#                      each beside its new counterpart in every run (on even runs the
+#                      old one goes first), and a table new / old; VMA_OLD= (default:
+#                      the vma beside VMAD_OLD, else VMA) verifies the old archive
+#   ROWS=              the rows to run, in this order, from vmad-file, old-file,
+#                      vmad-exec, old-exec, qsd-raw, qsd-null, qemu-img (default: all;
+#                      the old rows only with VMAD_OLD), e.g.
+#                      ROWS="vmad-file old-file vmad-exec old-exec"
 #   KEEP=1             keep the work dir
 #   PERF=1             `perf record -g` of vmad during its backups of the last run, into
 #                      WORKDIR/perf-MODE-ROW.data (implies KEEP=1; perf adds a little
@@ -60,6 +69,12 @@ SRCDIR=$(cd "$HERE/.." && pwd)
 BUILDDIR=${BUILDDIR:-$SRCDIR/build}
 VMAD=${VMAD:-$BUILDDIR/vmad}
 VMA=${VMA:-$BUILDDIR/vma}
+VMAD_OLD=${VMAD_OLD:-}
+if [ -n "$VMAD_OLD" ] && [ -x "$(dirname "$VMAD_OLD")/vma" ]; then
+    VMA_OLD=${VMA_OLD:-$(dirname "$VMAD_OLD")/vma}
+else
+    VMA_OLD=${VMA_OLD:-$VMA}
+fi
 SIZE=${SIZE:-4G}
 RUNS=${RUNS:-3}
 BUFFER=${BUFFER:-256M}
@@ -91,6 +106,20 @@ buffer_bytes=$(to_bytes "$BUFFER")
 case "$RUNS" in ''|*[!0-9]*|0) die "RUNS must be a positive integer" ;; esac
 [ -x "$VMAD" ] || die "no vmad at $VMAD (run make, or set VMAD=)"
 [ -x "$VMA" ] || die "no vma at $VMA (run make, or set VMA=)"
+ALL_ROWS="vmad-file vmad-exec qsd-raw qsd-null qemu-img"
+[ -z "$VMAD_OLD" ] || ALL_ROWS="vmad-file old-file vmad-exec old-exec qsd-raw qsd-null qemu-img"
+read -ra ROWS <<<"${ROWS:-$ALL_ROWS}"
+[ ${#ROWS[@]} -gt 0 ] || die "ROWS is empty"
+for row in "${ROWS[@]}"; do
+    case " $ALL_ROWS " in *" $row "*) continue ;; esac
+    case $row in old-file|old-exec) die "row $row needs VMAD_OLD" ;; esac
+    die "unknown row '$row' (rows: $ALL_ROWS)"
+done
+has_row() { case " ${ROWS[*]} " in *" $1 "*) return 0 ;; esac; return 1; }
+if [ -n "$VMAD_OLD" ]; then
+    [ -x "$VMAD_OLD" ] || die "no vmad at VMAD_OLD=$VMAD_OLD"
+    [ -x "$VMA_OLD" ] || die "no vma at VMA_OLD=$VMA_OLD"
+fi
 [ -x "$TIME" ] || die "$TIME is missing (Debian package 'time')"
 for t in qemu-storage-daemon qemu-img python3 openssl cmp; do
     command -v "$t" >/dev/null 2>&1 || die "$t is missing (scripts/install-deps.sh)"
@@ -157,9 +186,9 @@ wait_for() {   # wait_for FILE-TEST PATH WHAT
     die "$3 did not start"
 }
 
-start_vmad() {
+start_vmad() {   # start_vmad BINARY
     rm -f "$QMP_SOCK" "$WORK/vmad.pid"
-    "$VMAD" --blockdev "driver=file,node-name=drive-scsi0,filename=${IMG//,/,,}" \
+    "$1" --blockdev "driver=file,node-name=drive-scsi0,filename=${IMG//,/,,}" \
         --backup-buffer-size "$buffer_bytes" \
         --monitor "$QMP_SOCK" --pidfile "$WORK/vmad.pid" >"$WORK/daemon.log" 2>&1 &
     DAEMON_PID=$!
@@ -192,16 +221,17 @@ stop_daemon() {
 }
 
 declare -A JOB SYNC RSS CPU   # "mode|row" -> space-separated values, one per run
-ROWS=(vmad-file vmad-exec qsd-raw qsd-null qemu-img)
 declare -A NAME=(
     [vmad-file]="vmad backup → new file"
     [vmad-exec]="vmad backup → exec:cat >/dev/null"
+    [old-file]="vmad (old) backup → new file"
+    [old-exec]="vmad (old) backup → exec:cat >/dev/null"
     [qsd-raw]="QSD blockdev-backup → raw file"
     [qsd-null]="QSD blockdev-backup → null-co"
     [qemu-img]="qemu-img convert -O raw"
 )
-declare -A PEER=([vmad-file]=qsd-raw [vmad-exec]=qsd-null)
-declare -A WRITES=([vmad-file]=1 [qsd-raw]=1 [qemu-img]=1)
+declare -A PEER=([vmad-file]=qsd-raw [vmad-exec]=qsd-null [old-file]=qsd-raw [old-exec]=qsd-null)
+declare -A WRITES=([vmad-file]=1 [old-file]=1 [qsd-raw]=1 [qemu-img]=1)
 
 record() {   # record ROW JOB_S SYNC_S RSS_KIB CPU_S (for the current run and mode)
     JOB[$mode|$1]+="$2 "
@@ -216,12 +246,13 @@ record() {   # record ROW JOB_S SYNC_S RSS_KIB CPU_S (for the current run and mo
 
 json_field() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 
-# vmad_row ROW TARGET [FILE]: FILE, when the target is a file, is fsync'ed after the job
+# vmad_row ROW BINARY TARGET [FILE]: FILE, when the target is a file, is fsync'ed after
+# the job
 vmad_row() {
-    local row=$1 target=$2 file=${3:-} res secs t1 t2 rss c0 c1
+    local row=$1 bin=$2 target=$3 file=${4:-} res secs t1 t2 rss c0 c1
     local wargs=()
     [ -z "$MAX_WORKERS" ] || wargs=(--max-workers "$MAX_WORKERS")
-    start_vmad
+    start_vmad "$bin"
     prepare_cache
     if [ "$PERF" != 0 ] && [ "$run" = "$RUNS" ]; then
         perf record -g -o "$WORK/perf-$mode-$row.data" -p "$DAEMON_PID" \
@@ -273,32 +304,23 @@ qsd_row() {   # qsd_row ROW KIND
     stop_daemon
 }
 
-checked=0
-for ((run = 1; run <= RUNS; run++)); do
-for mode in "${modes[@]}"; do
-    log "run $run/$RUNS, cache $mode"
-
+# vmad_file_row ROW VMAD VMA: a backup to a new file; its archive is checked once with VMA
+declare -A CHECKED
+vmad_file_row() {
     rm -f "$OUT.vma"
-    vmad_row vmad-file "$OUT.vma" "$OUT.vma"
-    if [ "$checked" = 0 ]; then
-        log "checking the archive (vma verify) ..."
-        "$VMA" verify "$OUT.vma" >/dev/null || die "vma verify of vmad's archive failed"
-        archive_bytes=$(stat -c %s "$OUT.vma")
+    vmad_row "$1" "$2" "$OUT.vma" "$OUT.vma"
+    if [ -z "${CHECKED[$1]:-}" ]; then
+        log "checking the archive of ${NAME[$1]} (vma verify) ..."
+        "$3" verify "$OUT.vma" >/dev/null || die "vma verify of the archive of ${NAME[$1]} failed"
+        [ "$1" != vmad-file ] || archive_bytes=$(stat -c %s "$OUT.vma")
+        [ "$1" != old-file ] || old_archive_bytes=$(stat -c %s "$OUT.vma")
+        CHECKED[$1]=1
     fi
     rm -f "$OUT.vma"
+}
 
-    vmad_row vmad-exec "exec:cat >/dev/null"
-
-    qsd_row qsd-raw raw
-    if [ "$checked" = 0 ]; then
-        log "checking the raw target (cmp) ..."
-        cmp "$IMG" "$OUT" || die "qemu-storage-daemon's target differs from the image"
-        checked=1
-    fi
-    rm -f "$OUT"
-
-    qsd_row qsd-null null
-
+qemu_img_row() {
+    local t0 t1 t2 kib usr sys
     rm -f "$OUT"
     prepare_cache
     t0=$(now)
@@ -312,6 +334,47 @@ for mode in "${modes[@]}"; do
         "$(awk -v a="$t0" -v b="$t2" 'BEGIN { print b - a }')" "$kib" \
         "$(awk -v a="$usr" -v b="$sys" 'BEGIN { print a + b }')"
     rm -f "$OUT"
+}
+
+# pair_order ITEM...: the items in order; on even runs each new/old pair (vmad-X and
+# old-X, both present) swaps places, so that neither binary always goes first
+pair_order() {
+    local r all=" $* "
+    for r in "$@"; do
+        if [ $((run % 2)) = 0 ]; then
+            case $r in
+            vmad-*) if [[ $all == *" old-${r#vmad-} "* ]]; then r=old-${r#vmad-}; fi ;;
+            old-*) if [[ $all == *" vmad-${r#old-} "* ]]; then r=vmad-${r#old-}; fi ;;
+            esac
+        fi
+        echo "$r"
+    done
+}
+
+archive_bytes=-
+old_archive_bytes=-
+for ((run = 1; run <= RUNS; run++)); do
+for mode in "${modes[@]}"; do
+    log "run $run/$RUNS, cache $mode"
+    for row in $(pair_order "${ROWS[@]}"); do
+        case $row in
+        vmad-file) vmad_file_row vmad-file "$VMAD" "$VMA" ;;
+        old-file) vmad_file_row old-file "$VMAD_OLD" "$VMA_OLD" ;;
+        vmad-exec) vmad_row vmad-exec "$VMAD" "exec:cat >/dev/null" ;;
+        old-exec) vmad_row old-exec "$VMAD_OLD" "exec:cat >/dev/null" ;;
+        qsd-raw)
+            qsd_row qsd-raw raw
+            if [ -z "${CHECKED[qsd-raw]:-}" ]; then
+                log "checking the raw target (cmp) ..."
+                cmp "$IMG" "$OUT" || die "qemu-storage-daemon's target differs from the image"
+                CHECKED[qsd-raw]=1
+            fi
+            rm -f "$OUT"
+            ;;
+        qsd-null) qsd_row qsd-null null ;;
+        qemu-img) qemu_img_row ;;
+        esac
+    done
 done
 done
 
@@ -332,6 +395,9 @@ echo "Machine: $(nproc) CPUs ($cpu), $mem RAM, work dir on $fstype ($(df -P "$WO
 echo "Load average (1/5/15 min): $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 echo "Image: $SIZE ($size_bytes bytes, bench/mkimage.sh); RUNS=$RUNS; CACHE=$CACHE"
 echo "vmad: ${VMAD#"$SRCDIR"/} --backup-buffer-size $buffer_bytes, max-workers ${MAX_WORKERS:-default}; archive $archive_bytes bytes"
+[ -z "$VMAD_OLD" ] ||
+    echo "vmad (old): ${VMAD_OLD#"$SRCDIR"/}, same options; archive $old_archive_bytes bytes"
+echo "Rows: ${ROWS[*]}"
 echo "Peers: $(qemu-storage-daemon --version | head -1), $(qemu-img --version | head -1)"
 for mode in "${modes[@]}"; do
 echo
@@ -351,7 +417,7 @@ for row in "${ROWS[@]}"; do
     cm=$(median <<<"${CPU[$mode|$row]}")
     ratio="—"
     peer=${PEER[$row]:-}
-    if [ -n "$peer" ]; then
+    if [ -n "$peer" ] && has_row "$peer"; then
         pj=$(median <<<"${JOB[$mode|$peer]}")
         ratio=$(awk -v a="$jm" -v b="$pj" 'BEGIN { printf "%.2f ×", a / b }')
         if [ -n "${WRITES[$row]:-}" ]; then
@@ -369,9 +435,43 @@ for row in "${ROWS[@]}"; do
 done
 done
 echo
-vmad_rss=$(for mode in "${modes[@]}"; do echo "${RSS[$mode|vmad-file]}"; echo "${RSS[$mode|vmad-exec]}"; done | maxof)
-awk -v r="$vmad_rss" -v b="$buffer_bytes" 'BEGIN {
-    lim = 64 + b / 1048576
-    printf "vmad peak RSS %.1f MiB; memory target 64 MiB + buffer %.0f MiB = %.0f MiB: %s\n",
-        r / 1024, b / 1048576, lim, (r / 1024 <= lim ? "met" : "MISSED") }'
-echo "Throughput target: vmad at least 2× faster than QSD to the same kind of destination (ratio ≤ 0.50)."
+if has_row vmad-file || has_row vmad-exec; then
+    vmad_rss=$(for mode in "${modes[@]}"; do echo "${RSS[$mode|vmad-file]:-}"; echo "${RSS[$mode|vmad-exec]:-}"; done | maxof)
+    awk -v r="$vmad_rss" -v b="$buffer_bytes" 'BEGIN {
+        lim = 64 + b / 1048576
+        printf "vmad peak RSS %.1f MiB; memory target 64 MiB + buffer %.0f MiB = %.0f MiB: %s\n",
+            r / 1024, b / 1048576, lim, (r / 1024 <= lim ? "met" : "MISSED") }'
+fi
+if has_row qsd-raw || has_row qsd-null; then
+    echo "Throughput target: vmad at least 2× faster than QSD to the same kind of destination (ratio ≤ 0.50)."
+fi
+
+# before/after: the same table layout in every bench script (bench/before-after.sh
+# collects these rows)
+ba_row() {   # ba_row WHAT MODE OLD NEW FORMAT
+    awk -v w="$1" -v m="$2" -v o="$3" -v n="$4" -v f="$5" 'BEGIN {
+        printf "| %s | %s | " f " | " f " | %s |\n", w, m, o, n, (o > 0 ? sprintf("%.2f", n / o) : "-") }'
+}
+if { has_row vmad-file && has_row old-file; } || { has_row vmad-exec && has_row old-exec; }; then
+    echo
+    echo "Before/after (median of $RUNS runs; new = ${VMAD#"$SRCDIR"/}, old = ${VMAD_OLD#"$SRCDIR"/}):"
+    echo
+    echo "| measurement | cache | vmad (old) | vmad | new / old |"
+    echo "|---|---|---:|---:|---:|"
+    for mode in "${modes[@]}"; do
+        for kind in file exec; do
+            if ! has_row "vmad-$kind" || ! has_row "old-$kind"; then continue; fi
+            if [ "$kind" = file ]; then what="backup → new file"; else what="backup → exec:cat >/dev/null"; fi
+            ba_row "$what, job s" "$mode" "$(median <<<"${JOB[$mode|old-$kind]}")" \
+                "$(median <<<"${JOB[$mode|vmad-$kind]}")" %.2f
+            [ "$kind" != file ] ||
+                ba_row "$what, + sync s" "$mode" "$(median <<<"${SYNC[$mode|old-$kind]}")" \
+                    "$(median <<<"${SYNC[$mode|vmad-$kind]}")" %.2f
+            ba_row "$what, CPU s" "$mode" "$(median <<<"${CPU[$mode|old-$kind]}")" \
+                "$(median <<<"${CPU[$mode|vmad-$kind]}")" %.2f
+            ba_row "$what, peak RSS MiB" "$mode" \
+                "$(maxof <<<"${RSS[$mode|old-$kind]}" | awk '{ print $1 / 1024 }')" \
+                "$(maxof <<<"${RSS[$mode|vmad-$kind]}" | awk '{ print $1 / 1024 }')" %.1f
+        done
+    done
+fi

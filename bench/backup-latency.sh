@@ -4,7 +4,7 @@
 #
 # The "guest" is fio's NBD engine: 4 KiB random writes at iodepth 1 for RUNTIME seconds
 # over the whole disk (`fio --ioengine=nbd --rw=randwrite --bs=4k --iodepth=1`), against
-# the daemon's NBD export on a UNIX socket. Four cases, each RUNS times:
+# the daemon's NBD export on a UNIX socket. Four cases (CASES= below), each RUNS times:
 #
 #   vmad, no backup
 #   vmad, backup to `exec:pv -qL 20m > FILE` (the archive drained at 20 MiB/s); vmad
@@ -40,6 +40,15 @@
 #   LEAD=0          seconds between starting the backup and starting fio
 #   BENCH_TMPDIR=   where mktemp -d makes the work dir (default bench/scratch)
 #   VMAD=           vmad binary (default $BUILDDIR/vmad)
+#   VMAD_OLD=       an older vmad to compare with (before/after a change): its two
+#                   cases ("vmad (old)", no backup and backup to exec:pv) run in the
+#                   same run, each beside the new binary's (on even runs the old one
+#                   goes first), and a table gives new / old
+#   CASES=          the cases to run, in this order, from vmad-none, vmad-backup,
+#                   old-none, old-backup, qsd-none, qsd-backup (default: all; the old
+#                   ones only with VMAD_OLD, as vmad-none old-none vmad-backup
+#                   old-backup qsd-none qsd-backup), e.g. CASES="vmad-none old-none
+#                   vmad-backup old-backup" to skip qemu-storage-daemon
 #   KEEP=1          keep the work dir
 #   PERF=1          `perf record -g` of vmad during its backup case (the last run)
 #                   into the work dir's perf-MODE.data (implies KEEP=1); PERF=sched
@@ -87,6 +96,20 @@ rate_bytes=$(to_bytes "$RATE")
 case "$RUNS" in ''|*[!0-9]*|0) die "RUNS must be a positive integer" ;; esac
 case "$RUNTIME" in ''|*[!0-9]*|0) die "RUNTIME must be a positive integer" ;; esac
 [ -x "$VMAD" ] || die "no vmad at $VMAD (run make, or set VMAD=)"
+VMAD_OLD=${VMAD_OLD:-}
+[ -z "$VMAD_OLD" ] || [ -x "$VMAD_OLD" ] || die "no vmad at VMAD_OLD=$VMAD_OLD"
+if [ -n "$VMAD_OLD" ]; then
+    ALL_CASES="vmad-none old-none vmad-backup old-backup qsd-none qsd-backup"
+else
+    ALL_CASES="vmad-none vmad-backup qsd-none qsd-backup"
+fi
+read -ra CASES <<<"${CASES:-$ALL_CASES}"
+[ ${#CASES[@]} -gt 0 ] || die "CASES is empty"
+for c in "${CASES[@]}"; do
+    case " $ALL_CASES " in *" $c "*) continue ;; esac
+    case $c in old-none|old-backup) die "case $c needs VMAD_OLD" ;; esac
+    die "unknown case '$c' (cases: $ALL_CASES)"
+done
 for t in qemu-storage-daemon qemu-img fio pv python3 openssl; do
     command -v "$t" >/dev/null 2>&1 || die "$t is missing (scripts/install-deps.sh)"
 done
@@ -150,10 +173,10 @@ prepare() {
     if [ "$mode" = drop ]; then echo 3 >"$DROP"; fi
 }
 
-start_vmad() {
+start_vmad() {   # start_vmad BINARY
     rm -f "$QMP_SOCK" "$NBD_SOCK" "$WORK/vmad.pid"
     mkdir -p "$WORK/fleece"
-    "$VMAD" --blockdev "driver=file,node-name=$EXPORT,filename=${IMG//,/,,}" \
+    "$1" --blockdev "driver=file,node-name=$EXPORT,filename=${IMG//,/,,}" \
         --nbd-server "addr.type=unix,addr.path=${NBD_SOCK//,/,,}" \
         --export "type=nbd,id=exp0,node-name=$EXPORT,writable=on" \
         --backup-buffer-size "$buffer_bytes" --fleecing-dir "$WORK/fleece" \
@@ -226,18 +249,22 @@ j = json.load(sys.stdin)
 print("%s@%s" % (j[0]["status"], j[0]["current-progress"]) if j else "gone")'
 }
 
-for ((run = 1; run <= RUNS; run++)); do
-for mode in "${modes[@]}"; do
-    log "run $run/$RUNS: vmad, no backup (cache $mode)"
+# vmad_none SERVER BINARY, vmad_backup SERVER BINARY (SERVER: vmad or old)
+vmad_none() {
+    log "run $run/$RUNS: $1 ($2), no backup (cache $mode)"
     prepare
-    start_vmad
+    start_vmad "$2"
     run_fio "$WORK/fio.json"
-    result vmad none "$run" "$WORK/fio.json" - "$(hwm_kib)"
+    result "$1" none "$run" "$WORK/fio.json" - "$(hwm_kib)"
     stop_daemon
+}
 
-    log "run $run/$RUNS: vmad, backup to exec:pv -qL $RATE (cache $mode)"
+vmad_backup() {
+    local state rss perf_args perf_out=$WORK/perf-$mode.data
+    [ "$1" = vmad ] || perf_out=$WORK/perf-$1-$mode.data
+    log "run $run/$RUNS: $1 ($2), backup to exec:pv -qL $RATE (cache $mode)"
     prepare
-    start_vmad
+    start_vmad "$2"
     python3 "$QMPPY" vmad-start "$QMP_SOCK" "exec:pv -qL $RATE >'$OUT'" >/dev/null ||
         die "vmad backup did not start: $(tail -n 3 "$WORK/daemon.log")"
     if [ "$PERF" != 0 ] && [ "$run" = "$RUNS" ]; then
@@ -246,7 +273,7 @@ for mode in "${modes[@]}"; do
         else
             perf_args=(-g)
         fi
-        perf record "${perf_args[@]}" -o "$WORK/perf-$mode.data" -p "$DAEMON_PID" >"$WORK/perf.log" 2>&1 &
+        perf record "${perf_args[@]}" -o "$perf_out" -p "$DAEMON_PID" >"$WORK/perf.log" 2>&1 &
         PERF_PID=$!
         sleep 0.5   # perf attaches (the backup runs meanwhile)
     fi
@@ -260,16 +287,21 @@ for mode in "${modes[@]}"; do
     state=$(vmad_state)
     rss=$(hwm_kib)
     python3 "$QMPPY" vmad-stop "$QMP_SOCK" >/dev/null
-    result vmad backup "$run" "$WORK/fio.json" "$state" "$rss"
+    result "$1" backup "$run" "$WORK/fio.json" "$state" "$rss"
     stop_daemon
+}
 
+qsd_none() {
     log "run $run/$RUNS: qemu-storage-daemon, no backup (cache $mode)"
     prepare
     start_qsd
     run_fio "$WORK/fio.json"
     result qsd none "$run" "$WORK/fio.json" - "$(hwm_kib)"
     stop_daemon
+}
 
+qsd_backup() {
+    local state rss
     log "run $run/$RUNS: qemu-storage-daemon, blockdev-backup to a $RATE/s throttled target (cache $mode)"
     prepare
     qemu-img create -q -f raw "$OUT" "$size_bytes"
@@ -284,6 +316,35 @@ for mode in "${modes[@]}"; do
     python3 "$QMPPY" --timeout 120 qsd-stop "$QMP_SOCK" >/dev/null
     result qsd backup "$run" "$WORK/fio.json" "$state" "$rss"
     stop_daemon
+}
+
+# pair_order ITEM...: the items in order; on even runs each new/old pair (vmad-X and
+# old-X, both present) swaps places, so that neither binary always goes first
+pair_order() {
+    local r all=" $* "
+    for r in "$@"; do
+        if [ $((run % 2)) = 0 ]; then
+            case $r in
+            vmad-*) if [[ $all == *" old-${r#vmad-} "* ]]; then r=old-${r#vmad-}; fi ;;
+            old-*) if [[ $all == *" vmad-${r#old-} "* ]]; then r=vmad-${r#old-}; fi ;;
+            esac
+        fi
+        echo "$r"
+    done
+}
+
+for ((run = 1; run <= RUNS; run++)); do
+for mode in "${modes[@]}"; do
+    for c in $(pair_order "${CASES[@]}"); do
+        case $c in
+        vmad-none) vmad_none vmad "$VMAD" ;;
+        vmad-backup) vmad_backup vmad "$VMAD" ;;
+        old-none) vmad_none old "$VMAD_OLD" ;;
+        old-backup) vmad_backup old "$VMAD_OLD" ;;
+        qsd-none) qsd_none ;;
+        qsd-backup) qsd_backup ;;
+        esac
+    done
 done
 done
 
@@ -295,11 +356,16 @@ echo "Machine: $(nproc) CPUs ($cpu), $mem RAM, work dir on $fstype ($(df -P "$WO
 echo "Load average (1/5/15 min): $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 echo "Image: $LAT_SIZE ($size_bytes bytes, bench/mkimage.sh, rewritten before every case); fio $(fio --version) 4 KiB randwrite iodepth 1, ${RUNTIME} s; RUNS=$RUNS; CACHE=$CACHE"
 echo "Targets drained at $RATE/s ($rate_bytes bytes/s); vmad --backup-buffer-size $buffer_bytes --fleecing-dir (work dir); $(qemu-storage-daemon --version | head -1)"
+[ -z "$VMAD_OLD" ] || echo "vmad: ${VMAD#"$SRCDIR"/}; vmad (old): ${VMAD_OLD#"$SRCDIR"/}, same options"
+echo "Cases: ${CASES[*]}"
 echo
-python3 - "$RES" "${modes[*]}" "$DROP" <<'PY'
+python3 - "$RES" "${modes[*]}" "$DROP" "$RUNS" "$RATE" <<'PY'
 import statistics, sys
 allrows = [l.split() for l in open(sys.argv[1]) if l.strip()]
-names = {"vmad": "vmad", "qsd": "qemu-storage-daemon"}
+names = {"vmad": "vmad", "old": "vmad (old)", "qsd": "qemu-storage-daemon"}
+def ratio(a, b, fmt="%.2f ×"):
+    return fmt % (a / b) if b else "-"
+ba = []   # before/after rows: (measurement, mode, old, new, format)
 for mode in sys.argv[2].split():
     rows = [r[1:] for r in allrows if r[0] == mode]
     def med(server, case, col):
@@ -318,26 +384,57 @@ for mode in sys.argv[2].split():
           " clat p99 / no backup | lat p99 / no backup | peak RSS MiB |"
           " backup at fio end (state@bytes) |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    for server in ("vmad", "qsd"):
+    have = lambda server, case: any(r[0] == server and r[1] == case for r in rows)
+    for server in ("vmad", "old", "qsd"):
         for case in ("none", "backup"):
+            if not have(server, case):
+                continue
             m, p99 = med(server, case, 3), med(server, case, 4)
-            bm, b99 = med(server, "none", 3), med(server, "none", 4)
             rss = max(float(r[10]) for r in rows if r[0] == server and r[1] == case) / 1024
-            l99, bl99 = med(server, case, 12), med(server, "none", 12)
+            l99 = med(server, case, 12)
+            base = case == "backup" and have(server, "none")
+            if base:
+                bm, b99, bl99 = med(server, "none", 3), med(server, "none", 4), med(server, "none", 12)
             print("| %s | %s | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %s | %s | %s | %.1f | %s |" % (
                 names[server], "yes" if case == "backup" else "no", m, p99,
                 med(server, case, 5), med(server, case, 6), med(server, case, 11), l99,
                 med(server, case, 7), med(server, case, 8),
-                "%.2f ×" % (m / bm) if case == "backup" else "—",
-                "%.2f ×" % (p99 / b99) if case == "backup" else "—",
-                "%.2f ×" % (l99 / bl99) if case == "backup" else "—",
+                ratio(m, bm) if base else "—",
+                ratio(p99, b99) if base else "—",
+                ratio(l99, bl99) if base else "—",
                 rss, states(server, case) if case == "backup" else "—"))
-    v99, b99 = med("vmad", "backup", 4), med("vmad", "none", 4)
-    q50, v50 = med("qsd", "backup", 3), med("vmad", "backup", 3)
+    if have("vmad", "backup") and have("vmad", "none"):
+        v99, b99 = med("vmad", "backup", 4), med("vmad", "none", 4)
+        print()
+        line = "Target: p99 with a backup at most 3 × p99 without: vmad %s on clat (%s), %s on total lat." % (
+            ratio(v99, b99), "met" if v99 <= 3 * b99 else "MISSED",
+            ratio(med("vmad", "backup", 12), med("vmad", "none", 12)))
+        if have("qsd", "backup"):
+            line += " During the backup vmad's median is 1/%.0f and its p99 1/%.0f of qemu-storage-daemon's." % (
+                med("qsd", "backup", 3) / med("vmad", "backup", 3), med("qsd", "backup", 4) / v99)
+        print(line)
+    for case, what in (("backup", "during a backup to exec:pv -qL " + sys.argv[5]), ("none", "without a backup")):
+        if not (have("vmad", case) and have("old", case)):
+            continue
+        for col, name, fmt in ((4, "clat p99 µs", "%.0f"), (12, "lat p99 µs", "%.0f"),
+                               (8, "IOPS", "%.0f")):
+            ba.append(("guest 4 KiB write %s %s" % (name, what), mode,
+                       med("old", case, col), med("vmad", case, col), fmt))
+    if all(have(s, c) for s in ("vmad", "old") for c in ("none", "backup")):
+        ba.append(("guest clat p99, backup / no backup", mode,
+                   med("old", "backup", 4) / med("old", "none", 4),
+                   med("vmad", "backup", 4) / med("vmad", "none", 4), "%.2f"))
+        ba.append(("vmad peak RSS MiB during a backup", mode,
+                   max(float(r[10]) for r in rows if r[0] == "old" and r[1] == "backup") / 1024,
+                   max(float(r[10]) for r in rows if r[0] == "vmad" and r[1] == "backup") / 1024,
+                   "%.1f"))
+if ba:
+    # the same table layout in every bench script (bench/before-after.sh collects these rows)
     print()
-    print("Target: p99 with a backup at most 3 × p99 without: vmad %.2f × on clat (%s), %.2f × on total lat. "
-          "During the backup vmad's median is 1/%.0f and its p99 1/%.0f of qemu-storage-daemon's." % (
-          v99 / b99, "met" if v99 <= 3 * b99 else "MISSED",
-          med("vmad", "backup", 12) / med("vmad", "none", 12), q50 / v50,
-          med("qsd", "backup", 4) / v99))
+    print("Before/after (median of %s runs; new = vmad, old = vmad (old)):" % sys.argv[4])
+    print()
+    print("| measurement | cache | vmad (old) | vmad | new / old |")
+    print("|---|---|---:|---:|---:|")
+    for what, mode, o, n, fmt in ba:
+        print("| %s | %s | %s | %s | %s |" % (what, mode, fmt % o, fmt % n, ratio(n, o, "%.2f")))
 PY

@@ -21,7 +21,18 @@
 #                     Default: $BUILDDIR/vmad if it is built, else the test tool
 #                     tests/tools/nbd-serve (make test-build); both run the same nbd/
 #                     and blockdev.c code.
-#   SERVERS="ours qsd qemu-nbd"
+#   VMAD_OLD=         an older vmad binary to compare with (before/after a change): adds
+#                     the server kind `old`, shown as "vmad (old)", to the default
+#                     SERVERS, right after ours, so that both run in the same run,
+#                     interleaved (on even runs old goes first). Its command line is
+#                     vmad's default above with $VMAD_OLD (OLD_SERVER= overrides it,
+#                     with {IMG} and {SOCK}).
+#                     With `old` in SERVERS a third table gives the ratio new / old of
+#                     every job (ours = the new binary).
+#   SERVERS="ours qsd qemu-nbd"   any of ours, old, qsd, qemu-nbd, in the order run
+#                     (with VMAD_OLD set the default is "ours old qsd qemu-nbd")
+#   JOBS="randwrite-4k randread-4k write-1M read-1M"   the jobs to run, e.g.
+#                     JOBS=randwrite-4k for the 4 KiB random write row only
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -30,17 +41,53 @@ BUILDDIR=${BUILDDIR:-$SRCDIR/build}
 RUNS=${RUNS:-3}
 RUNTIME=${RUNTIME:-5}
 SIZE_MIB=${SIZE_MIB:-256}
-SERVERS=${SERVERS:-ours qsd qemu-nbd}
+VMAD_OLD=${VMAD_OLD:-}
+if [ -n "$VMAD_OLD" ]; then
+    SERVERS=${SERVERS:-ours old qsd qemu-nbd}
+else
+    SERVERS=${SERVERS:-ours qsd qemu-nbd}
+fi
+ALL_JOBS="randwrite-4k randread-4k write-1M read-1M"
+JOBS=${JOBS:-$ALL_JOBS}
+for job in $JOBS; do
+    case " $ALL_JOBS " in *" $job "*) ;;
+    *) echo "nbd-bench: unknown job '$job' (jobs: $ALL_JOBS)" >&2; exit 1 ;;
+    esac
+done
+for server in $SERVERS; do
+    case $server in ours|old|qsd|qemu-nbd) ;;
+    *) echo "nbd-bench: unknown server '$server' (ours, old, qsd, qemu-nbd)" >&2; exit 1 ;;
+    esac
+done
+# vmad's command line; {BIN}, {IMG} and {SOCK} are replaced
+VMAD_ARGS='{BIN} --blockdev driver=file,node-name=disk0,filename={IMG} --nbd-server addr.type=unix,addr.path={SOCK} --export nbd,id=e0,node-name=disk0,writable=on'
 if [ -x "$BUILDDIR/vmad" ]; then
-    DEFAULT_SERVER="$BUILDDIR/vmad"' --blockdev driver=file,node-name=disk0,filename={IMG} --nbd-server addr.type=unix,addr.path={SOCK} --export nbd,id=e0,node-name=disk0,writable=on'
+    DEFAULT_SERVER=${VMAD_ARGS//\{BIN\}/$BUILDDIR/vmad}
 else
     DEFAULT_SERVER="$BUILDDIR/tests/tools/nbd-serve"' --blockdev disk0,{IMG} --export disk0,writable --socket {SOCK}'
 fi
 OUR_SERVER=${OUR_SERVER:-$DEFAULT_SERVER}
 echo "nbd-bench: ours = ${OUR_SERVER%% *}" >&2
+case " $SERVERS " in *" old "*)
+    [ -n "$VMAD_OLD" ] || [ -n "${OLD_SERVER:-}" ] || {
+        echo "nbd-bench: server 'old' needs VMAD_OLD (or OLD_SERVER)" >&2; exit 1; }
+    OLD_SERVER=${OLD_SERVER:-${VMAD_ARGS//\{BIN\}/$VMAD_OLD}}
+    if [ ! -x "${OLD_SERVER%% *}" ]; then
+        echo "nbd-bench: ${OLD_SERVER%% *} (the old server) is not executable" >&2
+        exit 1
+    fi
+    echo "nbd-bench: old = ${OLD_SERVER%% *}" >&2
+    case ${OUR_SERVER%% *} in */vmad) ;;
+    *) echo "nbd-bench: warning: ours is not vmad, the old/new comparison compares unlike servers" >&2 ;;
+    esac
+    ;;
+esac
 export LC_ALL=C
 
-for t in fio qemu-storage-daemon qemu-nbd python3; do
+tools="fio python3"
+case " $SERVERS " in *" qsd "*) tools+=" qemu-storage-daemon" ;; esac
+case " $SERVERS " in *" qemu-nbd "*) tools+=" qemu-nbd" ;; esac
+for t in $tools; do
     command -v "$t" >/dev/null || { echo "nbd-bench: $t is not installed" >&2; exit 1; }
 done
 if [ ! -x "${OUR_SERVER%% *}" ]; then
@@ -69,8 +116,10 @@ start_server() {
     rm -f "$SOCK"
     cat "$IMG" >/dev/null   # every server starts with the image in the page cache
     case $1 in
-    ours)
-        local cmd=${OUR_SERVER//\{IMG\}/$IMG}
+    ours|old)
+        local cmd=$OUR_SERVER
+        [ "$1" = ours ] || cmd=$OLD_SERVER
+        cmd=${cmd//\{IMG\}/$IMG}
         cmd=${cmd//\{SOCK\}/$SOCK}
         # shellcheck disable=SC2086
         $cmd >"$DIR/server.log" 2>&1 &
@@ -105,7 +154,6 @@ stop_server() {
 }
 
 # job name -> fio arguments; the metric: iops or bw (MiB/s)
-JOBS="randwrite-4k randread-4k write-1M read-1M"
 job_args() {
     case $1 in
     randwrite-4k) echo "--rw=randwrite --bs=4k --iodepth=16" ;;
@@ -139,8 +187,19 @@ PY
     tail -n 1 "$RES" >&2
 }
 
+# on even runs ours and old swap places, so that neither always goes first
+run_order() {
+    local s
+    for s in $SERVERS; do
+        if [ $(($1 % 2)) = 0 ] && [[ " $SERVERS " == *" ours "* && " $SERVERS " == *" old "* ]]; then
+            case $s in ours) s=old ;; old) s=ours ;; esac
+        fi
+        echo "$s"
+    done
+}
+
 for run in $(seq 1 "$RUNS"); do
-    for server in $SERVERS; do
+    for server in $(run_order "$run"); do
         start_server "$server"
         for job in $JOBS; do
             run_job "$server" "$job" "$run"
@@ -156,7 +215,8 @@ servers, jobs = sys.argv[2].split(), sys.argv[3].split()
 def med(server, job, col):
     v = [float(r[col]) for r in rows if r[0] == server and r[1] == job]
     return statistics.median(v) if v else float("nan")
-names = {"ours": "ours", "qsd": "qemu-storage-daemon", "qemu-nbd": "qemu-nbd"}
+names = {"ours": "ours", "old": "vmad (old)", "qsd": "qemu-storage-daemon",
+         "qemu-nbd": "qemu-nbd"}
 others = [s for s in servers if s != "ours"]
 def table(title, metric):
     hdr = ["job", title] + [names.get(s, s) for s in servers]
@@ -182,4 +242,20 @@ table("unit", lambda j: (3, "IOPS", "high") if j.endswith("4k") else (4, "MiB/s"
 print("Server CPU time per request, user + system, µs (median; ratio > 1: ours uses less)")
 print()
 table("unit", lambda j: (5, "µs/req", "low"))
+if "ours" in servers and "old" in servers:
+    # the same layout in every bench script (bench/before-after.sh collects these rows)
+    print("Before/after (median of %d runs; new = ours, old = vmad (old)):" %
+          len({r[2] for r in rows}))
+    print()
+    print("| measurement | cache | vmad (old) | vmad | new / old |")
+    print("|---|---|---:|---:|---:|")
+    for job in jobs:
+        unit, col = ("IOPS", 3) if job.endswith("4k") else ("MiB/s", 4)
+        for what, c, u in (("NBD %s" % job, col, unit),
+                           ("NBD %s server CPU" % job, 5, "µs/req")):
+            o, n = med("old", job, c), med("ours", job, c)
+            f = "%.0f" if u == "IOPS" else "%.1f"
+            print("| %s, %s | warm | %s | %s | %s |" % (
+                what, u, f % o, f % n, "%.2f" % (n / o) if o else "-"))
+    print()
 PY

@@ -46,6 +46,7 @@
 
 #include "cli/cli.h"
 #include "cli/qmp-client.h"
+#include "util/size.h"
 
 #define FDNAME "vma-backup"
 #define CONNECT_TIMEOUT_MS 30000
@@ -120,8 +121,8 @@ static void backup_usage(FILE *out)
             "                       default: every disk not opened read-only\n"
             "  -c, --config FILE    store FILE as qemu-server.conf\n"
             "      --firewall FILE  store FILE as qemu-server.fw\n"
-            "      --speed BYTES    limit the background copy (bytes per second; K, M, G,\n"
-            "                       T suffixes are powers of 1024); 0: no limit\n"
+            "      --speed SIZE     limit the background copy to SIZE bytes per second\n"
+            "                       (512, 64K, 10MB, 1GiB: powers of 1024); 0: no limit\n"
             "      --max-workers N  copy threads in vmad (1-64)\n"
             "      --fleecing       spill copy-before-write data to a file when needed\n"
             "      --interval SECS  how often to ask vmad for progress (default 1)\n"
@@ -133,52 +134,6 @@ static void backup_usage(FILE *out)
 }
 
 /* ---- option values ------------------------------------------------------------------ */
-
-/* A byte count with an optional K/M/G/T suffix (powers of 1024, "KiB" etc. accepted). */
-static bool parse_bytes(const char *text, gint64 *out)
-{
-    char *end = NULL;
-    guint64 v;
-    guint shift = 0;
-
-    if (!g_ascii_isdigit(text[0])) {
-        return false;
-    }
-    errno = 0;
-    v = g_ascii_strtoull(text, &end, 10);
-    if (errno != 0) {
-        return false;
-    }
-    switch (g_ascii_toupper(*end)) {
-    case '\0':
-        break;
-    case 'K':
-        shift = 10;
-        break;
-    case 'M':
-        shift = 20;
-        break;
-    case 'G':
-        shift = 30;
-        break;
-    case 'T':
-        shift = 40;
-        break;
-    default:
-        return false;
-    }
-    if (shift > 0) {
-        end++;
-        if (strcmp(end, "") != 0 && strcmp(end, "iB") != 0) {
-            return false;
-        }
-    }
-    if (v > ((guint64)G_MAXINT64 >> shift)) {
-        return false;
-    }
-    *out = (gint64)(v << shift);
-    return true;
-}
 
 static char *absolute_path(const char *path)
 {
@@ -401,7 +356,7 @@ static bool get_count(JsonObject *o, const char *name, uint64_t *out, GError **e
     }
     if (!JSON_NODE_HOLDS_VALUE(n) || json_node_get_value_type(n) != G_TYPE_INT64 ||
         json_node_get_int(n) < 0) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
+        g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID,
                     "query-backup: '%s' is not a non-negative integer", name);
         return false;
     }
@@ -418,7 +373,7 @@ static bool get_string(JsonObject *o, const char *name, const char **out, GError
         return true;
     }
     if (!JSON_NODE_HOLDS_VALUE(n) || json_node_get_value_type(n) != G_TYPE_STRING) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID, "query-backup: '%s' is not a string",
+        g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID, "query-backup: '%s' is not a string",
                     name);
         return false;
     }
@@ -436,7 +391,7 @@ static bool query_backup(QmpClient *c, JsonObject **obj, Status *st, GError **er
         return false;
     }
     if (!JSON_NODE_HOLDS_OBJECT(ret)) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID, "query-backup: not an object");
+        g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID, "query-backup: not an object");
         return false;
     }
     JsonObject *o = json_node_get_object(ret);
@@ -701,11 +656,16 @@ int cli_backup_main(int argc, char **argv)
         case OPT_FIREWALL:
             a.firewall = optarg;
             break;
-        case OPT_SPEED:
-            if (!parse_bytes(optarg, &a.speed)) {
-                return cli_usage_error("backup", "--speed: '%s' is not a byte count", optarg);
+        case OPT_SPEED: {
+            g_autoptr(GError) err = NULL;
+            uint64_t v;
+            /* at most G_MAXINT64: QMP's int */
+            if (!size_parse("--speed", optarg, 0, G_MAXINT64, &v, &err)) {
+                return cli_usage_error("backup", "%s", err->message);
             }
+            a.speed = (gint64)v;
             break;
+        }
         case OPT_MAX_WORKERS: {
             char *end = NULL;
             errno = 0;

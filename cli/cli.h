@@ -29,6 +29,21 @@
 #define CLI_EXIT_FAILURE 1
 #define CLI_EXIT_USAGE 2
 
+/* The CLI's own failures (a bad restore map, a target that cannot be written, ...);
+ * failures of the archive library keep VMA_ERROR, those of a QMP server
+ * QMP_CLIENT_ERROR. */
+#define CLI_ERROR (cli_error_quark())
+GQuark cli_error_quark(void);
+
+typedef enum CliError {
+    CLI_ERROR_INVALID,     /* a bad argument, restore map line or target */
+    CLI_ERROR_IO,          /* a system call failed (message carries strerror) */
+    CLI_ERROR_EXISTS,      /* an output file or directory already exists */
+    CLI_ERROR_FORMAT,      /* the archive holds what the command cannot use */
+    CLI_ERROR_MISSING,     /* clusters of a restored device never appeared */
+    CLI_ERROR_CANCELLED,   /* interrupted by a signal */
+} CliError;
+
 /* ---- subcommands (argv[0] is the subcommand name) ---------------------------------- */
 
 int cli_list_main(int argc, char **argv);
@@ -70,8 +85,6 @@ bool cli_check_name(const char *what, const char *name, GError **errp);
  * Anything else is refused. name is used in messages. */
 bool cli_fd_get_size(int fd, const char *name, uint64_t *size, bool *is_blockdev,
                      GError **errp);
-/* pwrite the whole buffer (retrying short writes and EINTR); -errno on failure. */
-int cli_pwrite_all(int fd, const void *buf, size_t len, uint64_t offset);
 
 /* ---- interruption ------------------------------------------------------------------ */
 
@@ -86,8 +99,6 @@ bool cli_interrupted(void);
 void cli_print_listing(VmaReader *r, FILE *out);
 /* The same facts as one JSON object's members, without the braces. */
 void cli_json_listing_members(VmaReader *r, GString *out);
-/* Append s as a JSON string literal. */
-void cli_json_string(GString *out, const char *s);
 
 /* ---- read statistics and progress (progress.c) --------------------------------------- */
 

@@ -1,7 +1,7 @@
 /*
  * common.c — small pieces every `vma` subcommand uses: one-line error reporting, checked
  * stdout, the name rule for files created from archive names, file sizes of regular files
- * and block devices, whole-buffer pwrite, and the interrupt flag.
+ * and block devices, and the interrupt flag.
  *
  * The name rule exists because an archive is untrusted input: its config and device names
  * become file names under the extraction directory, so a name must be one harmless path
@@ -20,6 +20,8 @@
 #include <linux/fs.h>
 
 #include "cli/cli.h"
+
+G_DEFINE_QUARK(vma-cli-error-quark, cli_error)
 
 int cli_fail(const char *context, const GError *err)
 {
@@ -80,7 +82,7 @@ bool cli_stdout_flush(GError **errp)
 {
     if (fflush(stdout) != 0 || ferror(stdout)) {
         int err = errno ? errno : EIO;
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "write to stdout: %s", g_strerror(err));
+        g_set_error(errp, CLI_ERROR, CLI_ERROR_IO, "write to stdout: %s", g_strerror(err));
         return false;
     }
     return true;
@@ -88,33 +90,7 @@ bool cli_stdout_flush(GError **errp)
 
 bool cli_check_name(const char *what, const char *name, GError **errp)
 {
-    const char *why = NULL;
-
-    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
-        if (*p < 0x20 || *p == 0x7f) {
-            why = "contains a control character";
-            break;
-        }
-    }
-    if (why) {
-        /* reported first: such a name could forge output lines */
-    } else if (name[0] == '\0') {
-        why = "empty name";
-    } else if (strchr(name, '/')) {
-        why = "contains '/'";
-    } else if (strstr(name, "..")) {
-        why = "contains '..'";
-    } else if (name[0] == '.') {
-        why = "starts with '.'";
-    }
-    if (why) {
-        g_autofree char *shown = g_strescape(name, NULL);
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
-                    "refusing %s name \"%s\": %s (it must be a plain file name)", what, shown,
-                    why);
-        return false;
-    }
-    return true;
+    return vma_check_name(what, name, errp);
 }
 
 bool cli_fd_get_size(int fd, const char *name, uint64_t *size, bool *is_blockdev,
@@ -123,7 +99,7 @@ bool cli_fd_get_size(int fd, const char *name, uint64_t *size, bool *is_blockdev
     struct stat st;
 
     if (fstat(fd, &st) < 0) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "%s: %s", name, g_strerror(errno));
+        g_set_error(errp, CLI_ERROR, CLI_ERROR_IO, "%s: %s", name, g_strerror(errno));
         return false;
     }
     if (S_ISREG(st.st_mode)) {
@@ -134,7 +110,7 @@ bool cli_fd_get_size(int fd, const char *name, uint64_t *size, bool *is_blockdev
     if (S_ISBLK(st.st_mode)) {
         uint64_t bytes = 0;
         if (ioctl(fd, BLKGETSIZE64, &bytes) < 0) {
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "%s: cannot get block device size: %s",
+            g_set_error(errp, CLI_ERROR, CLI_ERROR_IO, "%s: cannot get block device size: %s",
                         name, g_strerror(errno));
             return false;
         }
@@ -142,31 +118,9 @@ bool cli_fd_get_size(int fd, const char *name, uint64_t *size, bool *is_blockdev
         *is_blockdev = true;
         return true;
     }
-    g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
+    g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID,
                 "%s: not a regular file or block device", name);
     return false;
-}
-
-int cli_pwrite_all(int fd, const void *buf, size_t len, uint64_t offset)
-{
-    const char *p = buf;
-
-    while (len > 0) {
-        ssize_t n = pwrite(fd, p, len, (off_t)offset);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -errno;
-        }
-        if (n == 0) {
-            return -EIO;
-        }
-        p += n;
-        len -= (size_t)n;
-        offset += (uint64_t)n;
-    }
-    return 0;
 }
 
 static volatile sig_atomic_t interrupted;

@@ -32,6 +32,8 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "util/fd.h"
+#include "util/io.h"
 
 #define READ_BATCH 16u /* clusters per preadv: 1 MiB */
 #define READER_THREADS 2u
@@ -61,9 +63,7 @@ static void image_free(Image *im)
     if (!im) {
         return;
     }
-    if (im->fd >= 0) {
-        close(im->fd);
-    }
+    close_fd(&im->fd);
     g_free(im->name);
     g_free(im->path);
     g_free(im);
@@ -116,38 +116,6 @@ static bool create_failed(Create *cr)
     return failed;
 }
 
-/* preadv() until want bytes arrived or EOF; returns bytes read or -errno. */
-static ssize_t preadv_full(int fd, struct iovec *iov, int cnt, uint64_t off, size_t want)
-{
-    size_t got = 0;
-
-    while (got < want && cnt > 0) {
-        ssize_t n = preadv(fd, iov, cnt, (off_t)(off + got));
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -errno;
-        }
-        if (n == 0) {
-            break;
-        }
-        got += (size_t)n;
-        while (n > 0 && cnt > 0) {
-            if ((size_t)n >= iov->iov_len) {
-                n -= (ssize_t)iov->iov_len;
-                iov++;
-                cnt--;
-            } else {
-                iov->iov_base = (char *)iov->iov_base + n;
-                iov->iov_len -= (size_t)n;
-                n = 0;
-            }
-        }
-    }
-    return (ssize_t)got;
-}
-
 static bool send_cluster(Create *cr, Image *im, uint64_t cl, void *buf, GError **errp)
 {
     if (buf && vma_buffer_is_zero(buf, VMA_CLUSTER_SIZE)) {
@@ -179,15 +147,18 @@ static bool copy_clusters(Create *cr, Image *im, uint64_t cl, uint64_t end, GErr
             iov[i].iov_base = bufs[i];
             iov[i].iov_len = VMA_CLUSTER_SIZE;
         }
-        ssize_t got = preadv_full(im->fd, iov, (int)n, off, want);
-        if (got < 0 || (size_t)got < want) {
+        /* the last cluster of the image may be partial: read only what the image has */
+        iov[n - 1].iov_len = want - (size_t)(n - 1) * VMA_CLUSTER_SIZE;
+        size_t got = 0;
+        int r = full_preadv_upto(im->fd, iov, (int)n, off, &got);
+        if (r < 0 || got < want) {
             for (unsigned i = 0; i < n; i++) {
                 vma_cluster_free(bufs[i]);
             }
-            if (got < 0) {
+            if (r < 0) {
                 g_set_error(errp, VMA_ERROR, VMA_ERROR_IO,
                             "read image %s at offset %" G_GUINT64_FORMAT ": %s", im->path, off,
-                            g_strerror((int)-got));
+                            g_strerror(-r));
             } else {
                 g_set_error(errp, VMA_ERROR, VMA_ERROR_IO,
                             "read image %s: unexpected end of file at offset %" G_GUINT64_FORMAT
@@ -367,48 +338,34 @@ static bool open_image(Image *im, GError **errp)
 /* A config file, whole; the format stores at most 65535 bytes. */
 static GBytes *read_config_file(const char *file, GError **errp)
 {
-    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    g_autofd int fd = open(file, O_RDONLY | O_CLOEXEC);
     struct stat st;
 
     if (fd < 0 || fstat(fd, &st) < 0) {
         g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "read config %s: %s", file,
                     g_strerror(errno));
-        if (fd >= 0) {
-            close(fd);
-        }
         return NULL;
     }
     if (!S_ISREG(st.st_mode)) {
         g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID, "config %s: not a regular file", file);
-        close(fd);
         return NULL;
     }
     if ((uint64_t)st.st_size > VMA_MAX_BLOB_SIZE) {
         g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
                     "config %s: too large (%" G_GUINT64_FORMAT " bytes, at most %u)", file,
                     (uint64_t)st.st_size, VMA_MAX_BLOB_SIZE);
-        close(fd);
         return NULL;
     }
     size_t len = (size_t)st.st_size;
-    char *buf = g_malloc(len + 1);
-    ssize_t got = 0;
-    while ((size_t)got < len) {
-        ssize_t n = pread(fd, buf + got, len - (size_t)got, got);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "read config %s: %s", file,
-                        n < 0 ? g_strerror(errno) : "file shrank while reading");
-            g_free(buf);
-            close(fd);
-            return NULL;
-        }
-        got += n;
+    g_autofree char *buf = g_malloc(len + 1);
+    size_t got = 0;
+    int r = full_pread_upto(fd, buf, len, 0, &got);
+    if (r < 0 || got < len) {
+        g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "read config %s: %s", file,
+                    r < 0 ? g_strerror(-r) : "file shrank while reading");
+        return NULL;
     }
-    close(fd);
-    return g_bytes_new_take(buf, len);
+    return g_bytes_new_take(g_steal_pointer(&buf), len);
 }
 
 /* ---- progress ----------------------------------------------------------------------- */

@@ -39,19 +39,15 @@
 #include <linux/fs.h>
 
 #include "cli/cli.h"
+#include "util/fd.h"
+#include "util/io.h"
+#include "util/ratelimit.h"
 
 #define MAX_TARGET_SLACK (UINT64_C(4) << 20) /* a target may be this much larger */
 /* Gather buffer per device, and so the largest write. Larger writes were measured slower
  * (bench/README.md): 4 MiB writes into a warm page cache took 3x as long as cp's 128 KiB. */
 #define RUN_BUF_SIZE (512u << 10)
 #define ZERO_RUN_MAX (UINT64_C(64) << 20)    /* flush zero runs in pieces this big */
-
-/* A rate limit shared by the devices of one throttling group. */
-typedef struct Limiter {
-    uint64_t bps;
-    gint64 start_us;
-    uint64_t bytes;
-} Limiter;
 
 typedef struct OutDev {
     guint dev_id;
@@ -62,7 +58,7 @@ typedef struct OutDev {
     char *final_path;      /* rename path → final_path on success (files only) */
     bool is_blockdev;
     bool write_zeros;
-    Limiter *limiter;      /* NULL = unthrottled */
+    RateLimit *limiter;    /* the device's throttling group; NULL = unthrottled */
 
     /* the pending run: contiguous bytes [run_off, run_off + run_len) */
     uint8_t *buf;
@@ -86,9 +82,11 @@ typedef struct Extract {
     bool created_dir;
     GPtrArray *created;    /* files this run created (removed on failure) */
     GHashTable *map;       /* devname -> CliMapEntry */
-    GHashTable *limiters;  /* group name -> Limiter */
+    GHashTable *limiters;  /* group name -> RateLimit, shared by the group's devices */
     OutDev devs[VMA_MAX_DEVICES + 1];
     guint active;          /* devices being restored */
+    bool have_input_stat;  /* the archive is a regular file or block device: */
+    struct stat input_stat;   /* ... this one (never a restore target) */
 } Extract;
 
 static uint8_t zero_buf[1u << 20];
@@ -111,18 +109,16 @@ static void extract_usage(FILE *out)
 
 /* ---- rate limiting ---------------------------------------------------------------- */
 
-static void limiter_account(Limiter *l, uint64_t bytes)
+/* Before writing bytes: sleep until they fit the group's rate (paced so that N bytes
+ * take N / bps, as the deployed tool's throttling does). */
+static void limiter_account(RateLimit *l, uint64_t bytes)
 {
-    if (!l || l->bps == 0) {
+    if (!l) {
         return;
     }
     gint64 now = g_get_monotonic_time();
-    if (l->start_us == 0) {
-        l->start_us = now;
-    }
-    l->bytes += bytes;
-    /* Sleep until the bytes written so far fit the rate. */
-    gint64 due = l->start_us + (gint64)((double)l->bytes * G_USEC_PER_SEC / (double)l->bps);
+    ratelimit_reserve(l, bytes, now);
+    gint64 due = ratelimit_next(l);
     while (due > now && !cli_interrupted()) {
         g_usleep((gulong)MIN(due - now, (gint64)G_USEC_PER_SEC));
         now = g_get_monotonic_time();
@@ -149,7 +145,7 @@ static int write_zeros(OutDev *d, uint64_t off, uint64_t len)
     }
     while (len > 0) {
         size_t n = (size_t)MIN(len, (uint64_t)sizeof(zero_buf));
-        int ret = cli_pwrite_all(d->fd, zero_buf, n, off);
+        int ret = full_pwrite(d->fd, zero_buf, n, off);
         if (ret < 0) {
             return ret;
         }
@@ -170,10 +166,10 @@ static bool dev_flush(OutDev *d, GError **errp)
     if (d->run_zero) {
         ret = write_zeros(d, d->run_off, d->run_len);
     } else {
-        ret = cli_pwrite_all(d->fd, d->buf, (size_t)d->run_len, d->run_off);
+        ret = full_pwrite(d->fd, d->buf, (size_t)d->run_len, d->run_off);
     }
     if (ret < 0) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_IO,
+        g_set_error(errp, CLI_ERROR, CLI_ERROR_IO,
                     "write %s (%s) at offset %" G_GUINT64_FORMAT ": %s", d->path, d->di->name,
                     d->run_off, g_strerror(-ret));
         return false;
@@ -226,7 +222,7 @@ static bool dev_write_cluster(OutDev *d, const VmaCluster *c, GError **errp)
     unsigned j = 0;
 
     if (base >= limit) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_FORMAT,
+        g_set_error(errp, CLI_ERROR, CLI_ERROR_FORMAT,
                     "cluster %" G_GUINT32_FORMAT " of %s lies past its size %" G_GUINT64_FORMAT,
                     c->cluster_num, di->name, di->size);
         return false;
@@ -239,7 +235,7 @@ static bool dev_write_cluster(OutDev *d, const VmaCluster *c, GError **errp)
 
         if (start >= limit) {
             if (c->mask >> j) {
-                g_set_error(errp, VMA_ERROR, VMA_ERROR_FORMAT,
+                g_set_error(errp, CLI_ERROR, CLI_ERROR_FORMAT,
                             "cluster %" G_GUINT32_FORMAT " of %s stores a block past its size",
                             c->cluster_num, di->name);
                 return false;
@@ -286,7 +282,7 @@ static int create_file(Extract *x, const char *path, mode_t mode, GError **errp)
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
 
     if (fd < 0) {
-        g_set_error(errp, VMA_ERROR, errno == EEXIST ? VMA_ERROR_EXISTS : VMA_ERROR_IO,
+        g_set_error(errp, CLI_ERROR, errno == EEXIST ? CLI_ERROR_EXISTS : CLI_ERROR_IO,
                     "create %s: %s", path, g_strerror(errno));
         return -1;
     }
@@ -310,14 +306,14 @@ static bool write_configs(Extract *x, VmaReader *r, GError **errp)
         if (fd < 0) {
             return false;
         }
-        int ret = cli_pwrite_all(fd, data, len, 0);
-        if (ret == 0 && close(fd) < 0) {
-            ret = -errno;
-        } else if (ret < 0) {
-            close(fd);
+        int ret = full_pwrite(fd, data, len, 0);
+        if (ret == 0) {
+            ret = close_fd_checked(&fd);
+        } else {
+            close_fd(&fd);
         }
         if (ret < 0) {
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "write %s: %s", path, g_strerror(-ret));
+            g_set_error(errp, CLI_ERROR, CLI_ERROR_IO, "write %s: %s", path, g_strerror(-ret));
             return false;
         }
     }
@@ -358,7 +354,7 @@ static bool check_archive(Extract *x, VmaReader *r, GError **errp)
             found = di && strcmp(di->name, *p) == 0;
         }
         if (!found) {
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
+            g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID,
                         "-d: the archive has no device named '%s'", *p);
             return false;
         }
@@ -397,7 +393,7 @@ static bool check_archive(Extract *x, VmaReader *r, GError **errp)
     for (guint i = 0; i < wanted->len; i++) {
         const char *name = g_ptr_array_index(wanted, i);
         if (!g_hash_table_add(names, g_strdup(name))) {
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_FORMAT,
+            g_set_error(errp, CLI_ERROR, CLI_ERROR_FORMAT,
                         "two entries of the archive would both be written to %s/%s", x->dir,
                         name);
             return false;
@@ -414,17 +410,17 @@ static bool open_map_target(Extract *x, OutDev *d, const CliMapEntry *e, GError 
     d->path = g_strdup(e->path);
     d->fd = open(e->path, O_WRONLY | O_CLOEXEC);
     if (d->fd < 0) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "open target %s for %s: %s", e->path,
+        g_set_error(errp, CLI_ERROR, CLI_ERROR_IO, "open target %s for %s: %s", e->path,
                     d->di->name, g_strerror(errno));
         return false;
     }
     if (!cli_fd_get_size(d->fd, e->path, &size, &d->is_blockdev, &err)) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID, "target for %s: %s", d->di->name,
+        g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID, "target for %s: %s", d->di->name,
                     err->message);
         return false;
     }
     if (size < d->di->size || size - d->di->size > MAX_TARGET_SLACK) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
+        g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID,
                     "target %s for %s: unexpected size %" G_GUINT64_FORMAT
                     " (the device has %" G_GUINT64_FORMAT
                     " bytes; the target may be at most 4 MiB larger)",
@@ -434,20 +430,31 @@ static bool open_map_target(Extract *x, OutDev *d, const CliMapEntry *e, GError 
     d->write_zeros = e->write_zeros;
     if (e->throttling_bps || e->throttling_group) {
         const char *group = e->throttling_group ? e->throttling_group : e->devname;
-        Limiter *l = g_hash_table_lookup(x->limiters, group);
+        RateLimit *l = g_hash_table_lookup(x->limiters, group);
         if (!l) {
-            l = g_new0(Limiter, 1);
+            l = g_new0(RateLimit, 1);
+            ratelimit_init(l, 0);
             g_hash_table_insert(x->limiters, g_strdup(group), l);
         }
         if (e->throttling_bps) {
-            l->bps = e->throttling_bps;
+            ratelimit_set_speed(l, e->throttling_bps);
         }
         d->limiter = l;
     }
     return true;
 }
 
-/* Two devices mapped onto the same file or block device would overwrite each other. */
+/* One file or block device: the same inode, or the same device number. */
+static bool same_target(const struct stat *a, const struct stat *b)
+{
+    if (S_ISBLK(a->st_mode)) {
+        return S_ISBLK(b->st_mode) && a->st_rdev == b->st_rdev;
+    }
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
+}
+
+/* Two devices mapped onto the same file or block device would overwrite each other, and
+ * a target that is the archive itself would destroy what is being read. */
 static bool check_distinct_targets(Extract *x, GError **errp)
 {
     for (guint a = 1; a <= VMA_MAX_DEVICES; a++) {
@@ -455,14 +462,18 @@ static bool check_distinct_targets(Extract *x, GError **errp)
         if (!x->devs[a].restore || fstat(x->devs[a].fd, &sa) < 0) {
             continue;
         }
+        if (x->have_input_stat && same_target(&sa, &x->input_stat)) {
+            g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID,
+                        "restore map: the target %s of %s is the archive being read",
+                        x->devs[a].path, x->devs[a].di->name);
+            return false;
+        }
         for (guint b = a + 1; b <= VMA_MAX_DEVICES; b++) {
             if (!x->devs[b].restore || fstat(x->devs[b].fd, &sb) < 0) {
                 continue;
             }
-            bool same = S_ISBLK(sa.st_mode) ? (S_ISBLK(sb.st_mode) && sa.st_rdev == sb.st_rdev)
-                                            : (sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino);
-            if (same) {
-                g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
+            if (same_target(&sa, &sb)) {
+                g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID,
                             "restore map: %s and %s have the same target %s",
                             x->devs[a].di->name, x->devs[b].di->name, x->devs[b].path);
                 return false;
@@ -470,6 +481,19 @@ static bool check_distinct_targets(Extract *x, GError **errp)
         }
     }
     return true;
+}
+
+/* What the archive is on disk (a regular file or a block device, also as standard
+ * input), so that no target can be it. A pipe or a socket cannot be a target. */
+static void stat_input(Extract *x)
+{
+    struct stat st;
+    int r = strcmp(x->archive, "-") == 0 ? fstat(STDIN_FILENO, &st) : stat(x->archive, &st);
+
+    x->have_input_stat = r == 0 && (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode));
+    if (x->have_input_stat) {
+        x->input_stat = st;
+    }
 }
 
 static bool setup_devices(Extract *x, VmaReader *r, GError **errp)
@@ -500,7 +524,7 @@ static bool setup_devices(Extract *x, VmaReader *r, GError **errp)
         if (x->map) {
             CliMapEntry *e = g_hash_table_lookup(x->map, di->name);
             if (!e) {
-                g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
+                g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID,
                             "restore map: no mapping for device %s", di->name);
                 return false;
             }
@@ -522,7 +546,7 @@ static bool setup_devices(Extract *x, VmaReader *r, GError **errp)
                 return false;
             }
             if (ftruncate(d->fd, (off_t)di->size) < 0) {
-                g_set_error(errp, VMA_ERROR, VMA_ERROR_IO,
+                g_set_error(errp, CLI_ERROR, CLI_ERROR_IO,
                             "set size of %s to %" G_GUINT64_FORMAT ": %s", d->path, di->size,
                             g_strerror(errno));
                 return false;
@@ -542,7 +566,7 @@ static bool setup_devices(Extract *x, VmaReader *r, GError **errp)
                 found = x->devs[id].di && strcmp(x->devs[id].di->name, key) == 0;
             }
             if (!found) {
-                g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
+                g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID,
                             "restore map: the archive has no device named '%s'",
                             (const char *)key);
                 return false;
@@ -575,7 +599,7 @@ static bool restore_clusters(Extract *x, VmaReader *r, GError **errp)
         int ret;
 
         if (cli_interrupted()) {
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_CANCELLED, "interrupted");
+            g_set_error(errp, CLI_ERROR, CLI_ERROR_CANCELLED, "interrupted");
             ok = false;
             break;
         }
@@ -589,13 +613,13 @@ static bool restore_clusters(Extract *x, VmaReader *r, GError **errp)
         }
         cli_read_stats_add(&st, r, &c, vout);
         if (st.out_errno) {
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "write to stdout: %s",
+            g_set_error(errp, CLI_ERROR, CLI_ERROR_IO, "write to stdout: %s",
                         g_strerror(st.out_errno));
             ok = false;
             break;
         }
         if (c.dev_id == 0 || c.dev_id > VMA_MAX_DEVICES || !x->devs[c.dev_id].di) {
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_FORMAT, "cluster of unknown device id %u",
+            g_set_error(errp, CLI_ERROR, CLI_ERROR_FORMAT, "cluster of unknown device id %u",
                         c.dev_id);
             ok = false;
             break;
@@ -646,7 +670,7 @@ static bool restore_clusters(Extract *x, VmaReader *r, GError **errp)
         return false;
     }
     if (missing) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_MISSING, "%s", missing->str);
+        g_set_error(errp, CLI_ERROR, CLI_ERROR_MISSING, "%s", missing->str);
         return false;
     }
     for (guint id = 1; id <= VMA_MAX_DEVICES; id++) {
@@ -658,7 +682,7 @@ static bool restore_clusters(Extract *x, VmaReader *r, GError **errp)
             uint64_t len = MIN(d->di->size, d->vm_clusters * VMA_CLUSTER_SIZE);
             len = MAX(len, d->vm_data_end);
             if (ftruncate(d->fd, (off_t)len) < 0) {
-                g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "set size of %s: %s", d->path,
+                g_set_error(errp, CLI_ERROR, CLI_ERROR_IO, "set size of %s: %s", d->path,
                             g_strerror(errno));
                 return false;
             }
@@ -668,15 +692,14 @@ static bool restore_clusters(Extract *x, VmaReader *r, GError **errp)
             /* a signal that is not the user's interrupt: flush again */
         }
         if (sr < 0 && errno != EINVAL) {
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "flush %s: %s", d->path,
+            g_set_error(errp, CLI_ERROR, CLI_ERROR_IO, "flush %s: %s", d->path,
                         g_strerror(errno));
             return false;
         }
-        int fd = d->fd;
-        d->fd = -1;
-        if (close(fd) < 0) {
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "close %s: %s", d->path,
-                        g_strerror(errno));
+        int cr = close_fd_checked(&d->fd);
+        if (cr < 0) {
+            g_set_error(errp, CLI_ERROR, CLI_ERROR_IO, "close %s: %s", d->path,
+                        g_strerror(-cr));
             return false;
         }
     }
@@ -686,7 +709,7 @@ static bool restore_clusters(Extract *x, VmaReader *r, GError **errp)
             continue;
         }
         if (rename(d->path, d->final_path) < 0) {
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "rename %s to %s: %s", d->path,
+            g_set_error(errp, CLI_ERROR, CLI_ERROR_IO, "rename %s to %s: %s", d->path,
                         d->final_path, g_strerror(errno));
             return false;
         }
@@ -708,9 +731,7 @@ static void extract_cleanup(Extract *x, bool failed)
 {
     for (guint id = 1; id <= VMA_MAX_DEVICES; id++) {
         OutDev *d = &x->devs[id];
-        if (d->fd >= 0) {
-            close(d->fd);
-        }
+        close_fd(&d->fd);
         g_free(d->path);
         g_free(d->final_path);
         g_free(d->buf);
@@ -732,12 +753,13 @@ static bool run_extract(Extract *x, GError **errp)
 {
     g_autoptr(VmaReader) r = vma_reader_open(x->archive, errp);
 
+    stat_input(x);
     if (!r || !check_archive(x, r, errp)) {
         return false;
     }
     /* 0700: the disks are as private as the archive (0600); the user may open it up */
     if (mkdir(x->dir, 0700) < 0) {
-        g_set_error(errp, VMA_ERROR, errno == EEXIST ? VMA_ERROR_EXISTS : VMA_ERROR_IO,
+        g_set_error(errp, CLI_ERROR, errno == EEXIST ? CLI_ERROR_EXISTS : CLI_ERROR_IO,
                     "create target directory %s: %s", x->dir, g_strerror(errno));
         return false;
     }

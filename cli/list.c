@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "cli/cli.h"
+#include "util/json-escape.h"
 
 void cli_print_listing(VmaReader *r, FILE *out)
 {
@@ -52,45 +53,6 @@ void cli_print_listing(VmaReader *r, FILE *out)
     fflush(out);
 }
 
-void cli_json_string(GString *out, const char *s)
-{
-    g_string_append_c(out, '"');
-    while (*s) {
-        gunichar c = g_utf8_get_char_validated(s, -1);
-        if (c == (gunichar)-1 || c == (gunichar)-2) {
-            /* Not UTF-8 (archive names are bytes): keep the JSON valid. */
-            g_string_append(out, "\\ufffd");
-            s++;
-            continue;
-        }
-        switch (c) {
-        case '"':
-            g_string_append(out, "\\\"");
-            break;
-        case '\\':
-            g_string_append(out, "\\\\");
-            break;
-        case '\n':
-            g_string_append(out, "\\n");
-            break;
-        case '\r':
-            g_string_append(out, "\\r");
-            break;
-        case '\t':
-            g_string_append(out, "\\t");
-            break;
-        default:
-            if (c < 0x20 || c == 0x7f) {
-                g_string_append_printf(out, "\\u%04x", (unsigned)c);
-            } else {
-                g_string_append_len(out, s, g_utf8_next_char(s) - s);
-            }
-        }
-        s = g_utf8_next_char(s);
-    }
-    g_string_append_c(out, '"');
-}
-
 void cli_json_listing_members(VmaReader *r, GString *out)
 {
     uint8_t uuid[16];
@@ -101,7 +63,7 @@ void cli_json_listing_members(VmaReader *r, GString *out)
     vma_reader_get_uuid(r, uuid);
     vma_uuid_unparse(uuid, uuid_str);
     g_string_append(out, "\"uuid\": ");
-    cli_json_string(out, uuid_str);
+    json_escape_append(out, uuid_str, JSON_ESCAPE_UTF8);
     g_string_append_printf(out, ", \"ctime\": %" G_GINT64_FORMAT, vma_reader_get_ctime(r));
     g_string_append_printf(out, ", \"compression\": \"%s\"",
                            vma_compression_name(vma_reader_get_compression(r)));
@@ -115,7 +77,7 @@ void cli_json_listing_members(VmaReader *r, GString *out)
             continue;
         }
         g_string_append(out, first ? "{\"name\": " : ", {\"name\": ");
-        cli_json_string(out, name);
+        json_escape_append(out, name, JSON_ESCAPE_UTF8);
         g_string_append_printf(out, ", \"size\": %zu}", len);
         first = false;
     }
@@ -127,7 +89,7 @@ void cli_json_listing_members(VmaReader *r, GString *out)
             continue;
         }
         g_string_append_printf(out, "%s{\"dev_id\": %u, \"name\": ", first ? "" : ", ", id);
-        cli_json_string(out, di->name);
+        json_escape_append(out, di->name, JSON_ESCAPE_UTF8);
         g_string_append_printf(out, ", \"size\": %" G_GUINT64_FORMAT ", \"vmstate\": %s}",
                                di->size, di->is_vmstate ? "true" : "false");
         first = false;

@@ -3,12 +3,12 @@
  *
  * Framing. QMP has no length prefix: the server writes JSON objects, each followed by
  * CRLF, and a pretty-printing server may spread one object over several lines. So the
- * input is split by a tiny scanner instead of by lines: outside a message only white
- * space may appear; '{' starts a message; braces and brackets are counted outside
- * strings (where backslash escapes are honoured) and the message ends when the count
- * returns to 0. The complete text then goes to json-glib. Limits: a message of at most
+ * input is cut by the shared JSON splitter (util/json-splitter.c) in strict mode: only
+ * white space may appear between messages, only objects are messages, and any control
+ * byte, malformed or \u0000 escape, duplicate key or out-of-range integer is a protocol
+ * error. The complete text then goes to json-glib. Limits: a message of at most
  * QMP_MAX_MESSAGE bytes, nesting of at most QMP_MAX_NESTING (QEMU's own parser limits
- * are 64 MiB and 1024); anything else is a protocol error.
+ * are 64 MiB and 1024).
  *
  * Dispatch. A message with "event" is kept for the caller (bounded: the oldest are
  * dropped); one with "return" or "error" is the reply to the single command in flight
@@ -29,6 +29,8 @@
 #include <unistd.h>
 
 #include "cli/qmp-client.h"
+#include "util/fd.h"
+#include "util/json-splitter.h"
 
 #define QMP_MAX_MESSAGE (64u * 1024 * 1024)
 #define QMP_MAX_NESTING 1024
@@ -43,11 +45,8 @@ struct QmpClient {
     bool broken;          /* the connection is unusable: every call fails */
     bool greeted;         /* the greeting was read */
 
-    GByteArray *in;       /* bytes received, not yet part of a complete message */
-    guint scan;           /* in->data[0..scan) is scanned (a message starts at 0) */
-    int depth;            /* open braces/brackets of the message being scanned */
-    bool in_string;
-    bool escape;
+    JsonSplitter *splitter;   /* strict mode; cuts what is received into messages */
+    GError *feed_error;   /* the first error found while feeding the splitter */
 
     GQueue inbox;         /* JsonObject*: complete messages not yet dispatched */
     GQueue events;        /* JsonObject*: events for the caller, oldest first */
@@ -100,92 +99,55 @@ static void protocol_error(QmpClient *c, GError **errp, const char *fmt, ...)
 
 /* ---- input -------------------------------------------------------------------------- */
 
-static bool parse_message(QmpClient *c, const char *text, gsize len, GError **errp)
+static void parse_message(QmpClient *c, const char *text, gsize len, GError **errp)
 {
     g_autoptr(JsonParser) parser = json_parser_new_immutable();
     g_autoptr(GError) err = NULL;
 
-    if (memchr(text, '\0', len) != NULL) {
-        protocol_error(c, errp, "NUL byte in a message");
-        return false;
-    }
     if (!json_parser_load_from_data(parser, text, (gssize)len, &err)) {
         protocol_error(c, errp, "invalid JSON: %s", err->message);
-        return false;
+        return;
     }
     JsonNode *root = json_parser_get_root(parser);
     if (root == NULL || !JSON_NODE_HOLDS_OBJECT(root)) {
         protocol_error(c, errp, "a message is not a JSON object");
-        return false;
+        return;
     }
     g_queue_push_tail(&c->inbox, json_object_ref(json_node_get_object(root)));
-    return true;
 }
 
-/* Scan the new bytes of c->in; move complete messages to the inbox. */
-static bool split_input(QmpClient *c, GError **errp)
+/* The splitter's callback: a complete message, or what is wrong with the stream. Only
+ * the first error counts; the stream is given up after it. */
+static void splitter_cb(void *opaque, const char *text, size_t len, const char *error_msg)
 {
-    while (c->scan < c->in->len) {
-        guint8 ch = c->in->data[c->scan];
+    QmpClient *c = opaque;
 
-        if (c->depth == 0) {
-            if (ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n') {
-                c->scan++;
-                continue;
-            }
-            if (ch != '{') {
-                protocol_error(c, errp, "unexpected byte 0x%02x outside a message", ch);
-                return false;
-            }
-            /* drop the white space before the message */
-            g_byte_array_remove_range(c->in, 0, c->scan);
-            c->scan = 1;
-            c->depth = 1;
-            continue;
-        }
-        c->scan++;
-        if (c->in_string) {
-            if (c->escape) {
-                c->escape = false;
-            } else if (ch == '\\') {
-                c->escape = true;
-            } else if (ch == '"') {
-                c->in_string = false;
-            }
-            continue;
-        }
-        switch (ch) {
-        case '"':
-            c->in_string = true;
-            break;
-        case '{':
-        case '[':
-            if (++c->depth > QMP_MAX_NESTING) {
-                protocol_error(c, errp, "message nested deeper than %d", QMP_MAX_NESTING);
-                return false;
-            }
-            break;
-        case '}':
-        case ']':
-            if (--c->depth == 0) {
-                guint len = c->scan;
-                if (!parse_message(c, (const char *)c->in->data, len, errp)) {
-                    return false;
-                }
-                g_byte_array_remove_range(c->in, 0, len);
-                c->scan = 0;
-            }
-            break;
-        default:
-            break;
-        }
+    if (c->feed_error != NULL) {
+        return;
     }
-    if (c->depth == 0) {
-        /* only white space is left */
-        g_byte_array_set_size(c->in, 0);
-        c->scan = 0;
-    } else if (c->in->len > QMP_MAX_MESSAGE) {
-        protocol_error(c, errp, "message larger than %u bytes", QMP_MAX_MESSAGE);
+    if (text != NULL) {
+        parse_message(c, text, len, &c->feed_error);
+        return;
+    }
+    switch (json_splitter_error_code(c->splitter)) {
+    case JSON_SPLITTER_ERROR_DEPTH:
+        protocol_error(c, &c->feed_error, "message nested deeper than %d", QMP_MAX_NESTING);
+        break;
+    case JSON_SPLITTER_ERROR_SIZE:
+        protocol_error(c, &c->feed_error, "message larger than %u bytes", QMP_MAX_MESSAGE);
+        break;
+    default:
+        protocol_error(c, &c->feed_error, "%s", error_msg);
+        break;
+    }
+}
+
+/* Scan len received bytes; move complete messages to the inbox. */
+static bool client_feed(QmpClient *c, const void *data, size_t len, GError **errp)
+{
+    json_splitter_feed(c->splitter, data, len);
+    if (c->feed_error != NULL) {
+        g_propagate_error(errp, g_steal_pointer(&c->feed_error));
         return false;
     }
     return true;
@@ -242,11 +204,10 @@ static IoResult fill(QmpClient *c, gint64 deadline_us, bool stop_on_signal, GErr
             set_broken(c);
             g_set_error(errp, QMP_CLIENT_ERROR, QMP_CLIENT_ERROR_CLOSED,
                         "%s: connection closed by the server%s", c->path,
-                        c->depth > 0 ? " inside a message" : "");
+                        json_splitter_in_value(c->splitter) ? " inside a message" : "");
             return IO_ERROR;
         }
-        g_byte_array_append(c->in, buf, (guint)got);
-        if (!split_input(c, errp)) {
+        if (!client_feed(c, buf, (size_t)got, errp)) {
             return IO_ERROR;
         }
         return IO_DATA;
@@ -428,6 +389,14 @@ const char *qmp_client_error_class(QmpClient *c)
     return c->error_class;
 }
 
+static JsonSplitter *client_splitter_new(QmpClient *c)
+{
+    JsonSplitter *s = json_splitter_new(QMP_MAX_MESSAGE, QMP_MAX_NESTING, splitter_cb, c);
+
+    json_splitter_set_strict(s, true);
+    return s;
+}
+
 /* ---- connection --------------------------------------------------------------------- */
 
 static bool read_greeting(QmpClient *c, gint64 deadline_us, GError **errp)
@@ -479,14 +448,14 @@ QmpClient *qmp_client_connect(const char *path, int timeout_ms, GError **errp)
     if (r < 0) {
         g_set_error(errp, QMP_CLIENT_ERROR, QMP_CLIENT_ERROR_CONNECT, "connect to %s: %s",
                     path, g_strerror(errno));
-        close(fd);
+        close_fd(&fd);
         return NULL;
     }
 
     g_autoptr(QmpClient) c = g_new0(QmpClient, 1);
     c->fd = fd;
     c->path = g_strdup(path);
-    c->in = g_byte_array_new();
+    c->splitter = client_splitter_new(c);
     g_queue_init(&c->inbox);
     g_queue_init(&c->events);
 
@@ -511,14 +480,11 @@ void qmp_client_free(QmpClient *c)
     if (c == NULL) {
         return;
     }
-    if (c->fd >= 0) {
-        close(c->fd);
-    }
+    close_fd(&c->fd);
     g_queue_clear_full(&c->inbox, (GDestroyNotify)json_object_unref);
     g_queue_clear_full(&c->events, (GDestroyNotify)json_object_unref);
-    if (c->in != NULL) {
-        g_byte_array_unref(c->in);
-    }
+    json_splitter_free(c->splitter);
+    g_clear_error(&c->feed_error);
     g_free(c->error_class);
     g_free(c->path);
     g_free(c);

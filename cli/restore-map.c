@@ -50,13 +50,13 @@ static bool take_option(const char **p, const char *name, char **out, bool *foun
     }
     *found = true;
     if (*out) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID, "option '%s' given twice", name);
+        g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID, "option '%s' given twice", name);
         return false;
     }
     value = *p + n + 1;
     colon = strchr(value, ':');
     if (!colon) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID, "option '%s' not terminated by ':'",
+        g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID, "option '%s' not terminated by ':'",
                     name);
         return false;
     }
@@ -72,7 +72,7 @@ static bool parse_line(const char *line, CliMapEntry *e, GError **errp)
 
     if (strncmp(p, "skip", 4) == 0) {
         if (p[4] != '=' || p[5] == '\0') {
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID, "'skip' needs '=<devname>'");
+            g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID, "'skip' needs '=<devname>'");
             return false;
         }
         e->devname = g_strdup(p + 5);
@@ -104,18 +104,18 @@ static bool parse_line(const char *line, CliMapEntry *e, GError **errp)
         e->write_zeros = p[0] == '1';
         p += 2;
     } else {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
+        g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID,
                     "expected options, then '0:' or '1:', then <devname>=<path>");
         return false;
     }
 
     const char *eq = strchr(p, '=');
     if (!eq || eq == p) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID, "no device name given");
+        g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID, "no device name given");
         return false;
     }
     if (eq[1] == '\0') {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID, "no target path given");
+        g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID, "no target path given");
         return false;
     }
     e->devname = g_strndup(p, (gsize)(eq - p));
@@ -126,14 +126,14 @@ static bool parse_line(const char *line, CliMapEntry *e, GError **errp)
         errno = 0;
         unsigned long long v = strtoull(bps, &end, 0);
         if (bps[0] == '\0' || bps[0] == '-' || errno != 0 || !end || *end != '\0') {
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
+            g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID,
                         "throttling.bps: not a number: '%s'", bps);
             return false;
         }
         e->throttling_bps = v;
     }
     if (e->format && strcmp(e->format, "raw") != 0) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
+        g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID,
                     "unsupported format %s for %s (only raw targets are supported)",
                     e->format, e->devname);
         return false;
@@ -146,7 +146,7 @@ static bool parse_line(const char *line, CliMapEntry *e, GError **errp)
             ok = ok || strcmp(e->cache, modes[i]) == 0;
         }
         if (!ok) {
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID, "invalid cache option '%s'",
+            g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID, "invalid cache option '%s'",
                         e->cache);
             return false;
         }
@@ -199,7 +199,7 @@ GHashTable *cli_map_read(const char *path, GError **errp)
         f = fopen(path, "r");
     } while (!f && errno == EINTR && !cli_interrupted());
     if (!f) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "open restore map %s: %s", path,
+        g_set_error(errp, CLI_ERROR, CLI_ERROR_IO, "open restore map %s: %s", path,
                     g_strerror(errno));
         return NULL;
     }
@@ -208,7 +208,7 @@ GHashTable *cli_map_read(const char *path, GError **errp)
         ssize_t n = read_line_bounded(f, line, MAP_MAX_LINE + 1);
         if (n == -1) {
             if (ferror(f)) {
-                g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "read restore map %s: %s", path,
+                g_set_error(errp, CLI_ERROR, CLI_ERROR_IO, "read restore map %s: %s", path,
                             g_strerror(errno ? errno : EIO));
                 fclose(f);
                 return NULL;
@@ -217,7 +217,7 @@ GHashTable *cli_map_read(const char *path, GError **errp)
         }
         lineno++;
         if (n == -2) {
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
+            g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID,
                         "restore map %s: line %u: longer than %d bytes", path, lineno,
                         MAP_MAX_LINE);
             fclose(f);
@@ -226,11 +226,15 @@ GHashTable *cli_map_read(const char *path, GError **errp)
         if (n > 0 && line[n - 1] == '\n') {
             line[--n] = '\0';
         }
+        /* a map written on Windows or sent with CRLF: the \r is not part of the path */
+        if (n > 0 && line[n - 1] == '\r') {
+            line[--n] = '\0';
+        }
         if (n == 0 || strcmp(line, "done") == 0) {
             break;
         }
         if (strlen(line) != (size_t)n) {
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
+            g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID,
                         "restore map %s: line %u: contains a NUL byte", path, lineno);
             fclose(f);
             return NULL;
@@ -240,13 +244,13 @@ GHashTable *cli_map_read(const char *path, GError **errp)
         CliMapEntry *e = cli_map_parse_line(line, &err);
         if (!e) {
             g_autofree char *shown = g_strescape(line, NULL);
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID, "restore map %s: line %u ('%s'): %s",
+            g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID, "restore map %s: line %u ('%s'): %s",
                         path, lineno, shown, err->message);
             fclose(f);
             return NULL;
         }
         if (g_hash_table_contains(map, e->devname)) {
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
+            g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID,
                         "restore map %s: line %u: device %s mapped twice", path, lineno,
                         e->devname);
             cli_map_entry_free(e);

@@ -12,6 +12,7 @@
 #include <getopt.h>
 
 #include "cli/cli.h"
+#include "util/json-escape.h"
 
 static void verify_usage(FILE *out)
 {
@@ -43,7 +44,7 @@ static void print_json(VmaReader *r, const CliReadStats *st, const GError *err)
     g_string_append_printf(s, "\"ok\": %s", err ? "false" : "true");
     if (err) {
         g_string_append(s, ", \"error\": ");
-        cli_json_string(s, err->message);
+        json_escape_append(s, err->message, JSON_ESCAPE_UTF8);
     }
     g_string_append(s, "}\n");
     fputs(s->str, stdout);
@@ -110,7 +111,7 @@ int cli_verify_main(int argc, char **argv)
         }
         cli_read_stats_add(&st, r, &cl, text ? stdout : NULL);
         if (st.out_errno) {
-            g_set_error(&err, VMA_ERROR, VMA_ERROR_IO, "write to stdout: %s",
+            g_set_error(&err, CLI_ERROR, CLI_ERROR_IO, "write to stdout: %s",
                         g_strerror(st.out_errno));
             break;
         }

@@ -25,6 +25,7 @@ typedef struct BlockDevOptions {
     const char *filename;    /* raw image file or block device */
     bool read_only;
     bool direct;             /* O_DIRECT; unaligned requests are handled by bouncing */
+    const char *locking;     /* QEMU's locking option: "on", "off", "auto" (NULL: auto) */
 } BlockDevOptions;
 
 /* Flags for blockdev_pwrite / blockdev_write_zeroes */

@@ -226,4 +226,14 @@ void vma_reader_get_stats(VmaReader *r, VmaReaderStats *st);
 /* "lower-case uuid" text form of 16 raw bytes. */
 void vma_uuid_unparse(const uint8_t uuid[16], char out[37]);
 
+/* Whether name may be an archive's config or device name: `vma extract` makes it a file
+ * name in the target directory, so "", names containing '/' or "..", a leading '.' and
+ * control characters are refused (VMA_ERROR_INVALID, "refusing <what> name ..."). The
+ * device "vmstate" (the VM state stream) is restored as vmstate.bin and needs no check.
+ * The writer refuses what extract refuses, with this one function. */
+bool vma_check_name(const char *what, const char *name, GError **errp);
+/* A disk's device name: vma_check_name("device") and not "vmstate", which would store
+ * the disk as a VM state stream (a backup must refuse such a disk before it starts). */
+bool vma_check_disk_name(const char *name, GError **errp);
+
 #endif /* VMA_H */

@@ -1,67 +1,17 @@
 /*
- * json-writer.c — QEMU-style compact JSON output, ASCII only (see json-writer.h).
+ * json-writer.c — QEMU-style compact JSON output, ASCII only (see json-writer.h); strings
+ * go through the shared escaper (util/json-escape.c) in its ASCII mode.
  */
 #include <inttypes.h>
 #include <math.h>
 #include <string.h>
 
 #include "monitor/json-writer.h"
+#include "util/json-escape.h"
 
 static void append_string(GString *out, const char *str)
 {
-    const char *p = str;
-    const char *end = str + strlen(str);
-
-    g_string_append_c(out, '"');
-    while (p < end) {
-        gunichar c = g_utf8_get_char_validated(p, end - p);
-        const char *next;
-
-        if (c == (gunichar)-1 || c == (gunichar)-2) {
-            c = 0xfffd;
-            next = p + 1;
-        } else {
-            next = g_utf8_next_char(p);
-        }
-        switch (c) {
-        case '"':
-            g_string_append(out, "\\\"");
-            break;
-        case '\\':
-            g_string_append(out, "\\\\");
-            break;
-        case '\b':
-            g_string_append(out, "\\b");
-            break;
-        case '\f':
-            g_string_append(out, "\\f");
-            break;
-        case '\n':
-            g_string_append(out, "\\n");
-            break;
-        case '\r':
-            g_string_append(out, "\\r");
-            break;
-        case '\t':
-            g_string_append(out, "\\t");
-            break;
-        default:
-            if (c < 0x20 || c == 0x7f) {
-                g_string_append_printf(out, "\\u%04x", (unsigned)c);
-            } else if (c < 0x80) {
-                g_string_append_c(out, (char)c);
-            } else if (c < 0x10000) {
-                g_string_append_printf(out, "\\u%04x", (unsigned)c);
-            } else {
-                c -= 0x10000;
-                g_string_append_printf(out, "\\u%04x\\u%04x", 0xd800u | (unsigned)(c >> 10),
-                                       0xdc00u | (unsigned)(c & 0x3ff));
-            }
-            break;
-        }
-        p = next;
-    }
-    g_string_append_c(out, '"');
+    json_escape_append(out, str, JSON_ESCAPE_ASCII);
 }
 
 static void append_value(GString *out, JsonNode *node)

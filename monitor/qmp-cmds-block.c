@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "blockdev.h"
+#include "block/node-name.h"
 #include "nbd-server.h"
 #include "monitor.h"
 #include "monitor/qmp-commands.h"
@@ -97,9 +98,8 @@ JsonNode *qmp_cmd_blockdev_add(QmpSession *s, JsonObject *args, GError **errp)
         }
         direct = d;
     }
-    if (*node == '\0') {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                    "Parameter 'node-name' expects a non-empty name");
+    if (!node_name_check(node, errp)) {
+        /* before any look at the file: QEMU's order, and no file named by a bad node */
         return NULL;
     }
     /* the driver must match the kind of file, as in QEMU; a missing file is left to
@@ -124,6 +124,7 @@ JsonNode *qmp_cmd_blockdev_add(QmpSession *s, JsonObject *args, GError **errp)
         .filename = filename,
         .read_only = opt_bool(args, "read-only", false),
         .direct = direct,
+        .locking = opt_str(args, "locking", NULL),
     };
     if (!blockdev_add(&opts, errp)) {
         return NULL;

@@ -35,8 +35,8 @@ JsonNode *qmp_cmd_backup_cancel(QmpSession *s, JsonObject *args, GError **errp);
 JsonNode *qmp_cmd_query_backup(QmpSession *s, JsonObject *args, GError **errp);
 JsonNode *qmp_cmd_query_jobs(QmpSession *s, JsonObject *args, GError **errp);
 
-/* vmad --fleecing-dir DIR (must be a directory) and --backup-buffer-size SIZE (bytes, or
- * with a K/M/G/T suffix; at least 64K): where and how much copy-before-write data a
+/* vmad --fleecing-dir DIR (must be a directory) and --backup-buffer-size SIZE (a size as
+ * util/size.h parses it, docs/sizes.md; at least 64K): where and how much copy-before-write data a
  * backup keeps. Main loop thread, before backups run. */
 bool qmp_backup_set_fleecing_dir(const char *dir, GError **errp);
 bool qmp_backup_set_buffer_size(const char *text, GError **errp);

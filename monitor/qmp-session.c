@@ -34,7 +34,7 @@
 #include <glib-unix.h>
 
 #include "monitor.h"
-#include "monitor/json-splitter.h"
+#include "util/json-splitter.h"
 #include "monitor/json-writer.h"
 #include "monitor/qmp-internal.h"
 

@@ -34,60 +34,6 @@ int main(int argc, char **argv)
 }
 #endif
 
-#ifdef FUZZ_JSON
-/* json-glib 1.6 (Debian 12) leaks a GString (152 bytes) when its scanner meets some
- * malformed \u escapes in a string, e.g. a surrogate (D800-DFFF) directly followed by
- * another \u escape that does not complete a valid pair: a bug of the library, not of
- * ours (docs/fuzzing.md). The QMP harnesses skip text with a suspect escape so that
- * leak detection keeps working for everything else. Suspect, conservatively: a \u
- * not followed by four hex digits, and any surrogate escape that is not a high one
- * directly followed by a low one; looked for anywhere, inside strings or not. */
-static int fuzz_hex4(const char *p, const char *end)
-{
-    int v = 0;
-
-    if (end - p < 4) {
-        return -1;
-    }
-    for (int i = 0; i < 4; i++) {
-        int d = g_ascii_xdigit_value(p[i]);
-        if (d < 0) {
-            return -1;
-        }
-        v = v * 16 + d;
-    }
-    return v;
-}
-
-static bool fuzz_json_glib_leaks(const char *text, size_t len)
-{
-    const char *end = text + len;
-
-    for (const char *p = text; p + 1 < end; p++) {
-        if (p[0] != '\\') {
-            continue;
-        }
-        if (p[1] != 'u') {
-            p++;                               /* an escaped character */
-            continue;
-        }
-        int first = fuzz_hex4(p + 2, end);
-        if (first < 0 || (first >= 0xdc00 && first <= 0xdfff)) {
-            return true;
-        }
-        if (first >= 0xd800 && first <= 0xdbff) {
-            int second = end - p >= 8 && p[6] == '\\' && p[7] == 'u' ? fuzz_hex4(p + 8, end) : -1;
-            if (second < 0xdc00 || second > 0xdfff) {
-                return true;
-            }
-            p += 6;                            /* the pair's first half */
-        }
-        p += 5;
-    }
-    return false;
-}
-#endif /* FUZZ_JSON */
-
 #ifdef FUZZ_READER
 #include <assert.h>
 #include <errno.h>

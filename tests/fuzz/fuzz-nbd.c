@@ -61,7 +61,9 @@ static void setup_once(void)
     }
     close(fd);
     BlockDevOptions w = { .node_name = "w", .filename = img };
-    BlockDevOptions r = { .node_name = "r", .filename = img, .read_only = true };
+    /* the same image read-only: without locking, which would refuse it beside w */
+    BlockDevOptions r = { .node_name = "r", .filename = img, .read_only = true,
+                          .locking = "off" };
     NbdServerAddress addr = { .type = "unix", .path = sock_path };
     if (!blockdev_add(&w, &err) || !blockdev_add(&r, &err) ||
         !nbd_server_start(&addr, 0, &err) || !nbd_server_add_export("w", NULL, true, &err) ||

@@ -1,7 +1,7 @@
 /*
  * fuzz-qmp-client.c — libFuzzer harness for what `vma backup` does with the bytes a QMP
- * server sends: the message scanner (cli/qmp-client.c), json-glib on each message, and
- * the dispatch checks (greeting, events, replies and error replies). The client's source
+ * server sends: the shared splitter in strict mode (util/json-splitter.c), json-glib on
+ * each message, and the dispatch checks (greeting, events, replies and error replies). The client's source
  * is included so that its static functions can be driven without a socket.
  *
  * The first input byte chooses the size of the pieces the rest arrives in (1 to 64
@@ -19,7 +19,6 @@
 
 #include "cli/qmp-client.c"
 
-#define FUZZ_JSON
 #include "tests/fuzz/fuzz-common.h"
 
 
@@ -57,7 +56,7 @@ static void dispatch(QmpClient *c, JsonObject *msg)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size == 0 || fuzz_json_glib_leaks((const char *)data, size)) {
+    if (size == 0) {
         return 0;
     }
     size_t piece = (size_t)(data[0] % 64) + 1;
@@ -67,14 +66,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     QmpClient *c = g_new0(QmpClient, 1);
     c->fd = -1;
     c->path = g_strdup("fuzz");
-    c->in = g_byte_array_new();
+    c->splitter = client_splitter_new(c);
     g_queue_init(&c->inbox);
     g_queue_init(&c->events);
 
     for (size_t off = 0; off < size && !c->broken; off += piece) {
         GError *err = NULL;
-        g_byte_array_append(c->in, data + off, (guint)MIN(piece, size - off));
-        if (!split_input(c, &err)) {
+        if (!client_feed(c, data + off, MIN(piece, size - off), &err)) {
             g_error_free(err);
             break;
         }

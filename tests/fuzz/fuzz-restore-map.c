@@ -45,6 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     g_autofree char *line = g_strndup((const char *)data, len);
     g_autoptr(CliMapEntry) e = cli_map_parse_line(line, &err);
     assert((e == NULL) == (err != NULL));
+    assert(err == NULL || err->domain == CLI_ERROR);   /* the CLI's own domain */
     if (e != NULL) {
         check_entry(e);
     }
@@ -59,6 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     g_autoptr(GHashTable) map = cli_map_read(path, &err);
     close(fd);
     assert((map == NULL) == (err != NULL));
+    assert(err == NULL || err->domain == CLI_ERROR);
     if (map != NULL) {
         GHashTableIter it;
         gpointer key, value;

@@ -3,7 +3,9 @@
 # fixtures in tests/data/ and small archives written by our own `vma create` (random
 # uuids: the output differs on every run, which is fine for seeds). Not run by any
 # test; kept to say where the seeds come from. Needs a built vma (make) and gzip, zstd,
-# lzop, bzip2. The QMP, NBD and restore-map seeds are written by hand.
+# lzop, bzip2. The QMP, NBD and restore-map seeds are written by hand; reader/
+# control-in-names.vma (a newline in a device and a config name) comes from
+# tests/cli/mkvma.py, as tests/cli/hostile-control-names.sh builds it.
 set -euo pipefail
 SRCDIR=$(cd "$(dirname "$0")/../.." && pwd)
 VMA=${VMA:-$SRCDIR/build/vma}

@@ -180,7 +180,9 @@ static void test_registry(void **state)
     assert_true(g_error_matches(err, G_IO_ERROR, G_IO_ERROR_EXISTS));
     g_clear_error(&err);
 
-    BlockDevOptions o2 = { .node_name = "drive-b", .filename = path, .read_only = true };
+    /* its own image: a read-only node of a file another node writes is refused */
+    g_autofree char *path_b = make_file(dir, "b.raw", 1 << 20);
+    BlockDevOptions o2 = { .node_name = "drive-b", .filename = path_b, .read_only = true };
     assert_true(blockdev_add(&o2, &err));
 
     GPtrArray *list = blockdev_list();

@@ -1,7 +1,8 @@
 /*
  * test-json-splitter.c — the QMP input splitter: values split across reads at every
  * position, strings and escapes that hide brackets, garbage and resynchronisation,
- * size/depth/integer bounds, and random noise.
+ * size/depth/integer bounds, \u0000 and malformed \u escapes, duplicate keys, strict
+ * mode, and random noise.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "monitor/json-splitter.h"
+#include "util/json-splitter.h"
 
 /* Collected output: "V:<text>" for a value, "E:<msg>" for an error, one per entry. */
 typedef struct Out {
@@ -122,6 +123,146 @@ static void test_table(void **state)
     for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
         expect(cases[i].input, cases[i].want);
     }
+}
+
+/* What json-glib would get wrong is refused here, and the stream goes on after it. */
+static void test_refused(void **state)
+{
+    static const struct {
+        const char *input;
+        const char *want;
+    } cases[] = {
+        /* \u0000 cuts a json-glib string: refused in values and keys, any quote style */
+        {"{\"filename\":\"/x/disk.raw\\u0000.iso\"}{}", "E:\\u0000 is not supported|V:{}"},
+        {"{\"a\":[{\"b\":'x\\u0000'}]}", "E:\\u0000 is not supported"},
+        {"{\"\\u0000\":1}", "E:\\u0000 is not supported"},
+        {"{\"a\":\"\\\\u0000\"}", "V:{\"a\":\"\\\\u0000\"}"},       /* an escaped backslash */
+        {"{\"a\":\"\\u0001\\u0100\\uFFFF\"}", "V:{\"a\":\"\\u0001\\u0100\\uFFFF\"}"},
+        /* malformed \u escapes (json-glib 1.6 leaks on some of them) */
+        {"{\"a\":\"\\u12\"}{}", "E:invalid \\u escape: four hex digits expected|V:{}"},
+        {"{\"a\":\"\\u12g4\"}", "E:invalid \\u escape: four hex digits expected"},
+        {"{\"a\":\"\\udc00\"}", "E:invalid \\u escape: lone surrogate"},
+        {"{\"a\":\"\\ud800\"}", "E:invalid \\u escape: lone surrogate"},
+        {"{\"a\":\"\\ud800x\"}", "E:invalid \\u escape: lone surrogate"},
+        {"{\"a\":\"\\ud800\\n\"}", "E:invalid \\u escape: lone surrogate"},
+        {"{\"a\":\"\\ud800\\u0041\"}", "E:invalid \\u escape: lone surrogate"},
+        {"{\"a\":\"\\ud800\\ud800\"}", "E:invalid \\u escape: lone surrogate"},
+        {"{\"a\":\"\\ud83d\\ude00\"}", "V:{\"a\":\"\\ud83d\\ude00\"}"},
+        /* a broken escape still lets its quote end the string: the stream stays in step */
+        {"{\"a\":\"\\u1\"}\n{\"b\":\"}\"}", "E:invalid \\u escape: four hex digits expected|"
+                                           "V:{\"b\":\"}\"}"},
+        /* duplicate keys at any depth, compared decoded */
+        {"{\"execute\":\"quit\",\"execute\":\"query-version\"}",
+         "E:duplicate key 'execute'"},
+        {"{\"a\":{\"b\":1,\"c\":{},\"b\":2}}", "E:duplicate key 'b'"},
+        {"[{\"a\":1},{\"a\":1,\"a\":1}]", "E:duplicate key 'a'"},
+        {"{\"a\":1,\"\\u0061\":2}", "E:duplicate key 'a'"},
+        {"{\"a\":1,'a':2}", "E:duplicate key 'a'"},
+        {"{\"\\ud83d\\ude00\":1,\"\xf0\x9f\x98\x80\":2}", "E:duplicate key '\\360\\237\\230\\200'"},
+        {"{\"a\\n\":1,\"a\\u000a\":2}", "E:duplicate key 'a\\n'"},
+        /* the same key in different objects, and key-like values, are fine */
+        {"{\"a\":{\"a\":{\"a\":\"a\"}},\"b\":[\"a\",\"a\"],\"c\":\"a\"}",
+         "V:{\"a\":{\"a\":{\"a\":\"a\"}},\"b\":[\"a\",\"a\"],\"c\":\"a\"}"},
+        {"{\"a\":1}{\"a\":1}", "V:{\"a\":1}|V:{\"a\":1}"},
+        {"{\"a\":1,\"A\":2,\"a \":3}", "V:{\"a\":1,\"A\":2,\"a \":3}"},
+    };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        expect(cases[i].input, cases[i].want);
+    }
+}
+
+/* A duplicate key refuses only its message: the next one in the same read still runs. */
+static void test_duplicate_then_good(void **state)
+{
+    const char *in = "{\"execute\":\"quit\",\"execute\":\"query-version\"}\r\n"
+                     "{\"execute\":\"query-version\"}\r\n";
+    size_t len = strlen(in);
+    g_autofree char *whole = run(in);
+
+    assert_string_equal(whole, "E:duplicate key 'execute'|V:{\"execute\":\"query-version\"}");
+    for (size_t cut = 0; cut <= len; cut++) {
+        size_t chunks[] = {cut, 0};
+        g_autofree char *got = run_chunks(in, len, chunks, JSON_SPLITTER_MAX_SIZE,
+                                          JSON_SPLITTER_MAX_DEPTH);
+        assert_string_equal(got, whole);
+    }
+}
+
+typedef struct StrictOut {
+    GPtrArray *items;
+    JsonSplitter *s;
+} StrictOut;
+
+static void collect_strict(void *opaque, const char *text, size_t len, const char *error_msg)
+{
+    StrictOut *o = opaque;
+
+    if (text != NULL) {
+        assert_int_equal(json_splitter_error_code(o->s), JSON_SPLITTER_ERROR_NONE);
+        g_ptr_array_add(o->items, g_strdup_printf("V:%s", text));
+    } else {
+        g_ptr_array_add(o->items, g_strdup_printf("E%d:%s", json_splitter_error_code(o->s),
+                                                  error_msg));
+    }
+}
+
+static char *run_strict(const char *input, size_t len)
+{
+    StrictOut o = {.items = g_ptr_array_new_with_free_func(g_free)};
+
+    o.s = json_splitter_new(1000, 4, collect_strict, &o);
+    json_splitter_set_strict(o.s, true);
+    json_splitter_feed(o.s, input, len);
+    json_splitter_finish(o.s);
+    json_splitter_free(o.s);
+    g_ptr_array_add(o.items, NULL);
+    char *joined = g_strjoinv("|", (char **)o.items->pdata);
+    g_ptr_array_unref(o.items);
+    return joined;
+}
+
+/* Strict mode (the CLI's client): objects only, every stray or control byte an error. */
+static void test_strict(void **state)
+{
+    static const struct {
+        const char *input;
+        size_t len;            /* 0: strlen */
+        const char *want;
+    } cases[] = {
+        {" {\"a\":1}\r\n{}\n", 0, "V:{\"a\":1}|V:{}"},
+        {"N{}", 0, "E3:unexpected byte 0x4e outside a message|V:{}"},
+        {"[1]", 0, "E3:unexpected byte 0x5b outside a message|E3:unexpected byte 0x31 "
+                   "outside a message|E3:unexpected byte 0x5d outside a message"},
+        {"\x01", 0, "E3:unexpected byte 0x01 outside a message"},
+        {"{\"a\":\"x\0\"}", 10, "E4:NUL byte in a message|E3:unexpected byte 0x22 outside a "
+                                "message|E3:unexpected byte 0x7d outside a message"},
+        {"{\"a\":1\x1b}", 0, "E4:control byte 0x1b in a message|E3:unexpected byte 0x7d "
+                             "outside a message"},
+        {"{\"a\":[[[[1]]]]}", 0, "E2:nesting too deep"},
+        {"{\"a\":1,\"a\":2}", 0, "E7:duplicate key 'a'"},
+        {"{\"a\":\"\\u0000\"}", 0, "E6:\\u0000 is not supported"},
+        {"{\"a\":99999999999999999999}", 0, "E5:integer literal out of range"},
+        {"{\"a\":", 0, "E8:unexpected end of input"},
+    };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        size_t len = cases[i].len != 0 ? cases[i].len : strlen(cases[i].input);
+        g_autofree char *got = run_strict(cases[i].input, len);
+        if (strcmp(got, cases[i].want) != 0) {
+            print_error("case %zu\n  want %s\n  got  %s\n", i, cases[i].want, got);
+        }
+        assert_string_equal(got, cases[i].want);
+    }
+
+    GString *big = g_string_new("{\"a\":\"");
+    while (big->len < 2000) {
+        g_string_append_c(big, 'x');
+    }
+    g_string_append(big, "\"}");
+    g_autofree char *got = run_strict(big->str, big->len);
+    assert_string_equal(got, "E1:message too large");
+    g_string_free(big, TRUE);
 }
 
 /* The same stream cut into two reads at every position, and byte by byte, gives the
@@ -266,6 +407,9 @@ int main(void)
         cmocka_unit_test(test_too_deep),
         cmocka_unit_test(test_one_error_per_read),
         cmocka_unit_test(test_random_noise),
+        cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_duplicate_then_good),
+        cmocka_unit_test(test_strict),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1107,6 +1107,56 @@ static void test_device_checks(void **state)
     }
 }
 
+/* Names with a control byte would forge listing lines: refused at open, naming the
+ * dev_id or config index, the name escaped. */
+static void test_control_in_names(void **state)
+{
+    static const struct {
+        const char *dev;
+        const char *cfg;
+        const char *want;
+    } cases[] = {
+        {"drive-scsi0\nDEV: dev_id=9 size: 1099511627776 devname: drive-scsi9", NULL,
+         "dev_id 1: name \"drive-scsi0\\nDEV: dev_id=9 size: 1099511627776 "
+         "devname: drive-scsi9\" contains a control character"},
+        {"a\rb", NULL, "dev_id 1: name \"a\\rb\" contains a control character"},
+        {"a\tb", NULL, "dev_id 1: name \"a\\tb\" contains a control character"},
+        {"a\x1b[2Jb", NULL, "dev_id 1: name \"a\\033[2Jb\" contains a control character"},
+        {"a\x7f", NULL, "dev_id 1: name \"a\\177\" contains a control character"},
+        {"drive-scsi0", "qemu-server.conf\nCFG: size: 1 name: x.conf",
+         "config 0: name \"qemu-server.conf\\nCFG: size: 1 name: x.conf\" contains a "
+         "control character"},
+        {"drive-scsi0", "\x01", "config 0: name \"\\001\" contains a control character"},
+    };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autoptr(Hdr) h = hdr_new();
+        g_autoptr(GByteArray) a = g_byte_array_new();
+        g_autoptr(GError) err = NULL;
+        hdr_device(h, 1, cases[i].dev, 65536);
+        if (cases[i].cfg != NULL) {
+            hdr_config(h, 0, cases[i].cfg, "x");
+        }
+        hdr_write(h, a);
+        VmaReader *r = open_bytes(a->data, a->len, &err);
+        assert_null(r);
+        assert_error(err, VMA_ERROR_FORMAT, cases[i].want);
+        assert_null(strchr(err->message, '\n'));
+    }
+    /* bytes >= 0x80 (UTF-8 names) stay accepted */
+    {
+        g_autoptr(Hdr) h = hdr_new();
+        g_autoptr(GByteArray) a = g_byte_array_new();
+        g_autoptr(GError) err = NULL;
+        hdr_device(h, 1, "drive-\xc3\xa9", 65536);
+        hdr_config(h, 0, "caf\xc3\xa9.conf", "x");
+        hdr_write(h, a);
+        VmaReader *r = open_bytes(a->data, a->len, &err);
+        assert_non_null(r);
+        vma_reader_free(r);
+    }
+}
+
 /* A hostile header: 254 devices of 256 TiB each. Opening and reading must not allocate
  * per declared size; a cluster at the far end of every device is accepted. */
 static void test_254_huge_devices(void **state)
@@ -1861,6 +1911,7 @@ int main(void)
         cmocka_unit_test(test_header_checks),
         cmocka_unit_test(test_blob_checks),
         cmocka_unit_test(test_device_checks),
+        cmocka_unit_test(test_control_in_names),
         cmocka_unit_test(test_254_huge_devices),
         cmocka_unit_test(test_missing_and_duplicate_across_chunks),
         cmocka_unit_test(test_extent_checks),
