@@ -58,6 +58,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "util/fd.h"
+#include "util/io.h"
 #include "vma-output.h"
 
 extern char **environ;
@@ -103,14 +105,6 @@ struct VmaOutput {
 
 /* ---- small helpers ------------------------------------------------------------------ */
 
-static void close_fd(int *fd)
-{
-    if (*fd >= 0) {
-        close(*fd);
-        *fd = -1;
-    }
-}
-
 /* Close o->fd; a real close error (not EINTR, after which the descriptor is gone
  * anyway) is reported, since buffered data may be lost with it. */
 static bool close_stream(VmaOutput *o, GError **errp)
@@ -118,11 +112,9 @@ static bool close_stream(VmaOutput *o, GError **errp)
     if (o->fd < 0) {
         return true;
     }
-    int r = close(o->fd);
-    int e = errno;
-    o->fd = -1;
-    if (r < 0 && e != EINTR) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "close %s: %s", o->name, g_strerror(e));
+    int r = close_fd_checked(&o->fd);
+    if (r < 0 && r != -EINTR) {
+        g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "close %s: %s", o->name, g_strerror(-r));
         return false;
     }
     return true;
@@ -190,16 +182,7 @@ static int write_all_iov(VmaOutput *o, struct iovec *iov, int cnt)
             return -EIO; /* no progress on a non-empty write */
         }
         atomic_fetch_add(&o->bytes, (uint64_t)n);
-        size_t done = (size_t)n;
-        while (cnt > 0 && done >= iov->iov_len) {
-            done -= iov->iov_len;
-            iov++;
-            cnt--;
-        }
-        if (cnt > 0) {
-            iov->iov_base = (uint8_t *)iov->iov_base + done;
-            iov->iov_len -= done;
-        }
+        iov_consume(&iov, &cnt, (size_t)n);
     }
     return 0;
 }
