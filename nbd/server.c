@@ -23,18 +23,17 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <gio/gio.h>
 
 #include "nbd/internal.h"
+#include "util/listen.h"
 
 typedef struct NbdServer {
-    int listen_fd;
+    ListenSocket *listen;      /* the listening socket and its file (util/listen.h) */
+    int listen_fd;             /* its descriptor */
     int wake_fd;               /* eventfd: tells the accept thread to exit */
-    char *unix_path;           /* socket file to remove on stop, or NULL */
     bool is_tcp;
     guint max_conns;           /* 0: no limit */
     GThread *accept_thread;
@@ -382,39 +381,6 @@ static gpointer accept_thread(gpointer opaque)
 
 /* ---- listening ---- */
 
-static int listen_unix(const char *path, GError **errp)
-{
-    struct sockaddr_un sun = { .sun_family = AF_UNIX };
-    struct stat st;
-
-    if (strlen(path) >= sizeof(sun.sun_path)) {
-        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
-                    "nbd-server-start: %s: socket path too long (max %zu bytes)", path,
-                    sizeof(sun.sun_path) - 1);
-        return -1;
-    }
-    strcpy(sun.sun_path, path);
-    if (lstat(path, &st) == 0) {
-        if (!S_ISSOCK(st.st_mode)) {
-            g_set_error(errp, G_IO_ERROR, G_IO_ERROR_EXISTS,
-                        "nbd-server-start: %s: exists and is not a socket", path);
-            return -1;
-        }
-        unlink(path); /* a stale socket of an earlier run */
-    }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, 128) < 0) {
-        int err = errno;
-        g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(err), "nbd-server-start: %s: %s",
-                    path, g_strerror(err));
-        if (fd >= 0) {
-            close(fd);
-        }
-        return -1;
-    }
-    return fd;
-}
-
 /* True for 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104. */
 static bool is_loopback(const struct sockaddr *sa)
 {
@@ -431,18 +397,17 @@ static bool is_loopback(const struct sockaddr *sa)
 
 /* TCP is served on loopback addresses only: NBD has no authentication here and no TLS,
  * and any client that connects can read and write the exported disks. */
-static int listen_inet(const char *host, const char *port, GError **errp)
+static ListenSocket *listen_inet(const char *host, const char *port, GError **errp)
 {
     struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                               .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
     struct addrinfo *res = NULL;
     int gai = getaddrinfo(host, port, &hints, &res);
-    int err = 0;
 
     if (gai != 0) {
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                     "nbd-server-start: %s:%s: %s", host ? host : "", port, gai_strerror(gai));
-        return -1;
+        return NULL;
     }
     for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
         if (!is_loopback(ai->ai_addr)) {
@@ -450,28 +415,22 @@ static int listen_inet(const char *host, const char *port, GError **errp)
                         "nbd-server-start: %s:%s: not a loopback address (without TLS, NBD "
                         "over TCP is served on loopback only)", host ? host : "", port);
             freeaddrinfo(res);
-            return -1;
+            return NULL;
         }
     }
-    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
-        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-        int one = 1;
-        if (fd < 0) {
-            err = errno;
-            continue;
-        }
-        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 128) == 0) {
-            freeaddrinfo(res);
-            return fd;
-        }
-        err = errno;
-        close(fd);
+    /* The first address that binds; the error of the last one otherwise. A port in use
+     * by another process is an error, never shared (util/listen.h). */
+    g_autofree char *name = g_strdup_printf("%s:%s", host ? host : "", port);
+    ListenSocket *ls = NULL;
+    for (struct addrinfo *ai = res; ai != NULL && ls == NULL; ai = ai->ai_next) {
+        g_clear_error(errp);
+        ls = listen_socket_tcp(ai->ai_addr, ai->ai_addrlen, name, 128, 0, errp);
     }
     freeaddrinfo(res);
-    g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(err), "nbd-server-start: %s:%s: %s",
-                host ? host : "", port, g_strerror(err));
-    return -1;
+    if (ls == NULL) {
+        g_prefix_error(errp, "nbd-server-start: ");
+    }
+    return ls;
 }
 
 bool nbd_server_start(const NbdServerAddress *addr, guint max_connections, GError **errp)
@@ -487,20 +446,24 @@ bool nbd_server_start(const NbdServerAddress *addr, guint max_connections, GErro
     srv->max_conns = max_connections;
 
     if (addr->type != NULL && strcmp(addr->type, "unix") == 0 && addr->path != NULL) {
-        srv->listen_fd = listen_unix(addr->path, errp);
-        srv->unix_path = g_strdup(addr->path);
+        /* util/listen.c: refused if another process listens there or it is not a
+         * socket; a stale socket is replaced; only our own file is removed at stop */
+        srv->listen = listen_socket_unix(addr->path, -1, 128, 0, errp);
+        if (srv->listen == NULL) {
+            g_prefix_error(errp, "nbd-server-start: ");
+        }
     } else if (addr->type != NULL && strcmp(addr->type, "inet") == 0 && addr->port != NULL) {
-        srv->listen_fd = listen_inet(addr->host, addr->port, errp);
+        srv->listen = listen_inet(addr->host, addr->port, errp);
         srv->is_tcp = true;
     } else {
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                     "nbd-server-start: address needs type 'unix' with a path or 'inet' "
                     "with a port");
     }
-    if (srv->listen_fd < 0) {
-        g_free(srv->unix_path);
+    if (srv->listen == NULL) {
         return false;
     }
+    srv->listen_fd = listen_socket_fd(srv->listen);
     srv->wake_fd = eventfd(0, EFD_CLOEXEC);
     if (srv->wake_fd < 0) {
         int err = errno;
@@ -522,11 +485,7 @@ bool nbd_server_start(const NbdServerAddress *addr, guint max_connections, GErro
     return true;
 
 fail_listen:
-    close(srv->listen_fd);
-    if (srv->unix_path != NULL) {
-        unlink(srv->unix_path);
-        g_free(srv->unix_path);
-    }
+    listen_socket_free(srv->listen);
     return false;
 }
 
@@ -680,11 +639,8 @@ bool nbd_server_stop(GError **errp)
     while (write(srv->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR) {
     }
     g_thread_join(srv->accept_thread);
-    close(srv->listen_fd);
+    listen_socket_free(srv->listen);    /* removes the socket file if still ours */
     close(srv->wake_fd);
-    if (srv->unix_path != NULL) {
-        unlink(srv->unix_path);
-    }
 
     /* Finish the clients, then drop the exports. */
     g_mutex_lock(&srv_lock);
@@ -697,7 +653,6 @@ bool nbd_server_stop(GError **errp)
         nbd_export_unref(g_ptr_array_index(exports, i));
     }
     g_ptr_array_unref(exports);
-    g_free(srv->unix_path);
     g_free(srv);
     return true;
 }
