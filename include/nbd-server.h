@@ -11,6 +11,7 @@
 
 #include <glib.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 typedef struct NbdServerAddress {
     const char *type;   /* "unix" or "inet" */
@@ -20,8 +21,18 @@ typedef struct NbdServerAddress {
 } NbdServerAddress;
 
 /* Clients connected at once when nbd-server-start has no max-connections: each costs
- * 17 threads and up to about 100 MiB of buffers under load (nbd/internal.h). */
+ * one thread and up to about 2.3 MiB outside the shared budget (nbd/internal.h). */
 #define NBD_DEFAULT_MAX_CONNECTIONS 128u
+
+/* Bytes of request payloads and reply buffers of all connections together, beyond each
+ * connection's 2 MiB reserve (nbd/budget.c); one connection takes at most an eighth of
+ * it (at least 32 MiB). A request waits, and its connection stops reading, until its
+ * bytes fit. */
+#define NBD_DEFAULT_BUFFER_BUDGET (256u * 1024 * 1024)
+#define NBD_MIN_BUFFER_BUDGET     (1u * 1024 * 1024)
+
+/* Set the budget of the next nbd_server_start (main loop thread). */
+bool nbd_server_set_buffer_budget(uint64_t bytes, GError **errp);
 
 /* Start listening (max_connections 0: no limit). Fails if a server runs already. */
 bool nbd_server_start(const NbdServerAddress *addr, guint max_connections, GError **errp);

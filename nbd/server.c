@@ -37,6 +37,8 @@ typedef struct NbdServer {
     bool is_tcp;
     guint max_conns;           /* 0: no limit */
     GThread *accept_thread;
+    NbdBudget budget;          /* bytes of request and reply buffers (budget.c) */
+    NbdPool *pool;             /* request threads of every connection (pool.c) */
     /* protected by srv_lock: */
     GPtrArray *exports;        /* of NbdExport*, one reference each, in add order */
     GList *conns;              /* of NbdConn*, every phase */
@@ -46,6 +48,7 @@ typedef struct NbdServer {
 static GMutex srv_lock;        /* protects the_server's exports, conns, nconns */
 static GCond srv_cond;         /* a connection finished */
 static NbdServer *the_server;  /* set and cleared by the main loop thread */
+static size_t buffer_budget = NBD_DEFAULT_BUFFER_BUDGET;  /* main loop thread */
 
 /* ---- exports ---- */
 
@@ -226,8 +229,12 @@ int nbd_conn_send(NbdConn *c, struct iovec *iov, int iovcnt)
 
 void nbd_conn_shutdown_read(NbdConn *c)
 {
+    uint64_t one = 1;
+
     g_atomic_int_set(&c->closing, 1);
     shutdown(c->fd, SHUT_RD);
+    while (write(c->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR) {
+    }
 }
 
 /* ---- connections ---- */
@@ -237,10 +244,14 @@ static void conn_free(NbdConn *c)
     if (c->fd >= 0) {
         close(c->fd);
     }
+    if (c->wake_fd >= 0) {
+        close(c->wake_fd);
+    }
+    nbd_budget_forget(c->budget, c);
+    assert(c->inflight == 0 && g_queue_is_empty(&c->outq));
     g_mutex_clear(&c->recv_lock);
     g_mutex_clear(&c->send_lock);
-    g_mutex_clear(&c->mem_lock);
-    g_cond_clear(&c->mem_cond);
+    g_mutex_clear(&c->out_lock);
     g_free(c->rbuf);
     g_free(c->peer);
     g_free(c);
@@ -325,14 +336,24 @@ static void accept_one(NbdServer *srv)
         close(fd);
         return;
     }
+    int wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (wake_fd < 0) {
+        g_mutex_unlock(&srv_lock);
+        g_warning("nbd: refusing %s: eventfd: %s", peer, g_strerror(errno));
+        close(fd);
+        return;
+    }
     NbdConn *c = g_new0(NbdConn, 1);
     c->fd = fd;
+    c->wake_fd = wake_fd;
+    c->budget = &srv->budget;
+    c->pool = srv->pool;
     c->peer = g_steal_pointer(&peer);
     c->rbuf = g_malloc(NBD_RBUF_SIZE);
     g_mutex_init(&c->recv_lock);
     g_mutex_init(&c->send_lock);
-    g_mutex_init(&c->mem_lock);
-    g_cond_init(&c->mem_cond);
+    g_mutex_init(&c->out_lock);
+    g_queue_init(&c->outq);
     srv->conns = g_list_prepend(srv->conns, c);
     srv->nconns++;
     g_mutex_unlock(&srv_lock);
@@ -472,9 +493,13 @@ bool nbd_server_start(const NbdServerAddress *addr, guint max_connections, GErro
         goto fail_listen;
     }
     srv->exports = g_ptr_array_new();
+    nbd_budget_init(&srv->budget, buffer_budget);
+    srv->pool = nbd_pool_new(NBD_POOL_THREADS, nbd_request_run);
     srv->accept_thread = g_thread_try_new("nbd-accept", accept_thread, srv, errp);
     if (srv->accept_thread == NULL) {
         g_prefix_error(errp, "nbd-server-start: ");
+        nbd_pool_free(srv->pool);
+        nbd_budget_clear(&srv->budget);
         g_ptr_array_unref(srv->exports);
         close(srv->wake_fd);
         goto fail_listen;
@@ -487,6 +512,17 @@ bool nbd_server_start(const NbdServerAddress *addr, guint max_connections, GErro
 fail_listen:
     listen_socket_free(srv->listen);
     return false;
+}
+
+bool nbd_server_set_buffer_budget(uint64_t bytes, GError **errp)
+{
+    if (bytes < NBD_MIN_BUFFER_BUDGET || bytes > SIZE_MAX / 2) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "NBD buffer budget must be at least %u bytes", NBD_MIN_BUFFER_BUDGET);
+        return false;
+    }
+    buffer_budget = (size_t)bytes;   /* takes effect at the next nbd_server_start */
+    return true;
 }
 
 bool nbd_server_add_export(const char *node_name, const char *export_name, bool writable,
@@ -653,6 +689,8 @@ bool nbd_server_stop(GError **errp)
         nbd_export_unref(g_ptr_array_index(exports, i));
     }
     g_ptr_array_unref(exports);
+    nbd_pool_free(srv->pool);           /* idle: every connection is gone */
+    nbd_budget_clear(&srv->budget);
     g_free(srv);
     return true;
 }
