@@ -69,6 +69,7 @@
  * (the server's list and each connection that selected it hold one). */
 typedef struct NbdExport {
     gint refcount;          /* atomic */
+    char *id;               /* block-export-add's id (nbd-server-add: the name) */
     char *name;
     BlockDev *bd;
     uint64_t size;

@@ -62,6 +62,7 @@ void nbd_export_unref(NbdExport *exp)
 {
     if (exp != NULL && g_atomic_int_dec_and_test(&exp->refcount)) {
         blockdev_unref(exp->bd);
+        g_free(exp->id);
         g_free(exp->name);
         g_free(exp);
     }
@@ -91,6 +92,23 @@ static NbdExport *lookup_export_locked(const char *name, guint *index)
     for (guint i = 0; i < the_server->exports->len; i++) {
         NbdExport *exp = g_ptr_array_index(the_server->exports, i);
         if (strcmp(exp->name, name) == 0) {
+            if (index != NULL) {
+                *index = i;
+            }
+            return exp;
+        }
+    }
+    return NULL;
+}
+
+static NbdExport *lookup_export_id_locked(const char *id, guint *index)
+{
+    if (the_server == NULL) {
+        return NULL;
+    }
+    for (guint i = 0; i < the_server->exports->len; i++) {
+        NbdExport *exp = g_ptr_array_index(the_server->exports, i);
+        if (strcmp(exp->id, id) == 0) {
             if (index != NULL) {
                 *index = i;
             }
@@ -528,8 +546,17 @@ bool nbd_server_set_buffer_budget(uint64_t bytes, GError **errp)
 bool nbd_server_add_export(const char *node_name, const char *export_name, bool writable,
                            GError **errp)
 {
+    return nbd_server_add_export_id(NULL, node_name, export_name, writable, errp);
+}
+
+bool nbd_server_add_export_id(const char *id, const char *node_name, const char *export_name,
+                              bool writable, GError **errp)
+{
     const char *name = export_name != NULL ? export_name : node_name;
 
+    if (id == NULL) {
+        id = name;
+    }
     if (the_server == NULL) {
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_INITIALIZED,
                     "nbd-server-add: NBD server not running");
@@ -553,16 +580,23 @@ bool nbd_server_add_export(const char *node_name, const char *export_name, bool 
     }
     NbdExport *exp = g_new0(NbdExport, 1);
     exp->refcount = 1;
+    exp->id = g_strdup(id);
     exp->name = g_strdup(name);
     exp->bd = bd;
     exp->size = blockdev_get_size(bd);
     exp->writable = writable;
 
     g_mutex_lock(&srv_lock);
-    if (lookup_export_locked(name, NULL) != NULL) {
+    bool name_taken = lookup_export_locked(name, NULL) != NULL;
+    if (name_taken || lookup_export_id_locked(id, NULL) != NULL) {
         g_mutex_unlock(&srv_lock);
-        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_EXISTS,
-                    "nbd-server-add: export '%s' exists already", name);
+        if (name_taken) {
+            g_set_error(errp, G_IO_ERROR, G_IO_ERROR_EXISTS,
+                        "nbd-server-add: export '%s' exists already", name);
+        } else {
+            g_set_error(errp, G_IO_ERROR, G_IO_ERROR_EXISTS,
+                        "nbd-server-add: export id '%s' is in use already", id);
+        }
         nbd_export_unref(exp);
         return false;
     }
@@ -611,8 +645,10 @@ static void close_conns_locked(NbdExport *exp)
     }
 }
 
-bool nbd_server_remove_export(const char *export_name, bool hard, GError **errp)
+/* Remove the export found by id or by name (exactly one of them set). */
+static bool remove_export(const char *id, const char *name, bool hard, GError **errp)
 {
+    const char *what = id != NULL ? id : name;
     guint index = 0;
 
     if (the_server == NULL) {
@@ -621,17 +657,18 @@ bool nbd_server_remove_export(const char *export_name, bool hard, GError **errp)
         return false;
     }
     g_mutex_lock(&srv_lock);
-    NbdExport *exp = lookup_export_locked(export_name, &index);
+    NbdExport *exp = id != NULL ? lookup_export_id_locked(id, &index)
+                                : lookup_export_locked(name, &index);
     if (exp == NULL) {
         g_mutex_unlock(&srv_lock);
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
-                    "nbd-server-remove: export '%s' not found", export_name);
+                    "nbd-server-remove: export '%s' not found", what);
         return false;
     }
     if (!hard && export_users_locked(exp) > 0) {
         g_mutex_unlock(&srv_lock);
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_BUSY,
-                    "nbd-server-remove: export '%s' has clients connected", export_name);
+                    "nbd-server-remove: export '%s' has clients connected", what);
         return false;
     }
     g_ptr_array_remove_index(the_server->exports, index);
@@ -639,6 +676,73 @@ bool nbd_server_remove_export(const char *export_name, bool hard, GError **errp)
     g_mutex_unlock(&srv_lock);
     nbd_export_unref(exp);
     return true;
+}
+
+bool nbd_server_remove_export(const char *export_name, bool hard, GError **errp)
+{
+    return remove_export(NULL, export_name, hard, errp);
+}
+
+bool nbd_server_remove_export_id(const char *id, bool hard, GError **errp)
+{
+    return remove_export(id, NULL, hard, errp);
+}
+
+bool nbd_server_is_running(void)
+{
+    return the_server != NULL;
+}
+
+void nbd_export_info_free(NbdExportInfo *info)
+{
+    if (info != NULL) {
+        g_free(info->id);
+        g_free(info->name);
+        g_free(info->node_name);
+        g_free(info);
+    }
+}
+
+static NbdExportInfo *export_info(const NbdExport *exp)
+{
+    NbdExportInfo *info = g_new0(NbdExportInfo, 1);
+
+    info->id = g_strdup(exp->id);
+    info->name = g_strdup(exp->name);
+    info->node_name = g_strdup(blockdev_get_name(exp->bd));
+    info->writable = exp->writable;
+    return info;
+}
+
+GPtrArray *nbd_server_query_exports(void)
+{
+    GPtrArray *list = g_ptr_array_new_with_free_func((GDestroyNotify)nbd_export_info_free);
+
+    g_mutex_lock(&srv_lock);
+    if (the_server != NULL) {
+        for (guint i = 0; i < the_server->exports->len; i++) {
+            g_ptr_array_add(list, export_info(g_ptr_array_index(the_server->exports, i)));
+        }
+    }
+    g_mutex_unlock(&srv_lock);
+    return list;
+}
+
+NbdExportInfo *nbd_server_query_export(const char *id, const char *name, const char *node_name)
+{
+    NbdExportInfo *info = NULL;
+
+    g_mutex_lock(&srv_lock);
+    for (guint i = 0; the_server != NULL && i < the_server->exports->len && !info; i++) {
+        NbdExport *exp = g_ptr_array_index(the_server->exports, i);
+        if ((id != NULL && strcmp(exp->id, id) == 0) ||
+            (name != NULL && strcmp(exp->name, name) == 0) ||
+            (node_name != NULL && strcmp(blockdev_get_name(exp->bd), node_name) == 0)) {
+            info = export_info(exp);
+        }
+    }
+    g_mutex_unlock(&srv_lock);
+    return info;
 }
 
 bool nbd_server_is_exported(const char *node_name)
