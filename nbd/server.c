@@ -265,8 +265,7 @@ static void conn_free(NbdConn *c)
     if (c->wake_fd >= 0) {
         close(c->wake_fd);
     }
-    nbd_budget_forget(c->budget, c);
-    assert(c->inflight == 0 && g_queue_is_empty(&c->outq));
+    assert(c->inflight == 0 && g_queue_is_empty(&c->outq) && !c->budget_waiting);
     g_mutex_clear(&c->recv_lock);
     g_mutex_clear(&c->send_lock);
     g_mutex_clear(&c->out_lock);
@@ -299,6 +298,9 @@ static gpointer conn_thread(gpointer opaque)
         }
     }
     shutdown(c->fd, SHUT_RDWR);
+    /* the budget and the pool are the server's: done with them before leaving its list
+     * (stop frees them once the last connection has left) */
+    nbd_budget_forget(c->budget, c);
 
     g_mutex_lock(&srv_lock);
     NbdExport *exp = c->exp;
