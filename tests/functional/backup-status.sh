@@ -10,22 +10,6 @@
 # ':' as devlist separator, max-workers above the limit, a negative speed, and a disk in
 # a running backup refusing blockdev-del.
 . "$(dirname "$0")/qmp-lib.bash"
-export SRCDIR BUILDDIR
-
-# quit vmad over QMP; it must exit 0 (an ASan build reports leaks then) with a clean log
-quit_vmad() {
-    py "$T" <<'QEOF' || fail "quit"
-import sys
-from qmp import QMP
-q = QMP(sys.argv[1] + "/qmp.sock")
-q.negotiate()
-q.ok("quit")
-QEOF
-    wait_exit 30
-    [ "$VMAD_RC" = 0 ] || fail "vmad exit status $VMAD_RC after quit"
-    check_log
-}
-export VMA=${VMA:-$BUILDDIR/vma}
 [ -x "$VMA" ] || fail "vma not built"
 
 mkdir "$T/out"

@@ -8,7 +8,7 @@
 # guest writes over the whole disk finish long before the target could take the data:
 # the old data spills to --fleecing-dir.
 . "$(dirname "$0")/qmp-lib.bash"
-need_tools qemu-io
+requires qemu-io
 [ -x "${VMA:-$BUILDDIR/vma}" ] || fail "vma not built"
 export VMA=${VMA:-$BUILDDIR/vma}
 

@@ -8,13 +8,12 @@
 # byte, a malformed event, wrongly typed status members, another backup's uuid, and a
 # failed backup's errmsg.
 . "$(dirname "$0")/qmp-lib.bash"
-need_tools timeout
+requires timeout
 
 VMA=${VMA:-$BUILDDIR/vma}
 [ -x "$VMA" ] || fail "$VMA not built (make)"
 
 SRV_PID=
-trap '[ -n "$SRV_PID" ] && kill -9 "$SRV_PID" 2>/dev/null; _qmp_cleanup' EXIT
 
 cat >"$T/fake.py" <<'EOF'
 import json, os, socket, sys, time
@@ -134,6 +133,7 @@ fake() {
     rm -f "$T/fake.sock" "$T/requests"
     python3 "$T/fake.py" "$T/fake.sock" "$1" "$T/requests" 2>>"$T/fake.err" &
     SRV_PID=$!
+    cleanup_pid "$SRV_PID"
     local i
     for i in $(seq 1 100); do
         [ -S "$T/fake.sock" ] && return 0
@@ -148,6 +148,7 @@ run() {
     timeout 20 "$VMA" backup --qmp "$T/fake.sock" --interval 0.05 "$@" >"$T/out" 2>"$T/err"
     rc=$?
     wait "$SRV_PID"
+    forget_pid "$SRV_PID"
     SRV_PID=
 }
 expect_fail() {
