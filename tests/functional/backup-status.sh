@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # query-backup, query-jobs and the backup command's errors through a backup's life, for
-# what qmp-backup.sh does not cover: zero-bytes equal to the zero 4 KiB blocks of disks
-# with known content (holes and written zeros, an odd-sized disk), the uuid equal to the
+# what the qmp-backup-*.sh tests do not cover: zero-bytes equal to the zero 4 KiB blocks
+# of disks with known content (holes and written zeros, an odd-sized disk), the uuid equal to the
 # archive's (vma list --json), start/end times against the wall clock, progress that only
 # grows and stays within the totals, finishing only while active, a status that stays put
 # after the end and after failed backup commands, a second backup refused while one runs
