@@ -126,6 +126,14 @@ static inline char *th_testdata_path(const char *name)
     return g_build_filename(dir != NULL && *dir != '\0' ? dir : "tests/data", name, NULL);
 }
 
+/* The whole content of NAME in the test data directory. */
+static inline GBytes *th_testdata_read(const char *name)
+{
+    g_autofree char *path = th_testdata_path(name);
+
+    return th_file_read(path);
+}
+
 /* LEN bytes of a pattern that depends on SEED and on every byte's offset (a block
  * written at the wrong place or from the wrong seed differs). */
 static inline void th_fill_pattern(uint8_t *buf, size_t len, unsigned seed)
