@@ -16,7 +16,7 @@
 
 guest_prepare
 sock=$T/nbd.sock
-check() {
+host_check() {
     python3 "$GUEST_CHECK" "$@" || fail "host check: guest-check.py $*"
 }
 boot() {
@@ -42,7 +42,7 @@ guest_server_start "$sock" drive-scsi0="$img" || fail "start the NBD server"
 boot "$sock" drive-scsi0 write-verify seed=11 regions="$regions"
 [ "$RESULT" = "GUEST-RESULT: ok" ] || fail "one disk: $RESULT"
 guest_server_stop
-check pattern "$img" --seed 11 --disk 0 --regions "$regions" --orig "$T/a.orig"
+host_check pattern "$img" --seed 11 --disk 0 --regions "$regions" --orig "$T/a.orig"
 echo "one disk: image holds the guest's pattern, the rest is unchanged"
 
 # ---- 2: two disks -----------------------------------------------------------------
@@ -56,13 +56,13 @@ boot "$sock" drive-scsi0,drive-scsi1 write-verify seed=12 regions="$regions"
 [ "$RESULT" = "GUEST-RESULT: ok" ] || fail "two disks: $RESULT"
 guest_server_stop
 truncate -s 64M "$T/zero64" && truncate -s 32M "$T/zero32"
-check pattern "$imga" --seed 12 --disk 0 --regions "$regions" --orig "$T/zero64"
-check pattern "$imgb" --seed 12 --disk 1 --regions "$regions" --orig "$T/zero32"
+host_check pattern "$imga" --seed 12 --disk 0 --regions "$regions" --orig "$T/zero64"
+host_check pattern "$imgb" --seed 12 --disk 1 --regions "$regions" --orig "$T/zero32"
 echo "two disks: each image holds its own pattern, the rest is zero"
 
 # ---- 3: the guest's check fails on corrupted data --------------------------------
 # rewrite one block of vdb's second region with disk 0's pattern
-check fill "$imgb" --seed 12 --disk 0 --regions $(((8 << 20) + 65536)):4K
+host_check fill "$imgb" --seed 12 --disk 0 --regions $(((8 << 20) + 65536)):4K
 guest_server_start "$sock" drive-scsi0="$imga" drive-scsi1="$imgb" || fail "start the NBD server"
 boot "$sock" drive-scsi0,drive-scsi1 verify seed=12 regions="$regions" 2>/dev/null
 case "$RESULT" in
