@@ -38,6 +38,8 @@
 
 #include "block/block.h"
 #include "block/image-lock.h"
+#include "util/fd.h"
+#include "util/io.h"
 
 #define BOUNCE_MAX   (1024u * 1024)     /* largest bounce buffer of a direct node */
 #define ZERO_BUF_LEN (1024u * 1024)     /* shared zero buffer for write-zeroes fallback */
@@ -67,14 +69,6 @@ typedef struct FileState {
 } FileState;
 
 /* ---- small helpers ---- */
-
-static void close_fd(int *fd)
-{
-    if (*fd >= 0) {
-        close(*fd);
-        *fd = -1;
-    }
-}
 
 static inline uint64_t align_down(uint64_t v, uint64_t a)
 {
@@ -106,48 +100,6 @@ static const void *zero_buffer(void)
         g_once_init_leave(&zeros, p);
     }
     return zeros;
-}
-
-/* Read up to len bytes; *done < len only at end of file. 0 or -errno. */
-static int full_pread(int fd, void *buf, size_t len, uint64_t offset, size_t *done)
-{
-    size_t got = 0;
-
-    while (got < len) {
-        ssize_t r = pread(fd, (char *)buf + got, len - got, (off_t)(offset + got));
-        if (r < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -errno;
-        }
-        if (r == 0) {
-            break;
-        }
-        got += (size_t)r;
-    }
-    *done = got;
-    return 0;
-}
-
-static int full_pwrite(int fd, const void *buf, size_t len, uint64_t offset)
-{
-    size_t put = 0;
-
-    while (put < len) {
-        ssize_t r = pwrite(fd, (const char *)buf + put, len - put, (off_t)(offset + put));
-        if (r < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -errno;
-        }
-        if (r == 0) {
-            return -EIO;
-        }
-        put += (size_t)r;
-    }
-    return 0;
 }
 
 /* ---- range lock (direct disks) ---- */
@@ -194,7 +146,7 @@ static void range_unlock(FileState *s, uint64_t start, uint64_t end)
 static int plain_pread(int fd, void *buf, size_t len, uint64_t offset)
 {
     size_t done = 0;
-    int r = full_pread(fd, buf, len, offset, &done);
+    int r = full_pread_upto(fd, buf, len, offset, &done);
 
     if (r == 0 && done < len) {
         /* The file ended early (truncated behind our back): it reads as zeros. */
@@ -210,40 +162,24 @@ static int plain_preadv(int fd, const struct iovec *iov_in, int iovcnt, uint64_t
     struct iovec stack[64];
     g_autofree struct iovec *heap = NULL;
     struct iovec *iov = stack;
-    uint64_t done = 0;
+    size_t done = 0;
 
     if (iovcnt > (int)G_N_ELEMENTS(stack)) {
         iov = heap = g_new(struct iovec, iovcnt);
     }
     memcpy(iov, iov_in, sizeof(*iov) * (size_t)iovcnt);
-    while (done < len) {
-        ssize_t r = preadv(fd, iov, MIN(iovcnt, IOV_MAX), (off_t)(offset + done));
-        if (r < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -errno;
-        }
-        if (r == 0) {
-            /* the file ended early (truncated behind our back): zeros */
-            for (int i = 0; i < iovcnt; i++) {
-                memset(iov[i].iov_base, 0, iov[i].iov_len);
-            }
-            break;
-        }
-        done += (uint64_t)r;
-        /* skip what was read */
-        while (iovcnt > 0 && (size_t)r >= iov->iov_len) {
-            r -= (ssize_t)iov->iov_len;
-            iov++;
-            iovcnt--;
-        }
-        if (iovcnt > 0) {
-            iov->iov_base = (char *)iov->iov_base + r;
-            iov->iov_len -= (size_t)r;
+    int r = full_preadv_upto(fd, iov, iovcnt, offset, &done);
+    if (r == 0 && done < len) {
+        /* the file ended early (truncated behind our back): zeros */
+        memcpy(iov, iov_in, sizeof(*iov) * (size_t)iovcnt);
+        struct iovec *rest = iov;
+        int cnt = iovcnt;
+        iov_consume(&rest, &cnt, done);
+        for (int i = 0; i < cnt; i++) {
+            memset(rest[i].iov_base, 0, rest[i].iov_len);
         }
     }
-    return 0;
+    return r;
 }
 
 /* Can iov go to an O_DIRECT descriptor as it is? */
