@@ -197,41 +197,78 @@ static bool iov_direct_ok(FileState *s, const struct iovec *iov, int iovcnt, uin
     return true;
 }
 
-static int direct_pread(FileState *s, char *buf, uint64_t len, uint64_t offset)
+/* The next piece of a direct request at offset with len bytes left: either the largest
+ * aligned part of an aligned buffer (goes to the disk as it is), or the blocks
+ * [start, end) around the request's head, at most BOUNCE_MAX, bounced; n bytes of the
+ * request are in it. */
+typedef struct DirectPiece {
+    bool bounced;
+    uint64_t start, end;      /* bounced: the block-aligned extent */
+    uint64_t n;
+} DirectPiece;
+
+static DirectPiece direct_piece(const FileState *s, const char *buf, uint64_t len,
+                                uint64_t offset)
 {
     const uint64_t a = s->align;
+    DirectPiece p = { 0 };
+
+    if ((offset & (a - 1)) == 0 && len >= a && ((uintptr_t)buf & (s->mem_align - 1)) == 0) {
+        p.n = align_down(len, a);
+    } else {
+        p.bounced = true;
+        p.start = align_down(offset, a);
+        p.end = MIN(align_up(offset + len, a), p.start + BOUNCE_MAX);
+        p.n = MIN(p.end - offset, len);
+    }
+    return p;
+}
+
+/* Cut [offset, offset+len) into direct pieces and run fn on each (buf at the piece's
+ * first byte; bounce: a BOUNCE_MAX aligned buffer for bounced pieces); stops at the
+ * first error. */
+typedef int (*DirectPieceFn)(FileState *s, const DirectPiece *p, char *buf, uint64_t offset,
+                             void *bounce);
+
+static int direct_each_piece(FileState *s, char *buf, uint64_t len, uint64_t offset,
+                             DirectPieceFn fn)
+{
     void *bounce = NULL;
     int ret = 0;
 
     while (len > 0) {
-        if ((offset & (a - 1)) == 0 && len >= a && ((uintptr_t)buf & (s->mem_align - 1)) == 0) {
-            uint64_t n = align_down(len, a);
-            ret = plain_pread(s->fd, buf, n, offset);
-            if (ret < 0) {
-                break;
-            }
-            buf += n;
-            offset += n;
-            len -= n;
-        } else {
-            uint64_t start = align_down(offset, a);
-            uint64_t end = MIN(align_up(offset + len, a), start + BOUNCE_MAX);
-            uint64_t n = MIN(end - offset, len);
-            if (bounce == NULL) {
-                bounce = aligned_alloc_or_die(BOUNCE_MAX);
-            }
-            ret = plain_pread(s->fd, bounce, end - start, start);
-            if (ret < 0) {
-                break;
-            }
-            memcpy(buf, (char *)bounce + (offset - start), n);
-            buf += n;
-            offset += n;
-            len -= n;
+        DirectPiece p = direct_piece(s, buf, len, offset);
+        if (p.bounced && bounce == NULL) {
+            bounce = aligned_alloc_or_die(BOUNCE_MAX);
         }
+        ret = fn(s, &p, buf, offset, bounce);
+        if (ret < 0) {
+            break;
+        }
+        buf += p.n;
+        offset += p.n;
+        len -= p.n;
     }
     free(bounce);
     return ret;
+}
+
+static int read_piece(FileState *s, const DirectPiece *p, char *buf, uint64_t offset,
+                      void *bounce)
+{
+    if (!p->bounced) {
+        return plain_pread(s->fd, buf, p->n, offset);
+    }
+    int ret = plain_pread(s->fd, bounce, p->end - p->start, p->start);
+    if (ret == 0) {
+        memcpy(buf, (char *)bounce + (offset - p->start), p->n);
+    }
+    return ret;
+}
+
+static int direct_pread(FileState *s, char *buf, uint64_t len, uint64_t offset)
+{
+    return direct_each_piece(s, buf, len, offset, read_piece);
 }
 
 /* Read into iov[0..iovcnt) at offset: one preadv for a plain node (the merged reads of
@@ -266,58 +303,37 @@ static uint64_t direct_tail_start(FileState *s)
     return align_down(s->size, s->align);
 }
 
+static int write_piece(FileState *s, const DirectPiece *p, char *buf, uint64_t offset,
+                       void *bounce)
+{
+    const uint64_t a = s->align;
+    int ret = 0;
+
+    if (!p->bounced) {
+        return full_pwrite(s->fd, buf, p->n, offset);
+    }
+    bool head_partial = offset > p->start;
+    bool tail_partial = offset + p->n < p->end;
+    if (head_partial) {
+        /* read-modify-write of the head block */
+        ret = plain_pread(s->fd, bounce, a, p->start);
+    }
+    if (ret == 0 && tail_partial && !(head_partial && p->end - p->start == a)) {
+        /* read-modify-write of the tail block (when it is not the head block) */
+        ret = plain_pread(s->fd, (char *)bounce + (p->end - a - p->start), a, p->end - a);
+    }
+    if (ret == 0) {
+        memcpy((char *)bounce + (offset - p->start), buf, p->n);
+        ret = full_pwrite(s->fd, bounce, p->end - p->start, p->start);
+    }
+    return ret;
+}
+
 /* Direct write of [offset, offset+len) lying before direct_tail_start(). */
 static int direct_pwrite_body(FileState *s, const char *buf, uint64_t len, uint64_t offset)
 {
-    const uint64_t a = s->align;
-    void *bounce = NULL;
-    int ret = 0;
-
-    while (len > 0) {
-        if ((offset & (a - 1)) == 0 && len >= a && ((uintptr_t)buf & (s->mem_align - 1)) == 0) {
-            uint64_t n = align_down(len, a);
-            ret = full_pwrite(s->fd, buf, n, offset);
-            if (ret < 0) {
-                break;
-            }
-            buf += n;
-            offset += n;
-            len -= n;
-        } else {
-            uint64_t start = align_down(offset, a);
-            uint64_t end = MIN(align_up(offset + len, a), start + BOUNCE_MAX);
-            uint64_t n = MIN(end - offset, len);
-            if (bounce == NULL) {
-                bounce = aligned_alloc_or_die(BOUNCE_MAX);
-            }
-            bool head_partial = offset > start;
-            bool tail_partial = offset + n < end;
-            if (head_partial) {
-                /* read-modify-write of the head block */
-                ret = plain_pread(s->fd, bounce, a, start);
-                if (ret < 0) {
-                    break;
-                }
-            }
-            if (tail_partial && !(head_partial && end - start == a)) {
-                /* read-modify-write of the tail block (when it is not the head block) */
-                ret = plain_pread(s->fd, (char *)bounce + (end - a - start), a, end - a);
-                if (ret < 0) {
-                    break;
-                }
-            }
-            memcpy((char *)bounce + (offset - start), buf, n);
-            ret = full_pwrite(s->fd, bounce, end - start, start);
-            if (ret < 0) {
-                break;
-            }
-            buf += n;
-            offset += n;
-            len -= n;
-        }
-    }
-    free(bounce);
-    return ret;
+    /* write_piece only reads buf */
+    return direct_each_piece(s, (char *)buf, len, offset, write_piece);
 }
 
 static int do_pwrite(FileState *s, const void *buf, uint64_t len, uint64_t offset)
@@ -683,26 +699,18 @@ fail_fd:
     return false;
 }
 
-const BlockDriver bdrv_file = {
-    .name = "file",
-    .open = file_open,
-    .close = file_close,
-    .preadv = file_preadv,
-    .pwritev = file_pwritev,
-    .write_zeroes = file_write_zeroes,
-    .discard = file_discard,
-    .flush = file_flush,
-    .block_status = file_block_status,
-};
+/* The two drivers differ only in their name (and so in what check_kind() accepts). */
+#define FILE_DRIVER(NAME) {                 \
+    .name = NAME,                           \
+    .open = file_open,                      \
+    .close = file_close,                    \
+    .preadv = file_preadv,                  \
+    .pwritev = file_pwritev,                \
+    .write_zeroes = file_write_zeroes,      \
+    .discard = file_discard,                \
+    .flush = file_flush,                    \
+    .block_status = file_block_status,      \
+}
 
-const BlockDriver bdrv_host_device = {
-    .name = "host_device",
-    .open = file_open,
-    .close = file_close,
-    .preadv = file_preadv,
-    .pwritev = file_pwritev,
-    .write_zeroes = file_write_zeroes,
-    .discard = file_discard,
-    .flush = file_flush,
-    .block_status = file_block_status,
-};
+const BlockDriver bdrv_file = FILE_DRIVER("file");
+const BlockDriver bdrv_host_device = FILE_DRIVER("host_device");
