@@ -165,6 +165,7 @@ struct VmaWriter {
     uint8_t uuid[16];
     int64_t ctime;
     size_t queue_bound;
+    bool delta;        /* a delta archive: close does not check completeness */
     bool direct;       /* fd has O_DIRECT: stage output into aligned chunks */
 
     /*
@@ -680,6 +681,7 @@ static VmaWriter *writer_new_common(int fd, const char *name, OutputKind kind,
     w->ctime = (opts && opts->ctime != 0) ? opts->ctime : (int64_t)time(NULL);
     w->queue_bound = (opts && opts->queue_clusters) ? opts->queue_clusters
                                                     : DEFAULT_QUEUE_CLUSTERS;
+    w->delta = opts && opts->delta;
 
     if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) {
         if (S_ISFIFO(st.st_mode)) {
@@ -1362,7 +1364,7 @@ bool vma_writer_close(VmaWriter *w, GError **errp)
     g_mutex_lock(&w->lock);
     drop_queue_locked(w, &w->prio);
     drop_queue_locked(w, &w->normal);
-    if (!w->error) {
+    if (!w->error && !w->delta) {
         check_complete_locked(w);
     }
     bool sync = !w->error && w->fd_regular;
