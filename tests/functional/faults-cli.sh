@@ -68,7 +68,8 @@ for c in "writev ENOSPC after=0:write to" "writev ENOSPC after=2:No space left o
          "fdatasync EDQUOT after=0:Disk quota exceeded"; do
     set -- ${c%%:*}
     CASE="create, $1 $2 ($3)"
-    fvma "op=$1,path=*/out/c.vma,$3,err=$2" create -c "$I/qemu-server.conf" "$T/out/c.vma" \
+    # the archive is written as .c.vma.tmp-XXXXXX until it is complete
+    fvma "op=$1,path=*/out/.c.vma.tmp-*,$3,err=$2" create -c "$I/qemu-server.conf" "$T/out/c.vma" \
         "${DEVS[@]}"
     fails_with "${c#*:}"
     [ -z "$(ls -A "$T/out")" ] || fail "$CASE: left $(ls "$T/out") behind"

@@ -186,7 +186,9 @@ for _ in $(seq 1 150); do
 done
 grep -qE "$INFO_RE" "$T/c.err" || fail "no progress line while running: $(cat "$T/c.err")"
 grep -qE '^INFO: +100%' "$T/c.err" && fail "the slow backup finished too early"
-[ -e "$T/cancel.vma" ] || fail "no output file while the backup runs"
+# the output exists while the backup runs, under its temporary name only
+compgen -G "$T/.cancel.vma.tmp-??????" >/dev/null || fail "no output file while the backup runs"
+[ ! -e "$T/cancel.vma" ] || fail "the unfinished archive is under its final name"
 
 bk --qmp "$S" "$T/second.vma"
 expect_rc 1 "a second backup"
@@ -200,6 +202,7 @@ BK=
 [ "$rc" = 1 ] || fail "Ctrl-C: exit $rc; stderr: $(cat "$T/c.err")"
 [ "$(tail -n 1 "$T/c.err")" = "vma: backup: backup canceled" ] || fail "Ctrl-C: $(cat "$T/c.err")"
 [ ! -e "$T/cancel.vma" ] || fail "a cancelled backup left its file"
+! compgen -G "$T/.cancel.vma.tmp-*" >/dev/null || fail "a cancelled backup left its temporary file"
 python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); assert j["status"]=="error" and j["errmsg"]=="backup canceled", j' \
     "$T/c.out" || fail "--json after cancel: $(cat "$T/c.out")"
 py "$S" <<'EOF' || fail "query-backup after Ctrl-C"
