@@ -484,8 +484,9 @@ static bool check_distinct_targets(Extract *x, GError **errp)
         for (guint i = 0; i < x->inputs->len; i++) {
             if (same_target(&sa, &g_array_index(x->inputs, struct stat, i))) {
                 g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID,
-                            "restore map: the target %s of %s is an archive being read",
-                            x->devs[a].path, x->devs[a].di->name);
+                            "restore map: the target %s of %s is %s archive being read",
+                            x->devs[a].path, x->devs[a].di->name,
+                            x->chain->n > 1 ? "an" : "the");
                 return false;
             }
         }
