@@ -12,6 +12,7 @@
  *     --chain-text TEXT   write TEXT as the chain entry instead of the formatted one
  *     -c FILE             add a config (stored under its base name), repeatable
  *     --ctime SECONDS     header time
+ *     --uuid UUID         the archive's own uuid (default: random)
  *     --shuffle SEED      hand the clusters over in a shuffled order
  * CLUSTERS: comma-separated cluster numbers or ranges A-B (inclusive), or "none"; without
  * @CLUSTERS every cluster of the image is written. Clusters are read from IMAGE (a raw
@@ -82,10 +83,11 @@ int main(int argc, char **argv)
         {"kind", required_argument, NULL, 'k'},     {"base", required_argument, NULL, 'b'},
         {"base-uuid", required_argument, NULL, 'u'}, {"bitmap", required_argument, NULL, 'm'},
         {"chain-text", required_argument, NULL, 't'}, {"ctime", required_argument, NULL, 'T'},
-        {"shuffle", required_argument, NULL, 's'},  {NULL, 0, NULL, 0},
+        {"shuffle", required_argument, NULL, 's'},  {"uuid", required_argument, NULL, 'U'},
+        {NULL, 0, NULL, 0},
     };
     const char *kind = "incremental", *base = NULL, *base_uuid = NULL, *bitmap = NULL;
-    const char *chain_text = NULL;
+    const char *chain_text = NULL, *own_uuid = NULL;
     g_autoptr(GPtrArray) configs = g_ptr_array_new();
     int64_t ctime = 0;
     long shuffle = -1;
@@ -114,6 +116,9 @@ int main(int argc, char **argv)
             break;
         case 's':
             shuffle = strtol(optarg, NULL, 10);
+            break;
+        case 'U':
+            own_uuid = optarg;
             break;
         case 'c':
             g_ptr_array_add(configs, optarg);
@@ -157,6 +162,13 @@ int main(int argc, char **argv)
     }
 
     VmaWriterOptions opts = {.delta = true, .ctime = ctime};
+    uint8_t uuid_bin[16];
+    if (own_uuid) {
+        if (uuid_parse(own_uuid, uuid_bin) != 0) {
+            die("bad --uuid '%s'", own_uuid);
+        }
+        opts.uuid = uuid_bin;
+    }
     g_autoptr(VmaWriter) w = vma_writer_new(out, &opts, &err);
     if (!w) {
         die("%s", err->message);
