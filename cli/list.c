@@ -118,7 +118,9 @@ void cli_json_listing_members(VmaReader *r, GString *out)
     if (vma_chain_info_from_reader(r, &chain, NULL) && chain.kind != VMA_CHAIN_FULL) {
         char base[37];
         vma_uuid_unparse(chain.base_uuid, base);
-        g_string_append_printf(out, ", \"chain\": {\"kind\": \"%s\", \"base\": \"%s\", \"bitmap\": ",
+        g_string_append_printf(out,
+                               ", \"chain\": {\"kind\": \"%s\", \"base\": \"%s\", "
+                               "\"bitmap\": ",
                                vma_chain_kind_name(chain.kind), base);
         if (chain.bitmap) {
             json_escape_append(out, chain.bitmap, JSON_ESCAPE_UTF8);
