@@ -164,6 +164,7 @@ struct VmaWriter {
     int wake_fd;       /* eventfd, signalled when an error is latched */
     uint8_t uuid[16];
     int64_t ctime;
+    bool delta;               /* VmaWriterOptions.delta: missing clusters allowed */
     size_t queue_bound;
     bool direct;       /* fd has O_DIRECT: stage output into aligned chunks */
 
@@ -677,6 +678,7 @@ static VmaWriter *writer_new_common(int fd, const char *name, OutputKind kind,
     } else {
         uuid_generate(w->uuid);
     }
+    w->delta = opts != NULL && opts->delta;
     w->ctime = (opts && opts->ctime != 0) ? opts->ctime : (int64_t)time(NULL);
     w->queue_bound = (opts && opts->queue_clusters) ? opts->queue_clusters
                                                     : DEFAULT_QUEUE_CLUSTERS;
@@ -1257,7 +1259,7 @@ static void check_complete_locked(VmaWriter *w)
 {
     for (unsigned id = 1; id <= w->ndevs; id++) {
         WriterDevice *d = &w->devs[id];
-        if (d->vmstate || d->done_count == d->nclusters) {
+        if (d->vmstate || d->done_count == d->nclusters || w->delta) {
             continue;
         }
         uint64_t first = first_missing_locked(d);

@@ -68,6 +68,7 @@ typedef struct VmaWriterOptions {
     int64_t ctime;          /* header time, seconds since the epoch; 0 = now */
     bool direct;            /* open a new output file with O_DIRECT */
     size_t queue_clusters;  /* bound of the normal lane in clusters; 0 = default (64) */
+    bool delta;             /* a delta archive: clusters never written are allowed */
 } VmaWriterOptions;
 
 /* Flags for vma_writer_write_cluster(). */
@@ -231,5 +232,17 @@ bool vma_check_name(const char *what, const char *name, GError **errp);
 /* A disk's device name: vma_check_name("device") and not "vmstate", which would store
  * the disk as a VM state stream (a backup must refuse such a disk before it starts). */
 bool vma_check_disk_name(const char *name, GError **errp);
+
+/* ---- chains (stand-in for the agreed API, replaced by the chain branch) ---- */
+#define VMA_CHAIN_CONFIG_NAME "vmabackup-chain.conf"
+typedef enum { VMA_CHAIN_FULL = 0, VMA_CHAIN_INCREMENTAL, VMA_CHAIN_DIFFERENTIAL } VmaChainKind;
+typedef struct VmaChainInfo {
+    VmaChainKind kind;
+    uint8_t base_uuid[16];
+    char *bitmap;            /* owned, may be NULL */
+} VmaChainInfo;
+char *vma_chain_info_format(const VmaChainInfo *info, size_t *len);
+bool vma_chain_info_parse(const void *data, size_t len, VmaChainInfo *out, GError **errp);
+void vma_chain_info_clear(VmaChainInfo *info);
 
 #endif /* VMA_H */
