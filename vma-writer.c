@@ -15,8 +15,8 @@
  * it writes the header, then repeatedly takes up to 58 records, builds the 512-byte
  * extent header and hands the kernel ONE writev of that header plus iovecs pointing
  * straight into the records' cluster buffers (runs of adjacent non-zero 4 KiB blocks
- * merged), then frees the buffers. Cluster data is never copied, except in O_DIRECT mode,
- * where the stream is staged into aligned 1 MiB chunks.
+ * merged), then frees the buffers. Cluster data is never copied here (an O_DIRECT output
+ * stages the stream into aligned chunks).
  *
  * Lanes. The queue has two lanes. The priority lane (VMA_WRITE_PRIORITY, used for
  * copy-before-write data) is unbounded — its producers bound what they hold — and is
@@ -35,7 +35,7 @@
  *
  * Errors. The first error (I/O, a failed command, vma_writer_cancel) is latched in
  * w->error and wakes every waiter: producers blocked on not_full, the writer thread in
- * the queue wait, and (through an eventfd) the writer thread blocked in poll() on a pipe
+ * the queue wait, and (through vma_output_wake) the writer thread blocked on a pipe
  * that does not drain. Every later write_cluster, check and close returns a copy of it.
  * Caller mistakes (unknown device, cluster out of range, a duplicate) are answered with
  * an error but not latched: the archive written so far stays valid.
@@ -49,22 +49,14 @@
  *  - the archive always has at least one extent (an empty one when nothing was written),
  *    as the deployed writer does.
  *
- * Outputs. A new regular file is created with O_EXCL, mode 0600, and removed whenever
- * close fails; it is fdatasync'ed on close (so is a passed regular file, which is never
- * removed). With opts->direct the file gets O_DIRECT if its file system allows (tmpfs does
- * not: then ordinary writes); the unaligned tail is written after clearing O_DIRECT. An
- * existing FIFO is opened non-blocking, so a FIFO without a reader fails at once instead
- * of hanging the caller. "exec:CMD" runs /bin/sh -c CMD with posix_spawn (stdin = our
- * pipe, stdout/stderr inherited, SIGPIPE reset to default, empty signal mask, its own
- * process group); close waits for it and fails unless it exits with status 0 — a failed
- * command replaces a broken-pipe error, being its cause. After a failure or a cancel, a
- * command that does not exit is ended: SIGTERM to its group, then SIGKILL. Pipes get a
- * 1 MiB buffer where allowed.
- *
- * Pipes (FIFOs, exec: commands, passed descriptors that are pipes or sockets) are put in
- * non-blocking mode so that the writer thread waits in poll() together with the cancel
- * eventfd. SIGPIPE is blocked in the writer thread, so a vanished reader shows up as
- * EPIPE ("write to X: Broken pipe") instead of killing the process.
+ * Outputs live in vma-output.c behind VmaOutput (new file, FIFO, exec:, passed
+ * descriptor): this file hands it whole extents (vma_output_writev), wakes it when an
+ * error is latched (vma_output_wake: a writer thread blocked on a pipe that does not
+ * drain returns) and closes it once the thread has stopped, saying whether the stream is
+ * a complete archive (vma_output_close: only then is a new file renamed into place). A
+ * failed exec: command replaces a broken-pipe error, being its cause. SIGPIPE is blocked
+ * in the writer thread, so a vanished reader shows up as EPIPE ("write to X: Broken
+ * pipe") instead of killing the process.
  *
  * The header is byte-identical to the deployed Proxmox writer's: the blob region starts
  * at 12288 with byte 0 unused; blobs are a u16 little-endian length and the bytes; for
@@ -82,46 +74,25 @@
  * directory that is itself allocated on the first write to the device.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <sys/stat.h>
-#include <sys/uio.h>
-#include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <uuid/uuid.h>
 
 #include "vma-format.h"
 #include "vma-internal.h"
+#include "vma-output.h"
 #include "vma.h"
 
-extern char **environ;
-
 #define DEFAULT_QUEUE_CLUSTERS 64
-#define PIPE_BUFFER_SIZE (1024 * 1024)
-#define DIRECT_CHUNK_SIZE (1024 * 1024)
-#define CHILD_GRACE_MS 1000 /* a failed writer's command gets this long per signal */
 #define EXTENT_FILL_WAIT_US 2000 /* how long a partial extent waits for more records */
 #define DONE_CHUNK_SHIFT 16 /* clusters per done-bitmap chunk: 2^16 */
 #define DONE_CHUNK_CLUSTERS (UINT64_C(1) << DONE_CHUNK_SHIFT)
 #define DONE_CHUNK_BYTES (DONE_CHUNK_CLUSTERS / 8)
 /* 1 header iovec + at most 8 runs of set bits per cluster mask */
 #define EXTENT_MAX_IOV (1 + VMA_WRITER_EXTENT_SLOTS * 8)
-
-typedef enum OutputKind {
-    OUTPUT_FILE, /* a regular file we created: removed on failure */
-    OUTPUT_FIFO, /* an existing FIFO */
-    OUTPUT_EXEC, /* stdin of a /bin/sh -c command */
-    OUTPUT_FD,   /* a descriptor the caller passed */
-} OutputKind;
 
 typedef struct WriterConfig {
     char *name;
@@ -156,17 +127,11 @@ typedef struct WriterRecord {
 struct VmaWriter {
     /* Immutable after construction. */
     char *name;        /* the target as given, for messages */
-    char *path;        /* OUTPUT_FILE: the file we created (unlinked on failure) */
-    OutputKind kind;
-    int fd;            /* owned by the writer thread while it runs, then by close */
-    bool fd_regular;   /* fdatasync on close */
-    pid_t child;       /* OUTPUT_EXEC: the shell, 0 once reaped */
-    int wake_fd;       /* eventfd, signalled when an error is latched */
+    VmaOutput *out;    /* used by the writer thread while it runs, then by close */
     uint8_t uuid[16];
     int64_t ctime;
     bool delta;               /* VmaWriterOptions.delta: missing clusters allowed */
     size_t queue_bound;
-    bool direct;       /* fd has O_DIRECT: stage output into aligned chunks */
 
     /*
      * w->lock protects everything below up to the writer-thread-only part. It is the
@@ -193,10 +158,6 @@ struct VmaWriter {
     /* Writer thread only. */
     VmaExtentHeader *ehdr;      /* aligned 512-byte extent header buffer */
     uint64_t extents_written;
-    uint8_t *stage;             /* O_DIRECT: aligned staging chunk */
-    size_t stage_len;
-
-    atomic_uint_fast64_t output_bytes;
 };
 
 /* ---- small helpers ------------------------------------------------------------------ */
@@ -205,14 +166,6 @@ static void record_free(WriterRecord *rec)
 {
     vma_cluster_free(rec->buf);
     g_free(rec);
-}
-
-static void close_fd(int *fd)
-{
-    if (*fd >= 0) {
-        close(*fd);
-        *fd = -1;
-    }
 }
 
 static inline uint64_t round_up_512(uint64_t n)
@@ -231,12 +184,7 @@ static void latch_error_locked(VmaWriter *w, GError *err, bool is_epipe)
     w->error_is_epipe = is_epipe;
     g_cond_broadcast(&w->not_empty);
     g_cond_broadcast(&w->not_full);
-    if (w->wake_fd >= 0) {
-        uint64_t one = 1;
-        while (write(w->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR) {
-            /* EAGAIN: a full eventfd is already signalled */
-        }
-    }
+    vma_output_wake(w->out);
 }
 
 static void latch_error(VmaWriter *w, GError *err, bool is_epipe)
@@ -358,116 +306,7 @@ static bool build_header_locked(VmaWriter *w, GError **errp)
     return true;
 }
 
-/* ---- output ------------------------------------------------------------------------- */
-
-/* Writer thread: wait until fd is writable or an error was latched (-ECANCELED). */
-static int wait_writable(VmaWriter *w)
-{
-    for (;;) {
-        struct pollfd pfd[2] = {
-            { .fd = w->fd, .events = POLLOUT },
-            { .fd = w->wake_fd, .events = POLLIN },
-        };
-        int r = poll(pfd, 2, -1);
-        if (r < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -errno;
-        }
-        if (pfd[1].revents) {
-            return -ECANCELED;
-        }
-        if (pfd[0].revents) {
-            return 0; /* writable, or POLLERR/POLLHUP: the next write tells */
-        }
-    }
-}
-
-/* Writer thread: write every byte of iov[0..cnt), retrying short writes and EINTR. */
-static int write_all_iov(VmaWriter *w, struct iovec *iov, int cnt)
-{
-    while (cnt > 0) {
-        ssize_t n = writev(w->fd, iov, cnt > IOV_MAX ? IOV_MAX : cnt);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                int r = wait_writable(w);
-                if (r < 0) {
-                    return r;
-                }
-                continue;
-            }
-            return -errno;
-        }
-        if (n == 0) {
-            return -EIO; /* no progress on a non-empty write */
-        }
-        atomic_fetch_add(&w->output_bytes, (uint64_t)n);
-        size_t done = (size_t)n;
-        while (cnt > 0 && done >= iov->iov_len) {
-            done -= iov->iov_len;
-            iov++;
-            cnt--;
-        }
-        if (cnt > 0) {
-            iov->iov_base = (uint8_t *)iov->iov_base + done;
-            iov->iov_len -= done;
-        }
-    }
-    return 0;
-}
-
-/* Writer thread: O_DIRECT mode, write the full staging chunk. */
-static int stage_flush(VmaWriter *w)
-{
-    struct iovec iov = { .iov_base = w->stage, .iov_len = w->stage_len };
-    int r = write_all_iov(w, &iov, 1);
-
-    w->stage_len = 0;
-    return r;
-}
-
-/* Writer thread: append the iovecs to the stream. */
-static int output_write(VmaWriter *w, struct iovec *iov, int cnt)
-{
-    if (!w->direct) {
-        return write_all_iov(w, iov, cnt);
-    }
-    for (int i = 0; i < cnt; i++) {
-        const uint8_t *p = iov[i].iov_base;
-        size_t len = iov[i].iov_len;
-        while (len > 0) {
-            size_t n = MIN(len, DIRECT_CHUNK_SIZE - w->stage_len);
-            memcpy(w->stage + w->stage_len, p, n);
-            w->stage_len += n;
-            p += n;
-            len -= n;
-            if (w->stage_len == DIRECT_CHUNK_SIZE) {
-                int r = stage_flush(w);
-                if (r < 0) {
-                    return r;
-                }
-            }
-        }
-    }
-    return 0;
-}
-
-/* Writer thread: O_DIRECT mode, write the unaligned tail with O_DIRECT cleared. */
-static int output_finish(VmaWriter *w)
-{
-    if (!w->direct || w->stage_len == 0) {
-        return 0;
-    }
-    int fl = fcntl(w->fd, F_GETFL);
-    if (fl < 0 || fcntl(w->fd, F_SETFL, fl & ~O_DIRECT) < 0) {
-        return -errno;
-    }
-    return stage_flush(w);
-}
+/* ---- extents ------------------------------------------------------------------------ */
 
 /* Writer thread: one extent of n records (n may be 0: the empty extent). */
 static int write_extent(VmaWriter *w, WriterRecord **recs, unsigned n)
@@ -509,7 +348,7 @@ static int write_extent(VmaWriter *w, WriterRecord **recs, unsigned n)
     eh->block_count = GUINT16_TO_BE((uint16_t)blocks);
     vma_md5_excluding((const uint8_t *)eh, sizeof(*eh), VMA_EXTENT_MD5_OFFSET, eh->md5sum);
     w->extents_written++;
-    return output_write(w, iov, cnt);
+    return vma_output_writev(w->out, iov, cnt);
 }
 
 static void latch_write_error(VmaWriter *w, int r)
@@ -562,7 +401,7 @@ static gpointer writer_thread(gpointer opaque)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
     struct iovec hiov = { .iov_base = w->header, .iov_len = w->header_size };
-    r = output_write(w, &hiov, 1);
+    r = vma_output_writev(w->out, &hiov, 1);
     if (r < 0) {
         latch_write_error(w, r);
         return NULL;
@@ -613,7 +452,7 @@ static gpointer writer_thread(gpointer opaque)
             return NULL;
         }
     }
-    r = output_finish(w);
+    r = vma_output_finish(w->out);
     if (r < 0) {
         latch_write_error(w, r);
     }
@@ -622,55 +461,19 @@ static gpointer writer_thread(gpointer opaque)
 
 /* ---- construction ------------------------------------------------------------------- */
 
-static void set_pipe_size(int fd)
+/* Takes ownership of out. */
+static VmaWriter *writer_new(VmaOutput *out, const char *name, const VmaWriterOptions *opts)
 {
-    /* a larger pipe moves data much faster; not fatal where the kernel refuses */
-    (void)fcntl(fd, F_SETPIPE_SZ, PIPE_BUFFER_SIZE);
-}
-
-static bool set_nonblock(int fd, const char *name, GError **errp)
-{
-    int fl = fcntl(fd, F_GETFL);
-
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "set up %s: %s", name, g_strerror(errno));
-        return false;
-    }
-    return true;
-}
-
-/* Common part of both constructors; takes ownership of fd (closed on failure). */
-static VmaWriter *writer_new_common(int fd, const char *name, OutputKind kind,
-                                    const VmaWriterOptions *opts, GError **errp)
-{
-    struct stat st;
-
-    if (fstat(fd, &st) < 0) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "stat %s: %s", name, g_strerror(errno));
-        close(fd);
-        return NULL;
-    }
-    int wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (wake_fd < 0) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "create eventfd for %s: %s", name,
-                    g_strerror(errno));
-        close(fd);
-        return NULL;
-    }
-
     VmaWriter *w = g_new0(VmaWriter, 1);
+
     w->name = g_strdup(name);
-    w->kind = kind;
-    w->fd = fd;
-    w->wake_fd = wake_fd;
-    w->fd_regular = S_ISREG(st.st_mode);
+    w->out = out;
     g_mutex_init(&w->lock);
     g_cond_init(&w->not_empty);
     g_cond_init(&w->not_full);
     g_queue_init(&w->prio);
     g_queue_init(&w->normal);
     w->configs = g_ptr_array_new();
-    atomic_init(&w->output_bytes, 0);
     w->ehdr = g_aligned_alloc0(1, sizeof(VmaExtentHeader), VMA_BLOCK_SIZE);
 
     if (opts && opts->uuid) {
@@ -682,141 +485,25 @@ static VmaWriter *writer_new_common(int fd, const char *name, OutputKind kind,
     w->ctime = (opts && opts->ctime != 0) ? opts->ctime : (int64_t)time(NULL);
     w->queue_bound = (opts && opts->queue_clusters) ? opts->queue_clusters
                                                     : DEFAULT_QUEUE_CLUSTERS;
-
-    if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) {
-        if (S_ISFIFO(st.st_mode)) {
-            set_pipe_size(fd);
-        }
-        if (!set_nonblock(fd, name, errp)) {
-            vma_writer_free(w);
-            return NULL;
-        }
-    }
     return w;
-}
-
-static int spawn_command(const char *cmd, const char *name, pid_t *pid, GError **errp)
-{
-    int pfd[2];
-
-    if (pipe2(pfd, O_CLOEXEC) < 0) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "create pipe for %s: %s", name,
-                    g_strerror(errno));
-        return -1;
-    }
-
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    sigset_t defaults, empty;
-    char *argv[] = { (char *)"/bin/sh", (char *)"-c", (char *)cmd, NULL };
-
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, pfd[0], STDIN_FILENO);
-    posix_spawnattr_init(&attr);
-    /* the command gets ordinary signal handling whatever our process does */
-    sigemptyset(&defaults);
-    sigaddset(&defaults, SIGPIPE);
-    sigemptyset(&empty);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawnattr_setsigmask(&attr, &empty);
-    /* its own process group, so that a cancelled or failed writer can end the command
-     * and whatever it started (reap_child) */
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK |
-                                        POSIX_SPAWN_SETPGROUP);
-    int r = posix_spawn(pid, "/bin/sh", &fa, &attr, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    close(pfd[0]);
-    if (r != 0) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "start %s: %s", name, g_strerror(r));
-        close(pfd[1]);
-        return -1;
-    }
-    return pfd[1];
 }
 
 VmaWriter *vma_writer_new(const char *target, const VmaWriterOptions *opts, GError **errp)
 {
-    struct stat st;
-    VmaWriter *w;
-
     g_return_val_if_fail(target != NULL, NULL);
 
-    if (g_str_has_prefix(target, "exec:")) {
-        const char *cmd = target + strlen("exec:");
-        pid_t pid = 0;
-
-        if (*cmd == '\0') {
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID, "open %s: empty command",
-                        target);
-            return NULL;
-        }
-        int fd = spawn_command(cmd, target, &pid, errp);
-        if (fd < 0) {
-            return NULL;
-        }
-        w = writer_new_common(fd, target, OUTPUT_EXEC, opts, errp);
-        if (!w) {
-            int status;
-            while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-            }
-            return NULL;
-        }
-        w->child = pid;
-        return w;
-    }
-
-    if (*target == '\0') {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID, "open archive: empty file name");
-        return NULL;
-    }
-
-    if (stat(target, &st) == 0 && S_ISFIFO(st.st_mode)) {
-        /* Non-blocking, as the deployed writer opens it: a FIFO without a reader is an
-         * error at once instead of a hang (the daemon opens targets in its main loop). */
-        int fd = open(target, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-        if (fd < 0) {
-            int e = errno;
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "open %s: %s", target,
-                        e == ENXIO ? "no process has the FIFO open for reading"
-                                   : g_strerror(e));
-            return NULL;
-        }
-        return writer_new_common(fd, target, OUTPUT_FIFO, opts, errp);
-    }
-
-    int fd = open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        int e = errno;
-        g_set_error(errp, VMA_ERROR, e == EEXIST ? VMA_ERROR_EXISTS : VMA_ERROR_IO,
-                    "create %s: %s", target, g_strerror(e));
-        return NULL;
-    }
-    bool direct = false;
-    if (opts && opts->direct) {
-        /* file systems without O_DIRECT (tmpfs) get ordinary buffered writes */
-        int fl = fcntl(fd, F_GETFL);
-        direct = fl >= 0 && fcntl(fd, F_SETFL, fl | O_DIRECT) == 0;
-    }
-    w = writer_new_common(fd, target, OUTPUT_FILE, opts, errp);
-    if (!w) {
-        unlink(target);
-        return NULL;
-    }
-    w->path = g_strdup(target);
-    if (direct) {
-        w->direct = true;
-        w->stage = g_aligned_alloc(1, DIRECT_CHUNK_SIZE, VMA_BLOCK_SIZE);
-    }
-    return w;
+    VmaOutput *out = vma_output_open(target, opts && opts->direct, errp);
+    return out ? writer_new(out, target, opts) : NULL;
 }
 
 VmaWriter *vma_writer_new_fd(int fd, const char *name, const VmaWriterOptions *opts,
                              GError **errp)
 {
     g_return_val_if_fail(fd >= 0, NULL);
-    return writer_new_common(fd, name ? name : "archive", OUTPUT_FD, opts, errp);
+
+    name = name ? name : "archive";
+    VmaOutput *out = vma_output_new_fd(fd, name, errp);
+    return out ? writer_new(out, name, opts) : NULL;
 }
 
 void vma_writer_get_uuid(VmaWriter *w, uint8_t uuid[16])
@@ -1231,7 +918,7 @@ bool vma_writer_get_device_status(VmaWriter *w, uint8_t dev_id, VmaDeviceStatus 
 
 uint64_t vma_writer_get_output_bytes(VmaWriter *w)
 {
-    return atomic_load(&w->output_bytes);
+    return vma_output_get_bytes(w->out);
 }
 
 uint64_t vma_writer_get_queued_bytes(VmaWriter *w)
@@ -1274,69 +961,6 @@ static void check_complete_locked(VmaWriter *w)
     }
 }
 
-/* Wait for the command's exit; once the writer has failed or was cancelled, a command
- * that neither reads nor exits (a hung ssh, a compressor on a dead mount) must not hold
- * up the end of the stream: after CHILD_GRACE_MS its process group gets SIGTERM, and
- * SIGKILL CHILD_GRACE_MS later. */
-static pid_t wait_child(VmaWriter *w, int *status)
-{
-    pid_t r;
-    g_mutex_lock(&w->lock);
-    bool failed = w->error != NULL;
-    g_mutex_unlock(&w->lock);
-
-    if (failed) {
-        for (int step = 0; step < 3; step++) {
-            gint64 deadline = g_get_monotonic_time() + CHILD_GRACE_MS * 1000;
-            do {
-                r = waitpid(w->child, status, WNOHANG);
-                if (r != 0 && !(r < 0 && errno == EINTR)) {
-                    return r;
-                }
-                g_usleep(10 * 1000);
-            } while (g_get_monotonic_time() < deadline);
-            if (step < 2) {
-                kill(-w->child, step == 0 ? SIGTERM : SIGKILL);
-            }
-        }
-    }
-    do {
-        r = waitpid(w->child, status, 0);
-    } while (r < 0 && errno == EINTR);
-    return r;
-}
-
-/* Wait for the exec: command; a failed command replaces a broken-pipe error, since it
- * is the cause. */
-static void reap_child(VmaWriter *w)
-{
-    int status = 0;
-    pid_t r = wait_child(w, &status);
-
-    w->child = 0;
-
-    GError *err = NULL;
-    if (r < 0) {
-        err = g_error_new(VMA_ERROR, VMA_ERROR_IO, "wait for %s: %s", w->name,
-                          g_strerror(errno));
-    } else if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
-        err = g_error_new(VMA_ERROR, VMA_ERROR_FAILED, "%s: command exited with status %d",
-                          w->name, WEXITSTATUS(status));
-    } else if (WIFSIGNALED(status)) {
-        err = g_error_new(VMA_ERROR, VMA_ERROR_FAILED, "%s: command killed by signal %d",
-                          w->name, WTERMSIG(status));
-    }
-    if (!err) {
-        return;
-    }
-    g_mutex_lock(&w->lock);
-    if (w->error && w->error_is_epipe) {
-        g_clear_error(&w->error);
-    }
-    latch_error_locked(w, err, false);
-    g_mutex_unlock(&w->lock);
-}
-
 bool vma_writer_close(VmaWriter *w, GError **errp)
 {
     g_return_val_if_fail(w != NULL, false);
@@ -1367,38 +991,24 @@ bool vma_writer_close(VmaWriter *w, GError **errp)
     if (!w->error) {
         check_complete_locked(w);
     }
-    bool sync = !w->error && w->fd_regular;
+    bool failed = w->error != NULL;
     g_mutex_unlock(&w->lock);
 
-    int sr = 0;
-    while (sync && (sr = fdatasync(w->fd)) < 0 && errno == EINTR) {
-        /* interrupted by a signal: flush again */
-    }
-    if (sync && sr < 0) {
-        latch_error(w, g_error_new(VMA_ERROR, VMA_ERROR_IO, "flush %s: %s", w->name,
-                                   g_strerror(errno)),
-                    false);
-    }
-    if (w->fd >= 0) {
-        int r = close(w->fd);
-        int e = errno;
-        w->fd = -1;
-        if (r < 0 && e != EINTR) {
-            latch_error(w, g_error_new(VMA_ERROR, VMA_ERROR_IO, "close %s: %s", w->name,
-                                       g_strerror(e)),
-                        false);
+    /* flush, close, wait for a command, rename a new file into place (or remove it) */
+    GError *err = NULL;
+    if (!vma_output_close(w->out, failed, &err)) {
+        g_mutex_lock(&w->lock);
+        if (w->error && w->error_is_epipe && g_error_matches(err, VMA_ERROR, VMA_ERROR_FAILED)) {
+            /* the command's failure caused the broken pipe: it is the error to report */
+            g_clear_error(&w->error);
         }
-    }
-    if (w->child > 0) {
-        reap_child(w);
+        latch_error_locked(w, err, false);
+        g_mutex_unlock(&w->lock);
     }
 
     g_mutex_lock(&w->lock);
     bool ok = propagate_latched_locked(w, errp);
     g_mutex_unlock(&w->lock);
-    if (!ok && w->path) {
-        unlink(w->path);
-    }
     return ok;
 }
 
@@ -1412,8 +1022,7 @@ void vma_writer_free(VmaWriter *w)
         vma_writer_close(w, NULL);
     }
     assert(!w->thread);
-    close_fd(&w->fd);
-    close_fd(&w->wake_fd);
+    vma_output_free(w->out);
     for (guint i = 0; i < w->configs->len; i++) {
         WriterConfig *c = g_ptr_array_index(w->configs, i);
         g_free(c->name);
@@ -1437,11 +1046,9 @@ void vma_writer_free(VmaWriter *w)
     }
     g_free(w->header);
     g_aligned_free(w->ehdr);
-    g_aligned_free(w->stage);
     g_mutex_clear(&w->lock);
     g_cond_clear(&w->not_empty);
     g_cond_clear(&w->not_full);
     g_free(w->name);
-    g_free(w->path);
     g_free(w);
 }

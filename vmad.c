@@ -44,6 +44,14 @@
 /* Options in the order the user gave them. Later issues add e.g. --fleecing-dir and
  * --backup-buffer-size: one enum value, one getopt entry, one case in process_option()
  * (or a field of DaemonConfig for settings that are not commands). */
+/* vmad's own failures (command line, pid file): only their message is used, printed as
+ * "vmad: MESSAGE"; QMP_ERROR stays at the monitor boundary. */
+#define VMAD_ERROR vmad_error_quark()
+typedef enum VmadErrorCode {
+    VMAD_ERROR_FAILED,
+} VmadErrorCode;
+static G_DEFINE_QUARK(vmad-error-quark, vmad_error)
+
 typedef enum OptKind {
     OPT_BLOCKDEV = 256,
     OPT_NBD_SERVER,
@@ -152,7 +160,7 @@ static bool parse_bool(const char *key, const char *value, bool *out, GError **e
                g_strcmp0(value, "false") == 0) {
         *out = false;
     } else {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Parameter '%s' expects 'on' or 'off'",
+        g_set_error(errp, VMAD_ERROR, VMAD_ERROR_FAILED, "Parameter '%s' expects 'on' or 'off'",
                     key);
         return false;
     }
@@ -166,12 +174,12 @@ static bool check_keyval_members(JsonObject *obj, const char *const *allowed, GE
 
     for (GList *l = keys; l != NULL; l = l->next) {
         if (!g_strv_contains(allowed, l->data)) {
-            g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Parameter '%s' is unexpected",
+            g_set_error(errp, VMAD_ERROR, VMAD_ERROR_FAILED, "Parameter '%s' is unexpected",
                         (const char *)l->data);
             return false;
         }
         if (json_node_get_value_type(json_object_get_member(obj, l->data)) != G_TYPE_STRING) {
-            g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+            g_set_error(errp, VMAD_ERROR, VMAD_ERROR_FAILED,
                         "Parameter '%s' expects a single value", (const char *)l->data);
             return false;
         }
@@ -193,12 +201,12 @@ static bool add_chardev(Daemon *d, const char *text, GError **errp)
     const char *id = json_object_get_string_member_with_default(kv, "id", NULL);
     const char *path = json_object_get_string_member_with_default(kv, "path", NULL);
     if (g_strcmp0(backend, "socket") != 0) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+        g_set_error(errp, VMAD_ERROR, VMAD_ERROR_FAILED,
                     "chardev backend '%s' is not supported: use socket", backend ? backend : "");
         return false;
     }
     if (id == NULL || *id == '\0' || path == NULL) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Parameter '%s' is missing",
+        g_set_error(errp, VMAD_ERROR, VMAD_ERROR_FAILED, "Parameter '%s' is missing",
                     id == NULL || *id == '\0' ? "id" : "path");
         return false;
     }
@@ -211,14 +219,14 @@ static bool add_chardev(Daemon *d, const char *text, GError **errp)
         return false;
     }
     if (!server || wait) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+        g_set_error(errp, VMAD_ERROR, VMAD_ERROR_FAILED,
                     "chardev %s: only a listening socket is supported (server=on,wait=off)",
                     id);
         return false;
     }
     for (guint i = 0; i < d->chardevs->len; i++) {
         if (strcmp(((Chardev *)g_ptr_array_index(d->chardevs, i))->id, id) == 0) {
-            g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "chardev '%s' already exists", id);
+            g_set_error(errp, VMAD_ERROR, VMAD_ERROR_FAILED, "chardev '%s' already exists", id);
             return false;
         }
     }
@@ -264,14 +272,14 @@ static bool add_monitor(Daemon *d, const char *text, GError **errp)
         path = NULL;
     }
     if ((path == NULL) == (chardev == NULL)) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+        g_set_error(errp, VMAD_ERROR, VMAD_ERROR_FAILED,
                     "give either a socket path or chardev=ID");
         return false;
     }
     if (chardev != NULL) {
         const Chardev *c = find_chardev(d, chardev);
         if (c == NULL) {
-            g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "chardev '%s' not found", chardev);
+            g_set_error(errp, VMAD_ERROR, VMAD_ERROR_FAILED, "chardev '%s' not found", chardev);
             return false;
         }
         path = c->path;
@@ -279,12 +287,12 @@ static bool add_monitor(Daemon *d, const char *text, GError **errp)
     if (mode_str != NULL && strcmp(mode_str, "control") != 0) {
         guint64 m;
         if (strcmp(mode_str, "readline") == 0) {
-            g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+            g_set_error(errp, VMAD_ERROR, VMAD_ERROR_FAILED,
                         "mode=readline: vmad has no human monitor, only QMP (mode=control)");
             return false;
         }
         if (!g_ascii_string_to_unsigned(mode_str, 8, 0, 0777, &m, NULL)) {
-            g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+            g_set_error(errp, VMAD_ERROR, VMAD_ERROR_FAILED,
                         "Parameter 'mode' expects an octal permission such as 0600, or "
                         "'control'");
             return false;
@@ -295,7 +303,7 @@ static bool add_monitor(Daemon *d, const char *text, GError **errp)
         (!parse_bool("pretty", json_object_get_string_member(kv, "pretty"), &pretty, errp) ||
          pretty)) {
         if (pretty) {
-            g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "pretty=on is not supported");
+            g_set_error(errp, VMAD_ERROR, VMAD_ERROR_FAILED, "pretty=on is not supported");
         }
         return false;
     }
@@ -312,12 +320,12 @@ static bool write_pidfile(Daemon *d, GError **errp)
     g_autofd int fd = open(d->pidfile, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
 
     if (fd < 0) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "%s: %s", d->pidfile,
+        g_set_error(errp, VMAD_ERROR, VMAD_ERROR_FAILED, "%s: %s", d->pidfile,
                     g_strerror(errno));
         return false;
     }
     if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "%s: %s", d->pidfile,
+        g_set_error(errp, VMAD_ERROR, VMAD_ERROR_FAILED, "%s: %s", d->pidfile,
                     errno == EWOULDBLOCK ? "in use by another running vmad"
                                          : g_strerror(errno));
         return false;
@@ -326,7 +334,7 @@ static bool write_pidfile(Daemon *d, GError **errp)
     int r = ftruncate(fd, 0) < 0 ? -errno : full_write(fd, text, strlen(text));
     if (r < 0) {
         unlink(d->pidfile);
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "%s: write: %s", d->pidfile,
+        g_set_error(errp, VMAD_ERROR, VMAD_ERROR_FAILED, "%s: write: %s", d->pidfile,
                     g_strerror(-r));
         return false;
     }

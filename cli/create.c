@@ -2,8 +2,8 @@
  * create.c — `vma create [-v] [-c CFG]... ARCHIVE [-d format=raw:NAME=PATH]... | [NAME=PATH]...`
  *
  * Writes a new archive from raw images (regular files or block devices) and config
- * files. ARCHIVE is a new file (it must not exist), an existing FIFO, or exec:<command>
- * (the stream goes to the command's stdin). Devices are given either all with -d (a
+ * files. ARCHIVE is a new file (it must not exist), an existing FIFO, exec:<command>
+ * (the stream goes to the command's stdin), or - for standard output (not a terminal). Devices are given either all with -d (a
  * format is required, and only raw exists here) or all as legacy positional operands
  * (format optional); a device without "NAME=" is called disk<index> (index from 0 in
  * the order given); the name "vmstate" makes the image a VM state stream. A config is
@@ -76,9 +76,11 @@ static void create_usage(FILE *out)
             "       vma create [-v] [-c CONFIG]... ARCHIVE [NAME=]PATH...\n"
             "\n"
             "Write a new VMA archive from raw images and config files. ARCHIVE must not\n"
-            "exist; it may be an existing FIFO or exec:COMMAND (the stream goes to the\n"
-            "command's stdin). A device without NAME= is called disk<index>; the name\n"
-            "'vmstate' stores the image as a VM state stream.\n"
+            "exist; it is written under a hidden temporary name in the same directory and\n"
+            "renamed when complete. It may also be an existing FIFO, exec:COMMAND (the\n"
+            "stream goes to the command's stdin) or - (standard output, not a terminal).\n"
+            "A device without NAME= is called disk<index>; the name 'vmstate' stores the\n"
+            "image as a VM state stream.\n"
             "\n"
             "  -c, --config FILE  store FILE as a config (under its base name); repeatable\n"
             "  -d, --device SPEC  add a device: format=raw:NAME=PATH; repeatable\n"
@@ -410,7 +412,15 @@ static int run_create(Create *cr, const char *archive, GPtrArray *configs, bool 
     VmaWriterOptions opts;
 
     memset(&opts, 0, sizeof(opts));
-    cr->w = vma_writer_new(archive, &opts, &err);
+    if (strcmp(archive, "-") == 0) {
+        int fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+        if (fd < 0) {
+            return cli_failf("create", "standard output: %s", g_strerror(errno));
+        }
+        cr->w = vma_writer_new_fd(fd, "standard output", &opts, &err);
+    } else {
+        cr->w = vma_writer_new(archive, &opts, &err);
+    }
     if (!cr->w) {
         return cli_fail("create", err);
     }
@@ -533,6 +543,19 @@ int cli_create_main(int argc, char **argv)
         return cli_usage_error("create", "missing ARCHIVE operand");
     }
     const char *archive = argv[optind++];
+    int stdout_flags = -1;
+    if (strcmp(archive, "-") == 0) {
+        /* '-' is standard output, as for vma backup */
+        struct stat sb;
+        if (fstat(STDOUT_FILENO, &sb) < 0) {
+            return cli_failf("create", "standard output: %s", g_strerror(errno));
+        }
+        if (isatty(STDOUT_FILENO)) {
+            return cli_failf("create", "refusing to write the archive to a terminal");
+        }
+        /* the writer makes a pipe non-blocking; the open file description is shared */
+        stdout_flags = fcntl(STDOUT_FILENO, F_GETFL);
+    }
     bool legacy = optind < argc;
     if (legacy && device_specs->len > 0) {
         return cli_usage_error("create", "give all devices with -d or all as NAME=PATH "
@@ -605,6 +628,9 @@ int cli_create_main(int argc, char **argv)
 
     cli_install_interrupt_handlers();
     rc = run_create(&cr, archive, configs, verbose);
+    if (stdout_flags >= 0) {
+        fcntl(STDOUT_FILENO, F_SETFL, stdout_flags);
+    }
 
 out:
     if (cr.error) {

@@ -79,8 +79,11 @@ typedef struct VmaWriterOptions {
 /* Open an output stream. target is one of:
  *   "exec:<shell command>"  — the stream goes to the command's stdin (/bin/sh -c);
  *   the path of an existing FIFO — opened for writing;
- *   any other path          — a new regular file, created with O_EXCL (mode 0600);
- *                             VMA_ERROR_EXISTS if it exists.
+ *   any other path          — a new regular file (mode 0600); VMA_ERROR_EXISTS if the
+ *                             name exists. It is written as ".NAME.tmp-XXXXXX" in the
+ *                             same directory and appears under its name only when
+ *                             vma_writer_close() succeeds (never replacing a file
+ *                             created there meanwhile).
  * Pipes get a 1 MiB pipe buffer where the kernel allows it. Nothing is written until
  * the header is final (first cluster, vma_writer_start() or vma_writer_close()). */
 VmaWriter *vma_writer_new(const char *target, const VmaWriterOptions *opts, GError **errp);
@@ -137,9 +140,10 @@ uint64_t vma_writer_get_output_bytes(VmaWriter *w);
 uint64_t vma_writer_get_queued_bytes(VmaWriter *w);
 
 /* Finish the stream: drain the queue, stop the writer thread, flush and close the output,
- * wait for an exec: command and check its exit status. Fails (and removes an output file
- * the writer created) on a latched error, a failed command, or unless every cluster of
- * every non-vmstate device was written exactly once. Call at most once. */
+ * wait for an exec: command and check its exit status, and rename a new file into place
+ * (then flush its directory). Fails (and removes an output file the writer created) on a
+ * latched error, a failed command or flush, a final name taken meanwhile, or unless every
+ * cluster of every non-vmstate device was written exactly once. Call at most once. */
 bool vma_writer_close(VmaWriter *w, GError **errp);
 /* Free the handle; accepts NULL. If not closed, cancels, closes and removes the partial
  * output file first. */

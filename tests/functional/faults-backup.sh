@@ -10,7 +10,7 @@
 # exactly like an undisturbed one. Both exit cleanly (in a sanitizer build: no leaks).
 . "$(dirname "$0")/qmp-lib.bash"
 . "$(dirname "$0")/faults-lib.bash"
-need_tools qemu-io
+requires qemu-io
 export VMA=${VMA:-$BUILDDIR/vma}
 [ -x "$VMA" ] || fail "$VMA not built"
 
@@ -23,7 +23,8 @@ for name, size in (("a", 8 << 20), ("c", 2 << 20), ("e", 4 << 20), ("f", 1 << 20
         f.write(os.urandom(size))
 EOF
 
-# Which calls fail (the file names of the backups choose the case):
+# Which calls fail (the file names of the backups choose the case; a new archive is
+# written as .NAME.tmp-XXXXXX until it is complete, so that is the name the rules see):
 #   enospc-*.vma  writes fail with ENOSPC after the header and one extent
 #   eio-*.vma     writes fail with EIO after the header
 #   sync-*.vma    the flush at the end fails
@@ -32,9 +33,9 @@ EOF
 #   f.raw         every flush fails (FUA writes and FLUSH)
 #   fleece/       writes of the fleecing file fail with ENOSPC, while $T/arm-fleece exists
 #                 (spilling works in the other cases, which spill when the target is slow)
-RULES="op=writev,path=*/out/enospc-*.vma,after=2,err=ENOSPC"
-RULES+=";op=writev,path=*/out/eio-*.vma,after=1,err=EIO"
-RULES+=";op=fdatasync,path=*/out/sync-*.vma,err=EIO"
+RULES="op=writev,path=*/out/.enospc-*.vma.tmp-*,after=2,err=ENOSPC"
+RULES+=";op=writev,path=*/out/.eio-*.vma.tmp-*,after=1,err=EIO"
+RULES+=";op=fdatasync,path=*/out/.sync-*.vma.tmp-*,err=EIO"
 RULES+=";op=pread|preadv,path=*/c.raw,thread=backup-copy,count=1,err=EIO"
 RULES+=";op=pread|preadv,path=*/e.raw,thread=nbd-*,count=1,err=EIO"
 RULES+=";op=fdatasync,path=*/f.raw,err=EIO"

@@ -91,6 +91,39 @@ static void remove_tmpdir(char *dir)
     g_free(dir);
 }
 
+/* The path of the one temporary file ".BASE.tmp-XXXXXX" of a new archive in dir (the
+ * name it has until it is complete), or NULL if there is none; fails on two. */
+static char *find_tmp(const char *dir, const char *base)
+{
+    g_autofree char *prefix = g_strdup_printf(".%s.tmp-", base);
+    GDir *d = g_dir_open(dir, 0, NULL);
+    const char *name;
+    char *found = NULL;
+
+    assert_non_null(d);
+    while ((name = g_dir_read_name(d)) != NULL) {
+        if (g_str_has_prefix(name, prefix) && strlen(name) == strlen(prefix) + 6) {
+            assert_null(found);
+            found = g_build_filename(dir, name, NULL);
+        }
+    }
+    g_dir_close(d);
+    return found;
+}
+
+static unsigned count_entries(const char *dir)
+{
+    GDir *d = g_dir_open(dir, 0, NULL);
+    unsigned n = 0;
+
+    assert_non_null(d);
+    while (g_dir_read_name(d) != NULL) {
+        n++;
+    }
+    g_dir_close(d);
+    return n;
+}
+
 static void assert_error(GError *err, VmaErrorCode code, const char *substring)
 {
     if (!err) {
@@ -583,7 +616,11 @@ static void test_header_ref_2dev(void **state)
         g_usleep(1000);
     }
     assert_int_equal(vma_writer_get_output_bytes(w), hsize);
-    g_autoptr(GBytes) out = read_path(path);
+    /* an incomplete archive is only under its temporary name */
+    assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
+    g_autofree char *tmp = find_tmp(dir, "out.vma");
+    assert_non_null(tmp);
+    g_autoptr(GBytes) out = read_path(tmp);
     assert_int_equal(g_bytes_get_size(out), hsize);
     assert_memory_equal(g_bytes_get_data(out, NULL), rb, hsize);
 
@@ -593,6 +630,7 @@ static void test_header_ref_2dev(void **state)
 
     vma_writer_free(w); /* cancels, removes the partial file */
     assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
+    assert_false(g_file_test(tmp, G_FILE_TEST_EXISTS));
     remove_tmpdir(dir);
 }
 
@@ -1404,6 +1442,95 @@ static void test_existing_file(void **state)
     remove_tmpdir(dir);
 }
 
+/* A new file is written as ".NAME.tmp-XXXXXX" (mode 0600) and appears under NAME only
+ * once complete; a failed or cancelled one leaves neither name behind. */
+static void test_new_file_tempname(void **state)
+{
+    g_autoptr(GError) err = NULL;
+    char *dir = make_tmpdir();
+    g_autofree char *path = g_build_filename(dir, "out.vma", NULL);
+    struct stat st;
+
+    VmaWriter *w = vma_writer_new(path, NULL, &err);
+    assert_non_null(w);
+    assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
+    g_autofree char *tmp = find_tmp(dir, "out.vma");
+    assert_non_null(tmp);
+    assert_int_equal(lstat(tmp, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    assert_int_equal(st.st_mode & 07777, 0600);
+    write_tiny(w);
+    assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
+    assert_ok(vma_writer_close(w, &err), err);
+    assert_true(g_file_test(path, G_FILE_TEST_IS_REGULAR));
+    assert_false(g_file_test(tmp, G_FILE_TEST_EXISTS));
+    assert_int_equal(count_entries(dir), 1);
+    assert_int_equal(lstat(path, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0600);
+    vma_writer_free(w);
+    g_autoptr(GBytes) out = read_path(path);
+    check_tiny(out);
+
+    /* cancelled: neither name remains */
+    g_autofree char *path2 = g_build_filename(dir, "two.vma", NULL);
+    w = vma_writer_new(path2, NULL, &err);
+    assert_non_null(w);
+    write_tiny(w);
+    vma_writer_cancel(w, "backup canceled");
+    assert_false(vma_writer_close(w, &err));
+    assert_error(err, VMA_ERROR_CANCELLED, "backup canceled");
+    g_clear_error(&err);
+    vma_writer_free(w);
+    assert_int_equal(count_entries(dir), 1);
+
+    /* a final name of NAME_MAX bytes: the temporary name is cut to fit */
+    char base[256];
+    memset(base, 'n', 255);
+    base[255] = '\0';
+    g_autofree char *longpath = g_build_filename(dir, base, NULL);
+    w = vma_writer_new(longpath, NULL, &err);
+    assert_non_null(w);
+    write_tiny(w);
+    assert_ok(vma_writer_close(w, &err), err);
+    vma_writer_free(w);
+    assert_true(g_file_test(longpath, G_FILE_TEST_IS_REGULAR));
+    assert_int_equal(count_entries(dir), 2);
+    remove_tmpdir(dir);
+}
+
+/* A file created under the final name while the archive was written is never replaced;
+ * a dangling symlink counts as taken, as O_EXCL has it. */
+static void test_final_name_taken(void **state)
+{
+    g_autoptr(GError) err = NULL;
+    char *dir = make_tmpdir();
+    g_autofree char *path = g_build_filename(dir, "out.vma", NULL);
+
+    VmaWriter *w = vma_writer_new(path, NULL, &err);
+    assert_non_null(w);
+    write_tiny(w);
+    assert_true(g_file_set_contents(path, "mine", 4, NULL));
+    assert_false(vma_writer_close(w, &err));
+    assert_error(err, VMA_ERROR_EXISTS, "File exists (created while the archive was written)");
+    assert_non_null(strstr(err->message, path));
+    g_clear_error(&err);
+    vma_writer_free(w);
+    g_autoptr(GBytes) kept = read_path(path);
+    assert_int_equal(g_bytes_get_size(kept), 4);
+    assert_memory_equal(g_bytes_get_data(kept, NULL), "mine", 4);
+    g_autofree char *tmp = find_tmp(dir, "out.vma");
+    assert_null(tmp);
+    assert_int_equal(count_entries(dir), 1);
+
+    g_autofree char *link = g_build_filename(dir, "link.vma", NULL);
+    assert_int_equal(symlink("nowhere", link), 0);
+    assert_null(vma_writer_new(link, NULL, &err));
+    assert_error(err, VMA_ERROR_EXISTS, "File exists");
+    g_clear_error(&err);
+    assert_int_equal(count_entries(dir), 2);
+    remove_tmpdir(dir);
+}
+
 static void test_fifo_target(void **state)
 {
     g_autoptr(GError) err = NULL;
@@ -1590,6 +1717,8 @@ int main(void)
         cmocka_unit_test(test_cancel_wakes_blocked),
         cmocka_unit_test(test_exec_target),
         cmocka_unit_test(test_existing_file),
+        cmocka_unit_test(test_new_file_tempname),
+        cmocka_unit_test(test_final_name_taken),
         cmocka_unit_test(test_fifo_target),
         cmocka_unit_test(test_broken_pipe),
         cmocka_unit_test(test_fd_regular_file),
