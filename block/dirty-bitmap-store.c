@@ -216,6 +216,7 @@ bool dirty_state_decode(DirtyBitmapSet *set, const void *data, size_t len, bool 
             return false;
         }
         const uint8_t *e = p + off;
+        g_autofree char *name = NULL;
         uint32_t name_len = get32(e);
         uint32_t gran = get32(e + 4);
         uint32_t eflags = get32(e + 8);
@@ -226,18 +227,23 @@ bool dirty_state_decode(DirtyBitmapSet *set, const void *data, size_t len, bool 
                         "bitmap %u: bad name length %u", i, name_len);
             return false;
         }
+        if (name_len > len - off - ENTRY_SIZE) {
+            g_set_error(errp, DIRTY_BITMAP_ERROR, DIRTY_BITMAP_ERROR_STATE,
+                        "bitmap %u: truncated", i);
+            return false;
+        }
         if (gran < DIRTY_BITMAP_MIN_GRANULARITY || gran > DIRTY_BITMAP_MAX_GRANULARITY ||
             (gran & (gran - 1)) != 0) {
             g_set_error(errp, DIRTY_BITMAP_ERROR, DIRTY_BITMAP_ERROR_STATE,
                         "bitmap %u: bad granularity %u", i, gran);
-            return false;
+            goto damaged;
         }
         uint64_t want = (id->size + gran - 1) / gran;
         if (nbits != 0 && nbits != want) {
             g_set_error(errp, DIRTY_BITMAP_ERROR, DIRTY_BITMAP_ERROR_STATE,
                         "bitmap %u: %" G_GUINT64_FORMAT " bits for a disk of %"
                         G_GUINT64_FORMAT " bytes", i, nbits, id->size);
-            return false;
+            goto damaged;
         }
         uint64_t words = (nbits + 63) / 64;
         size_t left = len - off - ENTRY_SIZE;
@@ -245,15 +251,15 @@ bool dirty_state_decode(DirtyBitmapSet *set, const void *data, size_t len, bool 
             (left - name_len - words * 8) < 4) {
             g_set_error(errp, DIRTY_BITMAP_ERROR, DIRTY_BITMAP_ERROR_STATE,
                         "bitmap %u: truncated", i);
-            return false;
+            goto damaged;
         }
         size_t body = ENTRY_SIZE + name_len + (size_t)words * 8;
         if (get32(e + body) != (uint32_t)crc32(0, e, (uInt)body)) {
             g_set_error(errp, DIRTY_BITMAP_ERROR, DIRTY_BITMAP_ERROR_STATE,
                         "bitmap %u: checksum mismatch", i);
-            return false;
+            goto damaged;
         }
-        g_autofree char *name = g_strndup((const char *)e + ENTRY_SIZE, name_len);
+        name = g_strndup((const char *)e + ENTRY_SIZE, name_len);
         if (strlen(name) != name_len) {
             g_set_error(errp, DIRTY_BITMAP_ERROR, DIRTY_BITMAP_ERROR_STATE,
                         "bitmap %u: NUL in name", i);
@@ -268,6 +274,15 @@ bool dirty_state_decode(DirtyBitmapSet *set, const void *data, size_t len, bool 
             return false;
         }
         off += body + 4;
+        continue;
+damaged:
+        /* the entry's name is still readable: that bitmap comes back inconsistent */
+        name = g_strndup((const char *)e + ENTRY_SIZE, name_len);
+        if (strlen(name) == name_len) {
+            (void)dirty_set_insert_loaded(set, name, DIRTY_BITMAP_DEFAULT_GRANULARITY, false,
+                                          false, NULL, 0, NULL, 0);
+        }
+        return false;
     }
     if (off != len) {
         g_set_error(errp, DIRTY_BITMAP_ERROR, DIRTY_BITMAP_ERROR_STATE,
@@ -378,7 +393,8 @@ bool dirty_state_save(DirtyBitmapSet *set, const char *node, const char *filenam
         }
         return true;
     }
-    if (!in_use && !identity_of(filename, &id, errp)) {
+    /* in use: the identity is only what the bit counts are checked against */
+    if (!identity_of(filename, &id, errp)) {
         return false;
     }
     g_autoptr(GBytes) data = dirty_state_encode(set, in_use, &id);
