@@ -40,6 +40,8 @@
 #include "block/dirty-bitmap.h"
 #include "util/fd.h"
 #include "util/io.h"
+#include "util/size.h"
+#include "nbd-server.h"
 
 /* Options in the order the user gave them. Later issues add e.g. --fleecing-dir and
  * --backup-buffer-size: one enum value, one getopt entry, one case in process_option()
@@ -62,6 +64,7 @@ typedef enum OptKind {
     OPT_FLEECING_DIR,
     OPT_BACKUP_BUFFER_SIZE,
     OPT_STATE_DIR,
+    OPT_NBD_BUFFER_BUDGET,
 } OptKind;
 
 static const struct option long_options[] = {
@@ -74,6 +77,7 @@ static const struct option long_options[] = {
     {"fleecing-dir", required_argument, NULL, OPT_FLEECING_DIR},
     {"backup-buffer-size", required_argument, NULL, OPT_BACKUP_BUFFER_SIZE},
     {"state-dir", required_argument, NULL, OPT_STATE_DIR},
+    {"nbd-buffer-budget", required_argument, NULL, OPT_NBD_BUFFER_BUDGET},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -120,6 +124,9 @@ static void usage(FILE *out)
 "                         memory is full (else the backup fails, not the guest)\n"
 "  --state-dir DIR        where persistent dirty bitmaps are kept (default\n"
 "                         /var/lib/vmad for root, else ~/.local/state/vmad)\n"
+"  --nbd-buffer-budget SIZE\n"
+"                         memory all NBD connections share for request and reply\n"
+"                         data (default 256M; each also has 2M of its own)\n"
 "  -h, --help             show this help and exit\n"
 "  -V, --version          show the version and exit\n"
 "\n"
@@ -457,6 +464,18 @@ int main(int argc, char **argv)
             /* before any --blockdev, whatever the order: disks load their bitmaps */
             dirty_state_set_dir(optarg);
             break;
+        case OPT_NBD_BUFFER_BUDGET: {
+            /* applied at once, so that it holds whatever the order of --nbd-server */
+            g_autoptr(GError) err = NULL;
+            uint64_t bytes = 0;
+            if (!size_parse(NULL, optarg, NBD_MIN_BUFFER_BUDGET, SIZE_MAX / 2, &bytes, &err) ||
+                !nbd_server_set_buffer_budget(bytes, &err)) {
+                fprintf(stderr, "vmad: --nbd-buffer-budget %s: %s\n", optarg, err->message);
+                g_free(d.pidfile);
+                return 1;
+            }
+            break;
+        }
         case '?':
             if (optopt != 0 && optopt < 256 && g_ascii_isprint(optopt)) {
                 fprintf(stderr, "vmad: invalid option -%c (see vmad --help)\n", optopt);

@@ -41,12 +41,13 @@ make_build_tmp() {
 # arguments plus LISTEN (unix:PATH or tcp:PORT); server_ready_IMPL says whether the
 # started server accepts clients (every export added).
 
-_split_common_args() {      # sets _TCP, _MAXCONN, _ARGS (the rest)
-    _TCP=0 _MAXCONN= _ARGS=()
+_split_common_args() {      # sets _TCP, _MAXCONN, _BUDGET, _ARGS (the rest)
+    _TCP=0 _MAXCONN= _BUDGET= _ARGS=()
     while [ $# -gt 0 ]; do
         case $1 in
         --tcp) _TCP=1 ;;
         --max-connections) _MAXCONN=$2; shift ;;
+        --buffer-budget) _BUDGET=$2; shift ;;   # vmad only: --nbd-buffer-budget
         *) _ARGS+=("$1") ;;
         esac
         shift
@@ -56,6 +57,7 @@ _split_common_args() {      # sets _TCP, _MAXCONN, _ARGS (the rest)
 server_argv_nbd-serve() {
     _split_common_args "$@"
     SERVER_ARGV=("$NBD_SERVE" "${_ARGS[@]}")
+    [ -z "$_BUDGET" ] || fail "--buffer-budget is a vmad option"
     [ -z "$_MAXCONN" ] || SERVER_ARGV+=(--max-connections "$_MAXCONN")
     case $LISTEN in
     unix:*) SERVER_ARGV+=(--socket "${LISTEN#unix:}") ;;
@@ -71,6 +73,7 @@ server_ready_nbd-serve() {
 server_argv_vmad() {
     _split_common_args "$@"
     SERVER_ARGV=("${VMAD:-$BUILDDIR/vmad}")
+    [ -z "$_BUDGET" ] || SERVER_ARGV+=(--nbd-buffer-budget "$_BUDGET")
     local a val node file flags f n=0 nbd
     set -- "${_ARGS[@]}"
     while [ $# -gt 0 ]; do

@@ -12,7 +12,10 @@ MIB=$((1024 * 1024))
 # The documented bound (nbd/internal.h): the shared budget, plus per connection its
 # reserve, its receive buffer and small replies, plus the pool's threads. The margin
 # covers the daemon itself (glib, the schema, stacks touched).
-BUDGET_MIB=256
+# NBD_BUDGET_MIB other than 256 starts vmad with --nbd-buffer-budget (nbd-budget-small.sh).
+BUDGET_MIB=${NBD_BUDGET_MIB:-256}
+budget_args=()
+[ "$BUDGET_MIB" = 256 ] || budget_args=(--buffer-budget "${BUDGET_MIB}M")
 CONN_MIB=3
 BASE_MIB=64
 POOL_THREADS=32
@@ -24,8 +27,8 @@ plain_build=1
 ldd "${VMAD:-$BUILDDIR/vmad}" 2>/dev/null | grep -qE 'lib[at]san\.so' && plain_build=0
 
 truncate -s 64M "$T/flood.raw" "$T/good.raw"
-start_server --blockdev flood,"$T/flood.raw" --blockdev good,"$T/good.raw" \
-    --export flood --export good,writable
+start_server "${budget_args[@]}" --blockdev flood,"$T/flood.raw" \
+    --blockdev good,"$T/good.raw" --export flood --export good,writable
 
 proc_field() {   # proc_field NAME: the number of /proc/PID/status's line NAME
     awk -v k="$1:" '$1 == k { print $2 }' "/proc/$SERVER_PID/status"
