@@ -14,6 +14,8 @@
 #include <string.h>
 
 #include "blockdev.h"
+#include "block/block.h"
+#include "block/dirty-bitmap.h"
 #include "block/node-name.h"
 #include "nbd-server.h"
 #include "monitor.h"
@@ -118,6 +120,10 @@ static JsonObject *block_info(BlockDev *bd)
     }
     json_object_set_object_member(ins, "cache", cache);
     json_object_set_object_member(ins, "image", image);
+    JsonArray *bitmaps = qmp_dirty_bitmaps_info(blockdev_get_dirty_bitmaps(bd));
+    if (bitmaps != NULL) {
+        json_object_set_array_member(ins, "dirty-bitmaps", bitmaps);
+    }
 
     json_object_set_string_member(info, "device", name);
     json_object_set_string_member(info, "type", "unknown");
