@@ -230,7 +230,9 @@ _ceph_show_logs() {
     local f
     [ -n "$CEPH_DIR" ] && [ -d "$CEPH_DIR/log" ] || return 0
     for f in "$CEPH_DIR"/log/*.out "$CEPH_DIR/log/setup.log"; do
-        _show_tail "$f" "ceph $(basename "$f")"
+        [ -s "$f" ] || continue
+        echo "--- ceph $(basename "$f") (last lines) ---" >&2
+        grep -v '^$' "$f" | tail -n 5 >&2
     done
 }
 
