@@ -248,7 +248,7 @@ static BlockDev *blockdev_open(const BlockDevOptions *opts, GError **errp)
         return NULL;
     }
     /* persistent bitmaps: marked in use (durably) before the disk can take a write */
-    if (!dirty_state_load(base->dirty, opts->node_name, opts->filename, !base->read_only,
+    if (!dirty_state_load(base->dirty, opts->node_name, base->filename, !base->read_only,
                           errp)) {
         g_prefix_error(errp, "add %s: ", opts->node_name);
         bnode_unref(base);
@@ -288,7 +288,8 @@ bool blockdev_add(const BlockDevOptions *opts, GError **errp)
     if (!node_name_check(opts->node_name, errp)) {
         return false;
     }
-    if (opts->filename == NULL || opts->filename[0] == '\0') {
+    bool has_file = g_strcmp0(opts->driver, "rbd") != 0;
+    if (has_file && (opts->filename == NULL || opts->filename[0] == '\0')) {
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                     "add %s: no file name given", opts->node_name);
         return false;

@@ -16,7 +16,7 @@
 #include "block/block.h"
 #include "block/dirty-bitmap.h"
 
-static const BlockDriver *const drivers[] = { &bdrv_file, &bdrv_host_device };
+static const BlockDriver *const drivers[] = { &bdrv_file, &bdrv_host_device, &bdrv_rbd };
 
 const BlockDriver *bnode_find_driver(const char *name)
 {
@@ -46,7 +46,10 @@ BlockNode *bnode_open(const BlockDriver *drv, const BlockDevOptions *opts, GErro
         g_free(n);
         return NULL;
     }
-    n->filename = g_strdup(opts->filename);
+    if (n->filename == NULL) {
+        /* a driver without a file (rbd) names the node itself */
+        n->filename = g_strdup(opts->filename);
+    }
     n->dirty = dirty_set_new(n->size);
     return n;
 }

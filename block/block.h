@@ -72,9 +72,10 @@ struct BlockNode {
     struct DirtyBitmapSet *dirty;
 };
 
-/* The drivers (block/file.c). */
+/* The drivers (block/file.c, block/rbd.c). */
 extern const BlockDriver bdrv_file;
 extern const BlockDriver bdrv_host_device;
+extern const BlockDriver bdrv_rbd;
 
 /* The protocol driver named name, or NULL. */
 const BlockDriver *bnode_find_driver(const char *name);

@@ -299,7 +299,9 @@ static bool identity_of(const char *filename, DirtyStateIdentity *id, GError **e
     struct stat st;
 
     if (stat(filename, &st) < 0) {
-        g_set_error(errp, DIRTY_BITMAP_ERROR, DIRTY_BITMAP_ERROR_STATE, "%s: %s", filename,
+        /* a node without a local image file (rbd) has no identity to check yet */
+        g_set_error(errp, DIRTY_BITMAP_ERROR, DIRTY_BITMAP_ERROR_STATE,
+                    "%s: %s (persistent bitmaps need a local image file)", filename,
                     g_strerror(errno));
         return false;
     }

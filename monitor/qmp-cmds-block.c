@@ -37,7 +37,7 @@ JsonNode *qmp_cmd_blockdev_add(QmpSession *s, JsonObject *args, GError **errp)
 {
     const char *driver = json_object_get_string_member(args, "driver");
     const char *node = json_object_get_string_member(args, "node-name");
-    const char *filename = json_object_get_string_member(args, "filename");
+    const char *filename = opt_str(args, "filename", NULL);
     bool direct = false;
 
     if (json_object_has_member(args, "cache")) {
@@ -65,6 +65,12 @@ JsonNode *qmp_cmd_blockdev_add(QmpSession *s, JsonObject *args, GError **errp)
         .read_only = opt_bool(args, "read-only", false),
         .direct = direct,
         .locking = opt_str(args, "locking", NULL),
+        .pool = opt_str(args, "pool", NULL),
+        .rbd_namespace = opt_str(args, "namespace", NULL),
+        .image = opt_str(args, "image", NULL),
+        .conf = opt_str(args, "conf", NULL),
+        .user = opt_str(args, "user", NULL),
+        .snapshot = opt_str(args, "snapshot", NULL),
     };
     if (!blockdev_add(&opts, errp)) {
         return NULL;
