@@ -1828,13 +1828,7 @@ static int setup_all(void **state)
 static int teardown_all(void **state)
 {
     if (tmpdir != NULL) {
-        g_autoptr(GDir) dir = g_dir_open(tmpdir, 0, NULL);
-        const char *name;
-        while (dir != NULL && (name = g_dir_read_name(dir)) != NULL) {
-            g_autofree char *path = g_build_filename(tmpdir, name, NULL);
-            g_unlink(path);
-        }
-        g_rmdir(tmpdir);
+        th_tmpdir_remove(tmpdir);
         g_clear_pointer(&tmpdir, g_free);
     }
     return 0;
