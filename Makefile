@@ -244,7 +244,7 @@ ifneq ($(findstring thread,$(SANITIZE)),)
 CPPFLAGS += -include tests/tsan/tsan-glib.h
 endif
 TSAN_TESTS ?= unit/test-backup unit/test-blockdev unit/test-nbd-server unit/test-writer \
-              functional/nbd- functional/qmp-backup functional/vma-backup.sh functional/faults- \
+              functional/nbd- functional/qmp-backup functional/vma-backup-vmad- functional/faults- \
               functional/backup-
 FAULTINJ := $(BUILDDIR)/tests/faultinj.so
 test-build: $(FAULTINJ)
