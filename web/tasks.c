@@ -387,7 +387,7 @@ static bool run_backup(Task *t, GError **errp)
     g_autoptr(JsonObject) args = json_object_new();
     if (t->req.zstd) {
         g_autofree char *q = g_shell_quote(tmp);
-        g_autofree char *target = g_strdup_printf("exec:zstd -q -c > %s", q);
+        g_autofree char *target = g_strdup_printf("exec:umask 077; zstd -q -c > %s", q);
         unlink(tmp);
         json_object_set_string_member(args, "backup-file", target);
     } else {
