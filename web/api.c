@@ -23,6 +23,7 @@
 
 #include <libsoup/soup.h>
 
+#include "util/json-splitter.h"
 #include "web/web.h"
 
 #define BODY_MAX (1024 * 1024)
@@ -146,7 +147,32 @@ static bool authorized(SoupServerMessage *msg)
     return diff == 0;
 }
 
-/* The body as a JSON object (an empty body is {}); NULL after replying 400/413. */
+/* What the strict splitter found in a body: one value, or the first error. */
+typedef struct BodyScan {
+    guint values;
+    char *first;      /* the first value's text */
+    char *error;      /* the first error */
+} BodyScan;
+
+static void body_scan_cb(void *opaque, const char *text, size_t len, const char *error_msg)
+{
+    BodyScan *b = opaque;
+
+    if (text == NULL) {
+        if (b->error == NULL) {
+            b->error = g_strdup(error_msg);
+        }
+        return;
+    }
+    if (b->values++ == 0) {
+        b->first = g_strndup(text, len);
+    }
+}
+
+/* The body as a JSON object (an empty body is {}); NULL after replying 400/413. The
+ * shared strict splitter (util/json-splitter.c) first insists on exactly one object
+ * and refuses duplicate keys, \u0000 and out-of-range integers, which json-glib would
+ * take silently. */
 static JsonObject *body_object(SoupServerMessage *msg)
 {
     SoupMessageBody *body = soup_server_message_get_request_body(msg);
@@ -166,9 +192,21 @@ static JsonObject *body_object(SoupServerMessage *msg)
         reply_error(msg, SOUP_STATUS_BAD_REQUEST, "request body: not UTF-8 JSON");
         return NULL;
     }
+    BodyScan scan = { 0 };
+    g_autoptr(JsonSplitter) sp = json_splitter_new(BODY_MAX, 64, body_scan_cb, &scan);
+    json_splitter_set_strict(sp, true);
+    json_splitter_feed(sp, data, len);
+    json_splitter_finish(sp);
+    g_autofree char *first = scan.first;
+    g_autofree char *scan_error = scan.error;
+    if (scan_error != NULL || scan.values != 1) {
+        reply_error(msg, SOUP_STATUS_BAD_REQUEST, "request body: %s",
+                    scan_error != NULL ? scan_error : "expected exactly one JSON object");
+        return NULL;
+    }
     g_autoptr(JsonParser) parser = json_parser_new();
     g_autoptr(GError) err = NULL;
-    if (!json_parser_load_from_data(parser, data, (gssize)len, &err)) {
+    if (!json_parser_load_from_data(parser, first, -1, &err)) {
         reply_error(msg, SOUP_STATUS_BAD_REQUEST, "request body: malformed JSON: %s",
                     err->message);
         return NULL;
