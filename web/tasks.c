@@ -68,6 +68,7 @@ typedef struct Task {
     gint64 eta;                /* seconds, -1 unknown */
     bool started;              /* backup: vmad accepted it (the disks are frozen) */
     bool cancel;
+    bool pruning;              /* backup: done, applying retention (its archive is free) */
     GSubprocess *child;        /* verify/restore: the vma running */
     gint64 end;
     char *uuid;
@@ -162,7 +163,7 @@ static bool busy_locked(const char *vmid, const char *name)
     g_hash_table_iter_init(&it, tasks);
     while (g_hash_table_iter_next(&it, NULL, &v)) {
         Task *t = v;
-        if (!t->running || strcmp(t->vmid, vmid) != 0) {
+        if (!t->running || t->pruning || strcmp(t->vmid, vmid) != 0) {
             continue;
         }
         if (name == NULL ? t->type == TASK_BACKUP
@@ -448,6 +449,9 @@ static bool run_backup(Task *t, GError **errp)
     }
     if (t->req.prune) {
         WebPrunePolicy p;
+        g_mutex_lock(&tasks_lock);
+        t->pruning = true;
+        g_mutex_unlock(&tasks_lock);
         if (!web_retention_load(config, t->vmid, &p, errp)) {
             g_prefix_error(errp, "backup done, prune failed: ");
             return false;
