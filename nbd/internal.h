@@ -17,7 +17,7 @@
  * while the next one waits for budget, or once it is closing. Pool threads never touch
  * the socket, so a client that never reads its replies holds no request thread: it holds
  * at most its in-flight requests and their buffers, and stalls only itself. Replies go out
- * in completion order; a request blocked in a before-write hook holds one pool thread
+ * in completion order; a request blocked in the copy-before-write filter holds one pool thread
  * and does not hold up the other requests of its connection.
  *
  * When a client sends DISC, hangs up or breaks the protocol, `closing` is set: no further
