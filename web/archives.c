@@ -26,10 +26,6 @@
 #include "vma.h"
 #include "web/web.h"
 
-#ifndef VMA_CHAIN_CONFIG_NAME
-#define VMA_CHAIN_CONFIG_NAME "vmabackup-chain.conf"
-#endif
-
 #define NOTES_MAX (64 * 1024)
 
 static GMutex sidecar_lock; /* guards every sidecar read-modify-write */
@@ -59,30 +55,6 @@ static char *notes_path(const char *archive)
     return g_strconcat(archive, ".notes", NULL);
 }
 
-/* The kind and base of a vmabackup-chain.conf text ("key: value" lines). */
-static void parse_chain_entry(const char *data, size_t len, WebSidecar *s)
-{
-    g_autofree char *text = g_strndup(data, len);
-    g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
-
-    for (char **l = lines; *l != NULL; l++) {
-        char *colon = strchr(*l, ':');
-        if (colon == NULL) {
-            continue;
-        }
-        *colon = '\0';
-        const char *value = g_strstrip(colon + 1);
-        if (strcmp(*l, "kind") == 0 && (strcmp(value, "incremental") == 0 ||
-                                        strcmp(value, "differential") == 0)) {
-            g_free(s->kind);
-            s->kind = g_strdup(value);
-        } else if (strcmp(*l, "base") == 0 && strlen(value) == 36) {
-            g_free(s->base_uuid);
-            s->base_uuid = g_ascii_strdown(value, -1);
-        }
-    }
-}
-
 bool web_sidecar_from_archive(const char *path, WebSidecar *s, GError **errp)
 {
     g_autoptr(VmaReader) r = vma_reader_open(path, errp);
@@ -96,17 +68,19 @@ bool web_sidecar_from_archive(const char *path, WebSidecar *s, GError **errp)
     vma_uuid_unparse(uuid, text);
     g_free(s->uuid);
     s->uuid = g_strdup(text);
-    g_free(s->kind);
-    s->kind = g_strdup("full");
-    for (guint i = 0; i < vma_reader_get_config_count(r); i++) {
-        const char *name;
-        const uint8_t *data;
-        size_t len;
-        if (vma_reader_get_config(r, i, &name, &data, &len) &&
-            strcmp(name, VMA_CHAIN_CONFIG_NAME) == 0) {
-            parse_chain_entry((const char *)data, len, s);
-        }
+    VmaChainInfo chain = { 0 };
+    if (!vma_chain_info_from_reader(r, &chain, errp)) {
+        g_prefix_error(errp, "%s: ", path);
+        return false;
     }
+    g_free(s->kind);
+    s->kind = g_strdup(vma_chain_kind_name(chain.kind));
+    g_clear_pointer(&s->base_uuid, g_free);
+    if (chain.kind != VMA_CHAIN_FULL) {
+        vma_uuid_unparse(chain.base_uuid, text);
+        s->base_uuid = g_strdup(text);
+    }
+    vma_chain_info_clear(&chain);
     return true;
 }
 
