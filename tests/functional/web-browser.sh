@@ -11,8 +11,10 @@ requires chromium chromedriver zstd
 
 make_random "$T/d0.raw" 32
 truncate -s 8M "$T/d1.raw"
-web_vmad 100 --blockdev "driver=file,node-name=drive-scsi0,filename=$T/d0.raw" \
-    --blockdev "driver=file,node-name=drive-scsi1,filename=$T/d1.raw"
+# relative image names: the page (and its screenshots) show no path of this machine
+cd "$T" || fail "cd"
+web_vmad 100 --blockdev "driver=file,node-name=drive-scsi0,filename=d0.raw" \
+    --blockdev "driver=file,node-name=drive-scsi1,filename=d1.raw"
 start_web
 ART=$BUILDDIR/test-artifacts/web-browser
 rm -rf "$ART"
