@@ -19,6 +19,7 @@
 #   libvma (archive library):  vma-*.c util/*.c
 #   vma (CLI):                 vma.c cli/*.c
 #   vmad (daemon):             vmad.c blockdev.c backup*.c block/*.c nbd/*.c monitor/*.c
+#   vma-web (web console):     web/*.c + cli/qmp-client.c, web/static/* embedded (libsoup 3)
 #   unit tests:                tests/unit/test-*.c, each its own cmocka program
 
 BUILDDIR ?= build
@@ -32,6 +33,7 @@ PKG_CONFIG ?= pkg-config
 LIB_PKGS := glib-2.0 uuid zlib libzstd lzo2
 DAEMON_PKGS := $(LIB_PKGS) json-glib-1.0 gio-unix-2.0
 TEST_PKGS := cmocka
+WEB_PKGS := libsoup-3.0 json-glib-1.0 gio-unix-2.0 glib-2.0
 
 pkg_cflags = $(shell $(PKG_CONFIG) --cflags $(1) 2>/dev/null)
 pkg_libs = $(shell $(PKG_CONFIG) --libs $(1) 2>/dev/null)
@@ -91,6 +93,21 @@ ifneq ($(VMAD_MAIN),)
 PROGRAMS += $(BUILDDIR)/vmad
 endif
 
+# vma-web: built when libsoup 3 is there (scripts/install-deps.sh installs it); its page
+# (web/static/*) is embedded as the C table web_static_files[] by web/embed.sh.
+WEB_SRCS := $(sort $(wildcard web/*.c))
+WEB_STATIC := $(sort $(wildcard web/static/*))
+WEB_OBJS := $(call obj,$(WEB_SRCS) cli/qmp-client.c) $(BUILDDIR)/obj/gen/web-static.o
+# the pieces the unit tests link (no libsoup in them)
+WEB_LIB_OBJS := $(call obj,web/names.c web/retention.c)
+HAVE_SOUP := $(shell $(PKG_CONFIG) --exists libsoup-3.0 2>/dev/null && echo yes)
+ifeq ($(HAVE_SOUP),yes)
+ifneq ($(WEB_SRCS),)
+PROGRAMS += $(BUILDDIR)/vma-web
+endif
+endif
+$(BUILDDIR)/obj/web/%.o: ALL_CFLAGS += $(call pkg_cflags,$(WEB_PKGS))
+
 .SECONDARY:
 .PHONY: all deps check check-only check-asan demo install uninstall bench bench-vma clean fuzz docs \
         fuzz-build fuzz-bins fuzz-regress fuzz-afl fuzz-afl-run
@@ -109,6 +126,10 @@ $(BUILDDIR)/gen/qapi-schema-data.c: qapi-schema.json
 	  echo 'const char qapi_schema_json[] = {'; \
 	  od -An -v -tx1 $< | sed 's/\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
 	  echo '0x00 };'; } >$@.tmp && mv $@.tmp $@
+
+$(BUILDDIR)/gen/web-static.c: web/embed.sh $(WEB_STATIC)
+	@mkdir -p $(dir $@)
+	sh web/embed.sh $(WEB_STATIC) >$@.tmp && mv $@.tmp $@
 
 $(BUILDDIR)/obj/gen/%.o: $(BUILDDIR)/gen/%.c
 	@mkdir -p $(dir $@)
@@ -132,6 +153,14 @@ $(BUILDDIR)/vma: $(CLI_OBJS) $(LIBVMA)
 
 $(BUILDDIR)/vmad: $(call obj,$(VMAD_MAIN)) $(LIBVMAD) $(LIBVMA)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DAEMON_LDLIBS)
+
+$(BUILDDIR)/vma-web: $(WEB_OBJS) $(LIBVMA)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(WEB_PKGS)) $(LIB_LDLIBS)
+
+# unit tests of vma-web's pure pieces (names, retention)
+$(BUILDDIR)/tests/unit/test-web-%: $(BUILDDIR)/obj/tests/unit/test-web-%.o $(WEB_LIB_OBJS) $(LIBVMAD) $(LIBVMA)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DAEMON_LDLIBS) $(call pkg_libs,$(TEST_PKGS))
 
 $(BUILDDIR)/tests/unit/%: $(BUILDDIR)/obj/tests/unit/%.o $(LIBVMAD) $(LIBVMA)
 	@mkdir -p $(dir $@)
@@ -220,6 +249,11 @@ install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
 	install -m 0755 $(BUILDDIR)/vma $(DESTDIR)$(BINDIR)/vma
 	install -m 0644 docs/vma.1 $(DESTDIR)$(MANDIR)/man1/vma.1
+	if [ -x $(BUILDDIR)/vma-web ]; then \
+	    install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 && \
+	    install -m 0755 $(BUILDDIR)/vma-web $(DESTDIR)$(BINDIR)/vma-web && \
+	    install -m 0644 docs/vma-web.8 $(DESTDIR)$(MANDIR)/man8/vma-web.8; \
+	fi
 	if [ -x $(BUILDDIR)/vmad ]; then \
 	    install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 && \
 	    install -m 0755 $(BUILDDIR)/vmad $(DESTDIR)$(SBINDIR)/vmad && \
@@ -228,7 +262,8 @@ install: all
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/vma $(DESTDIR)$(MANDIR)/man1/vma.1 \
-	      $(DESTDIR)$(SBINDIR)/vmad $(DESTDIR)$(MANDIR)/man8/vmad.8
+	      $(DESTDIR)$(SBINDIR)/vmad $(DESTDIR)$(MANDIR)/man8/vmad.8 \
+	      $(DESTDIR)$(BINDIR)/vma-web $(DESTDIR)$(MANDIR)/man8/vma-web.8
 
 clean:
 	rm -rf build build-*

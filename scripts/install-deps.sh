@@ -17,6 +17,7 @@ pc_deps=(
     "lzo2:liblzo2-dev"
     "cmocka:libcmocka-dev"
     "libnbd:libnbd-dev"
+    "libsoup-3.0:libsoup-3.0-dev"
 )
 # command -> Debian package (a path where the shell has a builtin of that name: `time`)
 cmd_deps=(
@@ -57,6 +58,9 @@ cmd_deps=(
     "monmaptool:ceph-base"
     "uuidgen:uuid-runtime"
     "jq:jq"
+    "chromium:chromium"
+    "chromedriver:chromium-driver"
+    "curl:curl"
 )
 
 missing=()
@@ -75,6 +79,11 @@ for d in "${cmd_deps[@]}"; do
         missing+=("$pkg")
     fi
 done
+# The browser test drives chromium with Debian's Selenium, which lives in the system
+# Python (/usr/bin/python3), whatever python3 is first on PATH.
+if ! /usr/bin/python3 -c 'import selenium' >/dev/null 2>&1; then
+    missing+=(python3-selenium)
+fi
 # libbz2 has no pkg-config file on Debian 12: look for its header.
 if ! printf '#include <bzlib.h>\n' | cc -E -x c - >/dev/null 2>&1; then
     missing+=(libbz2-dev)
