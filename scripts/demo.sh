@@ -8,11 +8,14 @@
 #      stamped "gen=G blk=B" (pass G, block B), announcing each finished pass.
 #   3. While the guest writes, `vma backup` asks vmad over QMP for a backup of both disks
 #      into one VMA archive, following its progress as vzdump logs it.
-#   4. The guest is stopped, then `vma verify` and `vma extract` run on the archive, and
+#   4. A change bitmap on both disks made that first backup the base of a chain; a second,
+#      incremental backup while the guest goes on stores only the clusters it rewrote.
+#   5. The guest is stopped, then `vma verify` and `vma extract` run on the archives, and
 #      the extracted disks are checked: drive-scsi0 must be one instant of the guest's
 #      work (every block of the range from pass G or G+1, as one pass in progress, within
 #      the passes the guest was at during the backup), everything outside the range and
-#      all of drive-scsi1 exactly as before.
+#      all of drive-scsi1 exactly as before; the same for the chain (full + incremental)
+#      at the incremental's instant, and `vma merge` turns the chain into one archive.
 #
 # Then the archive half on its own: scripts/demo-archive.sh (create, list, verify,
 # extract, and a Proxmox-written zstd archive from stdin).
@@ -84,11 +87,33 @@ guest_wait_for "$GUEST_PID" '^GUEST-GEN 1$' >/dev/null || die "the guest did not
 before=$(guest_last_gen "$GUEST_PID")
 echo "the guest has finished pass $before and keeps writing"
 
-step "live backup of both disks while the guest writes"
-echo "\$ vma backup --qmp qmp.sock -c qemu-server.conf --speed 16M backup.vma"
-"$VMA" backup --qmp qmp.sock -c qemu-server.conf --speed 16M "$work/backup.vma"
+step "a change bitmap on both disks (QMP block-dirty-bitmap-add)"
+python3 - <<'PY' || die "block-dirty-bitmap-add failed"
+import os, sys
+sys.path.insert(0, os.path.join(os.environ["SRCDIR"], "tests", "functional"))
+from qmp import QMP
+q = QMP("qmp.sock")
+q.negotiate()
+for disk in ("drive-scsi0", "drive-scsi1"):
+    q.ok("block-dirty-bitmap-add", {"node": disk, "name": "demo", "persistent": True})
+    print(f"bitmap 'demo' on {disk}")
+PY
+
+step "live backup of both disks while the guest writes (the bitmap's first: a full backup)"
+echo "\$ vma backup --qmp qmp.sock -c qemu-server.conf --speed 16M --bitmap demo backup.vma"
+"$VMA" backup --qmp qmp.sock -c qemu-server.conf --speed 16M --bitmap demo "$work/backup.vma"
 after=$(guest_last_gen "$GUEST_PID")
 echo "while the backup ran, the guest went on from pass $before to pass $after"
+
+step "an incremental backup: only what the guest changed since the first one"
+guest_wait_for "$GUEST_PID" "^GUEST-GEN $((after + 1))\$" >/dev/null ||
+    die "the guest did not finish another pass"
+inc_before=$(guest_last_gen "$GUEST_PID")
+echo "\$ vma backup --qmp qmp.sock -c qemu-server.conf --bitmap demo inc1.vma"
+"$VMA" backup --qmp qmp.sock -c qemu-server.conf --bitmap demo "$work/inc1.vma"
+inc_after=$(guest_last_gen "$GUEST_PID")
+ls -l backup.vma inc1.vma
+"$VMA" list inc1.vma | grep '^CHAIN:'
 
 step "stop the guest"
 guest_stop_loop "$work/nbd.sock" drive-scsi0 $stop
@@ -104,7 +129,7 @@ ls -ls restored
 
 step "check the point-in-time state"
 out=$(python3 "$GUEST_CHECK" loop restored/disk-drive-scsi0.raw --first $first --blocks $blocks \
-      --min-gen "$before" --max-gen "$after" --orig disk0.orig) ||
+      --min-gen "$before" --max-gen "$((after + 1))" --orig disk0.orig) ||
     die "drive-scsi0 is not one instant of the guest's writes"
 read -r _ lo hi <<<"$out"
 if [ "$lo" = "$hi" ]; then
@@ -125,6 +150,23 @@ echo "drive-scsi0: everything outside the range is as it was"
 cmp restored/disk-drive-scsi1.raw disk1.orig || die "drive-scsi1 differs"
 echo "drive-scsi1: identical to the original"
 cmp restored/qemu-server.conf qemu-server.conf && echo "qemu-server.conf: stored and restored"
+
+step "the chain: verify, extract at the incremental's instant, merge"
+"$VMA" verify --base backup.vma inc1.vma
+"$VMA" extract --base backup.vma inc1.vma restored-inc
+out=$(python3 "$GUEST_CHECK" loop restored-inc/disk-drive-scsi0.raw --first $first \
+      --blocks $blocks --min-gen "$inc_before" --max-gen "$((inc_after + 1))" \
+      --orig disk0.orig) || die "the chain's drive-scsi0 is not one instant of the guest's writes"
+read -r _ lo hi <<<"$out"
+echo "drive-scsi0 from the chain: one instant of the guest's work (passes $lo..$hi), later than the full backup's"
+cmp restored-inc/disk-drive-scsi1.raw disk1.orig || die "the chain's drive-scsi1 differs"
+echo "drive-scsi1 from the chain: identical to the original"
+"$VMA" merge -o merged.vma --base backup.vma inc1.vma
+"$VMA" extract merged.vma restored-merged
+for d in drive-scsi0 drive-scsi1; do
+    cmp "restored-merged/disk-$d.raw" "restored-inc/disk-$d.raw" || die "merge: $d differs"
+done
+echo "vma merge: one ordinary archive ($(stat -c %s merged.vma) bytes) of the chain's state"
 
 step "the archive tool on its own"
 cd "$SRCDIR"
