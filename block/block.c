@@ -15,7 +15,7 @@
 
 #include "block/block.h"
 
-static const BlockDriver *const drivers[] = { &bdrv_file, &bdrv_host_device };
+static const BlockDriver *const drivers[] = { &bdrv_file, &bdrv_host_device, &bdrv_vma };
 
 const BlockDriver *bnode_find_driver(const char *name)
 {

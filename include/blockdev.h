@@ -29,6 +29,10 @@ typedef struct BlockDevOptions {
     bool read_only;
     bool direct;             /* O_DIRECT; unaligned requests are handled by bouncing */
     const char *locking;     /* QEMU's locking option: "on", "off", "auto" (NULL: auto) */
+    /* driver vma: the archive's device, and older archives of its chain (NULL or a
+     * NULL-terminated list) */
+    const char *device;
+    const char *const *base;
 } BlockDevOptions;
 
 /* Flags for blockdev_pwrite / blockdev_write_zeroes */
