@@ -205,7 +205,8 @@ static bool archive_open(IndexArchive *a, const char *path, GError **errp)
     size_t got = 0;
 
     a->path = g_strdup(path);
-    a->fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below) */
+    a->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (a->fd < 0) {
         int err = errno;
         g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "open %s: %s", path, g_strerror(err));
@@ -232,6 +233,7 @@ static bool archive_open(IndexArchive *a, const char *path, GError **errp)
                     "decompressing it if it is compressed)", path);
         return false;
     }
+    (void)fcntl(a->fd, F_SETFL, fcntl(a->fd, F_GETFL) & ~O_NONBLOCK);
     int r = full_pread_upto(a->fd, magic, sizeof(magic), 0, &got);
     if (r < 0) {
         g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "read %s: %s", path, g_strerror(-r));
