@@ -1,7 +1,7 @@
 /*
  * vma.c — the `vma` command: global options and dispatch to cli/<command>.c.
  *
- *   vma list|config|verify|extract|create|backup [options] operands...
+ *   vma list|config|verify|extract|create|backup|serve [options] operands...
  *   vma --help | --version | COMMAND --help
  *
  * Each subcommand parses its own options with getopt_long(), which (like the deployed
@@ -27,6 +27,7 @@ static const Command commands[] = {
     {"extract", cli_extract_main, "restore an archive into a directory or volumes"},
     {"create", cli_create_main, "write a new archive from raw images and configs"},
     {"backup", cli_backup_main, "run a live backup in vmad and follow it"},
+    {"serve", cli_serve_main, "serve an archive's disks read-only over NBD"},
 };
 
 static void usage(FILE *out)
@@ -44,6 +45,7 @@ static void usage(FILE *out)
             "  vma create [-v] [-c CONFIG]... ARCHIVE [-d format=raw:NAME=PATH]... | "
             "[NAME=]PATH...\n"
             "  vma backup --qmp SOCKET [-d LIST] [-c CONFIG] [--speed BYTES] OUTPUT|-\n"
+            "  vma serve [--base ARCHIVE]... [--socket PATH] ARCHIVE\n"
             "\n"
             "Commands:\n");
     for (size_t i = 0; i < G_N_ELEMENTS(commands); i++) {
