@@ -63,28 +63,6 @@
 #include "util/fd.h"
 #include "util/io.h"
 
-#ifndef VMA_CHAIN_CONFIG_NAME
-/* Until the archive library knows delta archives (vmabackup-chain.conf), every archive
- * is a full one and base archives are refused by resolve_chain(). */
-typedef enum { VMA_CHAIN_FULL = 0 } VmaChainKind;
-typedef struct VmaChainInfo {
-    VmaChainKind kind;
-    uint8_t base_uuid[16];
-} VmaChainInfo;
-static bool vma_chain_info_from_reader(VmaReader *r, VmaChainInfo *out, GError **errp)
-{
-    memset(out, 0, sizeof(*out));
-    return true;
-}
-static void vma_chain_info_clear(VmaChainInfo *info)
-{
-}
-static const char *vma_chain_kind_name(VmaChainKind kind)
-{
-    return "full";
-}
-#endif
-
 #define CHUNK_CLUSTERS 512u
 #define SCAN_WINDOW (64u << 10)
 #define MAX_ARCHIVES 255u                          /* the 8-bit archive number */
