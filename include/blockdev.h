@@ -29,6 +29,13 @@ typedef struct BlockDevOptions {
     bool read_only;
     bool direct;             /* O_DIRECT; unaligned requests are handled by bouncing */
     const char *locking;     /* QEMU's locking option: "on", "off", "auto" (NULL: auto) */
+    /* driver "rbd" (QEMU's BlockdevOptionsRbd; filename unused): */
+    const char *pool;
+    const char *rbd_namespace; /* QEMU's "namespace"; NULL: none */
+    const char *image;
+    const char *conf;        /* ceph.conf; NULL: librbd's default search */
+    const char *user;        /* cephx id without "client."; NULL: admin */
+    const char *snapshot;    /* open this snapshot, read-only */
     /* driver vma: the archive's device, and older archives of its chain (NULL or a
      * NULL-terminated list) */
     const char *device;

@@ -14,6 +14,8 @@
 #include <string.h>
 
 #include "blockdev.h"
+#include "block/block.h"
+#include "block/dirty-bitmap.h"
 #include "block/node-name.h"
 #include "nbd-server.h"
 #include "monitor.h"
@@ -35,7 +37,7 @@ JsonNode *qmp_cmd_blockdev_add(QmpSession *s, JsonObject *args, GError **errp)
 {
     const char *driver = json_object_get_string_member(args, "driver");
     const char *node = json_object_get_string_member(args, "node-name");
-    const char *filename = json_object_get_string_member(args, "filename");
+    const char *filename = opt_str(args, "filename", NULL);
     bool direct = false;
 
     if (json_object_has_member(args, "cache")) {
@@ -73,6 +75,12 @@ JsonNode *qmp_cmd_blockdev_add(QmpSession *s, JsonObject *args, GError **errp)
         .read_only = opt_bool(args, "read-only", is_vma),
         .direct = direct,
         .locking = opt_str(args, "locking", NULL),
+        .pool = opt_str(args, "pool", NULL),
+        .rbd_namespace = opt_str(args, "namespace", NULL),
+        .image = opt_str(args, "image", NULL),
+        .conf = opt_str(args, "conf", NULL),
+        .user = opt_str(args, "user", NULL),
+        .snapshot = opt_str(args, "snapshot", NULL),
         .device = is_vma ? opt_str(args, "device", NULL) : NULL,
         .base = (const char *const *)base->pdata,
     };
@@ -130,6 +138,10 @@ static JsonObject *block_info(BlockDev *bd)
     }
     json_object_set_object_member(ins, "cache", cache);
     json_object_set_object_member(ins, "image", image);
+    JsonArray *bitmaps = qmp_dirty_bitmaps_info(blockdev_get_dirty_bitmaps(bd));
+    if (bitmaps != NULL) {
+        json_object_set_array_member(ins, "dirty-bitmaps", bitmaps);
+    }
 
     json_object_set_string_member(info, "device", name);
     json_object_set_string_member(info, "type", "unknown");
