@@ -63,6 +63,7 @@ for run in $(seq 1 "$RUNS"); do
     echo "extract $(mbps "$disk" "$t0" "$t1")" >>"$RES"
     rm -rf "$D/x"
 
+    : >"$D/uris"
     t0=$(now)
     "$VMA" serve "$D/a.vma" --socket "$D/s" >"$D/uris" 2>"$D/serve.log" &
     SERVE_PID=$!

@@ -48,6 +48,7 @@ start_serve "$T/vs.vma"
 stop_serve
 
 # default socket: a private directory, removed on exit
+: >"$T/serve.log"
 "$VMA" serve "$D/tiny.vma" >"$T/uris" 2>"$T/serve.log" &
 SERVE_PID=$!
 for i in $(seq 1 200); do

@@ -27,6 +27,7 @@ trap _serve_cleanup EXIT
 start_serve() {
     SERVE_SOCK=$T/serve.sock
     : >"$T/uris"
+    : >"$T/serve.log"    # before the start: the last server's "serving" line must go
     "$VMA" serve "$@" --socket "$SERVE_SOCK" >"$T/uris" 2>"$T/serve.log" &
     SERVE_PID=$!
     local i
