@@ -17,7 +17,7 @@
 #
 # Source sets are found by wildcard so that a new file in a directory needs no edit here:
 #   libvma (archive library):  vma-*.c util/*.c
-#   vma (CLI):                 vma.c cli/*.c
+#   vma (CLI):                 vma.c cli/*.c (+ libvmad for vma serve)
 #   vmad (daemon):             vmad.c blockdev.c backup*.c block/*.c nbd/*.c monitor/*.c
 #   vma-web (web console):     web/*.c + cli/qmp-client.c, web/static/* embedded (libsoup 3)
 #   unit tests:                tests/unit/test-*.c, each its own cmocka program
@@ -148,8 +148,9 @@ $(LIBVMAD): $(DAEMON_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILDDIR)/vma: $(CLI_OBJS) $(LIBVMA)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIB_LDLIBS) $(call pkg_libs,json-glib-1.0)
+# vma serve runs vmad's block layer and NBD server: the CLI links the daemon's library
+$(BUILDDIR)/vma: $(CLI_OBJS) $(LIBVMAD) $(LIBVMA)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DAEMON_LDLIBS)
 
 $(BUILDDIR)/vmad: $(call obj,$(VMAD_MAIN)) $(LIBVMAD) $(LIBVMA)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DAEMON_LDLIBS)

@@ -1,7 +1,7 @@
 /*
  * vma.c — the `vma` command: global options and dispatch to cli/<command>.c.
  *
- *   vma list|config|verify|extract|create|merge|backup [options] operands...
+ *   vma list|config|verify|extract|create|merge|backup|serve [options] operands...
  *   vma --help | --version | COMMAND --help
  *
  * Each subcommand parses its own options with getopt_long(), which (like the deployed
@@ -28,6 +28,7 @@ static const Command commands[] = {
     {"create", cli_create_main, "write a new archive from raw images and configs"},
     {"merge", cli_merge_main, "write one full archive of the newest state of a chain"},
     {"backup", cli_backup_main, "run a live backup in vmad and follow it"},
+    {"serve", cli_serve_main, "serve an archive's disks read-only over NBD"},
 };
 
 static void usage(FILE *out)
@@ -46,6 +47,7 @@ static void usage(FILE *out)
             "[NAME=]PATH...\n"
             "  vma merge -o OUT [--base ARCHIVE]... ARCHIVE\n"
             "  vma backup --qmp SOCKET [-d LIST] [-c CONFIG] [--speed BYTES] OUTPUT|-\n"
+            "  vma serve [--base ARCHIVE]... [--socket PATH] ARCHIVE\n"
             "\n"
             "Commands:\n");
     for (size_t i = 0; i < G_N_ELEMENTS(commands); i++) {

@@ -76,6 +76,7 @@ struct BlockNode {
 extern const BlockDriver bdrv_file;
 extern const BlockDriver bdrv_host_device;
 extern const BlockDriver bdrv_rbd;
+extern const BlockDriver bdrv_vma;           /* block/vma.c */
 
 /* The protocol driver named name, or NULL. */
 const BlockDriver *bnode_find_driver(const char *name);

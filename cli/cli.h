@@ -54,6 +54,7 @@ int cli_extract_main(int argc, char **argv);
 int cli_create_main(int argc, char **argv);
 int cli_backup_main(int argc, char **argv);
 int cli_merge_main(int argc, char **argv);
+int cli_serve_main(int argc, char **argv);     /* linked with vmad's code */
 
 /* ---- errors and usage -------------------------------------------------------------- */
 

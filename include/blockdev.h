@@ -36,6 +36,10 @@ typedef struct BlockDevOptions {
     const char *conf;        /* ceph.conf; NULL: librbd's default search */
     const char *user;        /* cephx id without "client."; NULL: admin */
     const char *snapshot;    /* open this snapshot, read-only */
+    /* driver vma: the archive's device, and older archives of its chain (NULL or a
+     * NULL-terminated list) */
+    const char *device;
+    const char *const *base;
 } BlockDevOptions;
 
 /* Flags for blockdev_pwrite / blockdev_write_zeroes */

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #define VMABACKUP_VERSION "0.1.0"
 
@@ -264,6 +265,42 @@ void vma_chain_info_clear(VmaChainInfo *info);
 bool vma_chain_info_from_reader(VmaReader *r, VmaChainInfo *out, GError **errp);
 /* "full", "incremental" or "differential". */
 const char *vma_chain_kind_name(VmaChainKind kind);
+/* ---- random access: an indexed device of an archive file (vma-index.c) -------------
+ *
+ * One device of an uncompressed, seekable archive (a regular file or a block device),
+ * optionally the newest of a chain of delta archives, opened for reads at any offset.
+ * Opening indexes the archive in one pass over its extent headers, seeking over the
+ * data, and checks every MD5 the format has; the data itself has no checksum. Memory:
+ * 8 bytes per 32 MiB of device plus 4 KiB per 32 MiB region holding stored blocks.
+ * After open the handle is immutable: any number of threads may read at once. */
+
+typedef struct VmaIndex VmaIndex;
+
+/* Open device devname of the archive at path. base: NULL, or a NULL-terminated list of
+ * older archives of the same chain in any order (linked by uuid; the newest archive
+ * holding a cluster wins). Fails (VMA_ERROR_*) on a compressed or non-seekable archive
+ * (the message says to decompress it first), an unknown device (the message lists the
+ * archive's devices), a VM state stream, any checksum or format error, a missing
+ * cluster, or a chain link that is missing or foreign. */
+VmaIndex *vma_index_open(const char *path, const char *devname, const char *const *base,
+                         GError **errp);
+void vma_index_free(VmaIndex *ix);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmaIndex, vma_index_free)
+
+/* The device size in bytes. */
+uint64_t vma_index_get_size(VmaIndex *ix);
+/* Bytes of memory the index uses. */
+size_t vma_index_get_memory(VmaIndex *ix);
+/* Archives in the chain (1 without base archives). */
+guint vma_index_get_archive_count(VmaIndex *ix);
+/* Read the iovecs' total length at offset (within the device): 0 or -errno. Zero blocks
+ * and clusters are filled with zeros; stored blocks come from the archive with one
+ * preadv per run of blocks that lie one after another in the file. Any thread. */
+int vma_index_preadv(VmaIndex *ix, const struct iovec *iov, int iovcnt, uint64_t offset);
+/* *pnum (<= len, > 0) bytes from offset are all zero blocks (*is_zero) or all stored
+ * blocks. 0 or -EINVAL. Any thread. */
+int vma_index_block_status(VmaIndex *ix, uint64_t offset, uint64_t len, uint64_t *pnum,
+                           bool *is_zero);
 
 /* ---- small helpers ----------------------------------------------------------------- */
 

@@ -58,11 +58,21 @@ JsonNode *qmp_cmd_blockdev_add(QmpSession *s, JsonObject *args, GError **errp)
         /* before any look at the file: QEMU's order, and no file named by a bad node */
         return NULL;
     }
+    /* vma: an archive is read-only unless read-only=off asks otherwise (refused) */
+    bool is_vma = g_strcmp0(driver, "vma") == 0;
+    g_autoptr(GPtrArray) base = g_ptr_array_new();
+    if (is_vma && json_object_has_member(args, "base")) {
+        JsonArray *arr = json_object_get_array_member(args, "base");
+        for (guint i = 0; i < json_array_get_length(arr); i++) {
+            g_ptr_array_add(base, (gpointer)json_array_get_string_element(arr, i));
+        }
+    }
+    g_ptr_array_add(base, NULL);
     BlockDevOptions opts = {
         .node_name = node,
         .driver = driver, /* the driver checks the kind of file, as QEMU's does */
         .filename = filename,
-        .read_only = opt_bool(args, "read-only", false),
+        .read_only = opt_bool(args, "read-only", is_vma),
         .direct = direct,
         .locking = opt_str(args, "locking", NULL),
         .pool = opt_str(args, "pool", NULL),
@@ -71,6 +81,8 @@ JsonNode *qmp_cmd_blockdev_add(QmpSession *s, JsonObject *args, GError **errp)
         .conf = opt_str(args, "conf", NULL),
         .user = opt_str(args, "user", NULL),
         .snapshot = opt_str(args, "snapshot", NULL),
+        .device = is_vma ? opt_str(args, "device", NULL) : NULL,
+        .base = (const char *const *)base->pdata,
     };
     if (!blockdev_add(&opts, errp)) {
         return NULL;
