@@ -169,3 +169,56 @@ static void fuzz_read_archive(const uint8_t *data, size_t size)
 #endif /* FUZZ_READER */
 
 #endif /* FUZZ_COMMON_H */
+
+#ifdef FUZZ_SUMS
+/* Mutations behind the checksums: recompute the MD5 sum of the header (when header_size
+ * lies within the input) and of every extent header found by following the block
+ * counts, so that mutated sizes, pointers, blockinfo and data reach the checks behind
+ * the sums (fuzz-reader-sums.c, fuzz-index.c). The uuids are left alone: libFuzzer's
+ * memcmp hooks find them. */
+#include <string.h>
+
+#include "vma.h"
+
+#define HDR_FIXED 12288u
+#define HDR_MAX 524288u
+#define EXT_HDR 512u
+#define OFF_HDR_MD5 32u
+#define OFF_HDR_SIZE 56u
+#define OFF_EXT_COUNT 6u
+#define OFF_EXT_MD5 24u
+
+static uint32_t get_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* MD5 of len bytes at p with the 16 bytes at p + sum_off taken as zero, stored there. */
+static void fix_md5(uint8_t *p, size_t len, size_t sum_off)
+{
+    GChecksum *cs = g_checksum_new(G_CHECKSUM_MD5);
+    gsize n = 16;
+
+    memset(p + sum_off, 0, 16);
+    g_checksum_update(cs, p, (gssize)len);
+    g_checksum_get_digest(cs, p + sum_off, &n);
+    g_checksum_free(cs);
+}
+
+static void fix_sums(uint8_t *a, size_t size)
+{
+    if (size < HDR_FIXED) {
+        return;
+    }
+    uint32_t head = get_be32(a + OFF_HDR_SIZE);
+    if (head < HDR_FIXED || head > HDR_MAX || head > size) {
+        return;
+    }
+    fix_md5(a, head, OFF_HDR_MD5);
+    for (size_t off = head; off + EXT_HDR <= size;) {
+        unsigned blocks = (unsigned)a[off + OFF_EXT_COUNT] << 8 | a[off + OFF_EXT_COUNT + 1];
+        fix_md5(a + off, EXT_HDR, OFF_EXT_MD5);
+        off += EXT_HDR + (size_t)blocks * VMA_BLOCK_SIZE;
+    }
+}
+#endif /* FUZZ_SUMS */

@@ -30,54 +30,13 @@
 #include <zstd.h>
 
 #define FUZZ_READER
+#define FUZZ_SUMS
 #include "tests/fuzz/fuzz-common.h"
-
-#define HDR_FIXED 12288u
-#define HDR_MAX 524288u
-#define EXT_HDR 512u
-#define OFF_HDR_MD5 32u
-#define OFF_HDR_SIZE 56u
-#define OFF_EXT_COUNT 6u
-#define OFF_EXT_MD5 24u
-
-static uint32_t get_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
 
 static void put_be32(GByteArray *out, uint32_t v)
 {
     uint8_t b[4] = { (uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v };
     g_byte_array_append(out, b, 4);
-}
-
-/* MD5 of len bytes at p with the 16 bytes at p + sum_off taken as zero, stored there. */
-static void fix_md5(uint8_t *p, size_t len, size_t sum_off)
-{
-    GChecksum *cs = g_checksum_new(G_CHECKSUM_MD5);
-    gsize n = 16;
-
-    memset(p + sum_off, 0, 16);
-    g_checksum_update(cs, p, (gssize)len);
-    g_checksum_get_digest(cs, p + sum_off, &n);
-    g_checksum_free(cs);
-}
-
-static void fix_sums(uint8_t *a, size_t size)
-{
-    if (size < HDR_FIXED) {
-        return;
-    }
-    uint32_t head = get_be32(a + OFF_HDR_SIZE);
-    if (head < HDR_FIXED || head > HDR_MAX || head > size) {
-        return;
-    }
-    fix_md5(a, head, OFF_HDR_MD5);
-    for (size_t off = head; off + EXT_HDR <= size;) {
-        unsigned blocks = (unsigned)a[off + OFF_EXT_COUNT] << 8 | a[off + OFF_EXT_COUNT + 1];
-        fix_md5(a + off, EXT_HDR, OFF_EXT_MD5);
-        off += EXT_HDR + (size_t)blocks * VMA_BLOCK_SIZE;
-    }
 }
 
 static void add_zstd(GByteArray *out, const uint8_t *p, size_t len)
