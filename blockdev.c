@@ -263,7 +263,7 @@ bool blockdev_add(const BlockDevOptions *opts, GError **errp)
     if (!node_name_check(opts->node_name, errp)) {
         return false;
     }
-    if (opts->filename == NULL || opts->filename[0] == '\0') {
+    if (opts->file == NULL && (opts->filename == NULL || opts->filename[0] == '\0')) {
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                     "add %s: no file name given", opts->node_name);
         return false;
@@ -369,6 +369,11 @@ void blockdev_close_all(void)
 }
 
 /* ---- graph changes ---- */
+
+BlockNode *blockdev_get_base(BlockDev *bd)
+{
+    return bnode_ref(bd->base);
+}
 
 BlockNode *blockdev_get_top(BlockDev *bd)
 {

@@ -389,6 +389,7 @@ static void teardown(Daemon *d, bool emit)
     for (guint i = 0; i < d->monitors->len; i++) {
         qmp_monitor_stop_listening(g_ptr_array_index(d->monitors, i));
     }
+    qmp_stream_shutdown();
     qmp_backup_shutdown();
     qmp_block_shutdown();
     remove_pidfile(d);

@@ -13,9 +13,10 @@
 
 #include <gio/gio.h>
 
+#include "block/alloc-track.h"
 #include "block/block.h"
 
-static const BlockDriver *const drivers[] = { &bdrv_file, &bdrv_host_device };
+static const BlockDriver *const drivers[] = { &bdrv_file, &bdrv_host_device, &bdrv_alloc_track };
 
 const BlockDriver *bnode_find_driver(const char *name)
 {
@@ -45,7 +46,10 @@ BlockNode *bnode_open(const BlockDriver *drv, const BlockDevOptions *opts, GErro
         g_free(n);
         return NULL;
     }
-    n->filename = g_strdup(opts->filename);
+    if (n->filename == NULL) {
+        /* a driver over other nodes (alloc-track) names its own */
+        n->filename = g_strdup(opts->filename);
+    }
     return n;
 }
 

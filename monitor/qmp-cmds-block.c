@@ -75,7 +75,7 @@ JsonNode *qmp_cmd_blockdev_add(QmpSession *s, JsonObject *args, GError **errp)
 {
     const char *driver = json_object_get_string_member(args, "driver");
     const char *node = json_object_get_string_member(args, "node-name");
-    const char *filename = json_object_get_string_member(args, "filename");
+    const char *filename = opt_str(args, "filename", NULL);
     bool direct = false;
 
     init_state();
@@ -104,6 +104,8 @@ JsonNode *qmp_cmd_blockdev_add(QmpSession *s, JsonObject *args, GError **errp)
         .read_only = opt_bool(args, "read-only", false),
         .direct = direct,
         .locking = opt_str(args, "locking", NULL),
+        .file = opt_str(args, "file", NULL),
+        .backing = opt_str(args, "backing", NULL),
     };
     if (!blockdev_add(&opts, errp)) {
         return NULL;
