@@ -18,6 +18,8 @@
 
 #include "backup-internal.h"
 #include "backup.h"
+#include "util/fd.h"
+#include "util/io.h"
 #include "vma.h"
 
 #define CLUSTER VMA_CLUSTER_SIZE
@@ -46,46 +48,6 @@ struct BackupSpill {
     bool stop;                /* drain what is queued, then end */
     bool cancelled;           /* end now */
 };
-
-static int full_pwrite(int fd, const void *buf, size_t len, uint64_t off)
-{
-    size_t done = 0;
-
-    while (done < len) {
-        ssize_t r = pwrite(fd, (const uint8_t *)buf + done, len - done, (off_t)(off + done));
-        if (r < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -errno;
-        }
-        if (r == 0) {
-            return -EIO;
-        }
-        done += (size_t)r;
-    }
-    return 0;
-}
-
-static int full_pread(int fd, void *buf, size_t len, uint64_t off)
-{
-    size_t done = 0;
-
-    while (done < len) {
-        ssize_t r = pread(fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
-        if (r < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -errno;
-        }
-        if (r == 0) {
-            return -EIO; /* our own file cannot be shorter than what we wrote */
-        }
-        done += (size_t)r;
-    }
-    return 0;
-}
 
 /* A file in dir that disappears when closed; -1 with errp set. */
 static int open_spill_file(const char *dir, GError **errp)
@@ -249,7 +211,7 @@ void backup_spill_free(BackupSpill *sp)
     }
     backup_spill_cancel(sp);
     backup_spill_stop(sp);
-    close(sp->fd);
+    close_fd(&sp->fd);
     g_queue_clear_full(&sp->queue, g_free);
     g_array_unref(sp->free_slots);
     g_mutex_clear(&sp->lock);

@@ -82,6 +82,8 @@
 #include "block/block-copy.h"
 #include "block/copy-before-write.h"
 #include "blockdev.h"
+#include "util/fd.h"
+#include "util/ratelimit.h"
 #include "vma.h"
 
 #define CLUSTER VMA_CLUSTER_SIZE
@@ -151,7 +153,7 @@ struct BackupJob {
                                * priority lane */
     uint64_t cbw_bytes;
     uint64_t spilled_bytes;
-    int64_t rate_next;        /* monotonic µs when the next background read may start */
+    RateLimit rate;           /* the background copy's speed limit */
 
     /* Controller thread only (joined by the main loop). */
     GThread **workers;
@@ -341,12 +343,7 @@ static bool disk_rate_wait(void *opaque, uint64_t bytes)
         return !job_failed(job);
     }
     g_mutex_lock(&job->lock);
-    int64_t now = g_get_monotonic_time();
-    if (job->rate_next < now) {
-        job->rate_next = now;
-    }
-    int64_t until = job->rate_next;
-    job->rate_next += (int64_t)(bytes * G_USEC_PER_SEC / (uint64_t)job->speed);
+    int64_t until = ratelimit_reserve(&job->rate, bytes, g_get_monotonic_time());
     while (!job_failed(job) && g_get_monotonic_time() < until) {
         g_cond_wait_until(&job->cond, &job->lock, until);
     }
@@ -670,14 +667,6 @@ static bool add_config_file(VmaWriter *w, const char *path, const char *name, GE
     return vma_writer_add_config(w, name, data, len, errp);
 }
 
-static void close_fd(int *fd)
-{
-    if (*fd >= 0) {
-        close(*fd);
-        *fd = -1;
-    }
-}
-
 /* The point in time: a copy-before-write filter on every disk at one instant. */
 static bool disks_insert_filters(BackupJob *job, GError **errp)
 {
@@ -766,6 +755,7 @@ char *backup_start(const BackupOptions *o, GError **errp)
     job->state = JOB_ACTIVE;
     job->backup_file = g_strdup(target);
     job->speed = o->speed > 0 ? o->speed : 0;
+    ratelimit_init(&job->rate, (uint64_t)job->speed);
     job->nworkers = o->max_workers <= 0 ? BACKUP_DEFAULT_MAX_WORKERS
                                         : (unsigned)MIN(o->max_workers, BACKUP_MAX_WORKERS);
     job->mem_limit = mem_limit;

@@ -256,6 +256,47 @@ static ssize_t plain_read(VmaInput *in, uint8_t *dst, size_t len, GError **errp)
     }
 }
 
+/* ---- what the stream decoders share ------------------------------------------------- */
+
+/* After one decoder call that took `used` input bytes and gave `out` bytes: out when it
+ * gave any; -1 (errp set) when it made no progress at the end of the input (truncated)
+ * or with input left (a stalled decoder: cannot happen with a sane one, but do not
+ * spin); 0: call it again. */
+static ssize_t decoder_progress(VmaInput *in, const char *codec, size_t used, size_t out,
+                                GError **errp)
+{
+    if (out > 0) {
+        return (ssize_t)out;
+    }
+    if (used == 0 && raw_avail(in) == 0 && in->raw_eof) {
+        set_truncated(in, errp);
+        return -1;
+    }
+    if (used == 0 && raw_avail(in) > 0) {
+        g_set_error(errp, VMA_ERROR, VMA_ERROR_FORMAT,
+                    "read %s: %s decoder stalled at input byte %" G_GUINT64_FORMAT, in->name,
+                    codec, raw_offset(in));
+        return -1;
+    }
+    return 0;
+}
+
+/* After a finished member (gzip) or stream (bzip2): 1 when another one begins (its
+ * magic follows), 0 at the end of the input, -1 (errp set) for anything else. */
+static int next_member(VmaInput *in, const void *magic, size_t n, GError **errp)
+{
+    ssize_t a = raw_ensure(in, n, errp);
+
+    if (a <= 0) {
+        return (int)a;
+    }
+    if ((size_t)a < n || memcmp(in->raw + in->raw_pos, magic, n) != 0) {
+        set_trailing_garbage(in, errp);
+        return -1;
+    }
+    return 1;
+}
+
 /* ---- zstd ---------------------------------------------------------------------------- */
 
 static ssize_t zstd_read(VmaInput *in, uint8_t *dst, size_t len, GError **errp)
@@ -279,22 +320,13 @@ static ssize_t zstd_read(VmaInput *in, uint8_t *dst, size_t len, GError **errp)
              * report the header size of a next frame: keep the frame-complete 0 */
             in->zstd_hint = ret;
         }
-        if (ob.pos > 0) {
-            return (ssize_t)ob.pos;
+        if (ob.pos == 0 && ib.pos == 0 && raw_avail(in) == 0 && in->raw_eof &&
+            in->zstd_hint == 0) {
+            return 0; /* the input ended after a complete frame */
         }
-        if (ib.pos == 0 && raw_avail(in) == 0 && in->raw_eof) {
-            if (in->zstd_hint == 0) {
-                return 0;
-            }
-            set_truncated(in, errp);
-            return -1;
-        }
-        if (ib.pos == 0 && raw_avail(in) > 0) {
-            /* cannot happen with a sane decoder; do not spin */
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_FORMAT,
-                        "read %s: zstd decoder stalled at input byte %" G_GUINT64_FORMAT,
-                        in->name, raw_offset(in));
-            return -1;
+        ssize_t r = decoder_progress(in, "zstd", ib.pos, ob.pos, errp);
+        if (r != 0) {
+            return r;
         }
     }
 }
@@ -309,17 +341,9 @@ static ssize_t gzip_read(VmaInput *in, uint8_t *dst, size_t len, GError **errp)
     for (;;) {
         if (in->gz_member_done) {
             /* another member may follow (concatenated gzip files, pigz) */
-            ssize_t a = raw_ensure(in, sizeof(gzip_magic), errp);
-            if (a < 0) {
-                return -1;
-            }
-            if (a == 0) {
-                return 0;
-            }
-            if ((size_t)a < sizeof(gzip_magic) ||
-                memcmp(in->raw + in->raw_pos, gzip_magic, sizeof(gzip_magic)) != 0) {
-                set_trailing_garbage(in, errp);
-                return -1;
+            int m = next_member(in, gzip_magic, sizeof(gzip_magic), errp);
+            if (m <= 0) {
+                return m;
             }
             inflateReset(z);
             in->gz_member_done = false;
@@ -349,18 +373,9 @@ static ssize_t gzip_read(VmaInput *in, uint8_t *dst, size_t len, GError **errp)
                         in->name, raw_offset(in), z->msg ? z->msg : zError(ret));
             return -1;
         }
-        if (out > 0) {
-            return (ssize_t)out;
-        }
-        if (used == 0 && raw_avail(in) == 0 && in->raw_eof) {
-            set_truncated(in, errp);
-            return -1;
-        }
-        if (used == 0 && raw_avail(in) > 0) {
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_FORMAT,
-                        "read %s: gzip decoder stalled at input byte %" G_GUINT64_FORMAT,
-                        in->name, raw_offset(in));
-            return -1;
+        ssize_t r = decoder_progress(in, "gzip", used, out, errp);
+        if (r != 0) {
+            return r;
         }
     }
 }
@@ -387,16 +402,9 @@ static ssize_t bzip2_read(VmaInput *in, uint8_t *dst, size_t len, GError **errp)
     len = MIN(len, (size_t)UINT_MAX);
     for (;;) {
         if (in->bz_stream_done) {
-            ssize_t a = raw_ensure(in, 3, errp);
-            if (a < 0) {
-                return -1;
-            }
-            if (a == 0) {
-                return 0;
-            }
-            if (a < 3 || memcmp(in->raw + in->raw_pos, "BZh", 3) != 0) {
-                set_trailing_garbage(in, errp);
-                return -1;
+            int m = next_member(in, "BZh", 3, errp);
+            if (m <= 0) {
+                return m;
             }
             BZ2_bzDecompressEnd(bz);
             in->bz_init = false;
@@ -430,18 +438,9 @@ static ssize_t bzip2_read(VmaInput *in, uint8_t *dst, size_t len, GError **errp)
                         " (error %d)", in->name, raw_offset(in), ret);
             return -1;
         }
-        if (out > 0) {
-            return (ssize_t)out;
-        }
-        if (used == 0 && raw_avail(in) == 0 && in->raw_eof) {
-            set_truncated(in, errp);
-            return -1;
-        }
-        if (used == 0 && raw_avail(in) > 0) {
-            g_set_error(errp, VMA_ERROR, VMA_ERROR_FORMAT,
-                        "read %s: bzip2 decoder stalled at input byte %" G_GUINT64_FORMAT,
-                        in->name, raw_offset(in));
-            return -1;
+        ssize_t r = decoder_progress(in, "bzip2", used, out, errp);
+        if (r != 0) {
+            return r;
         }
     }
 }

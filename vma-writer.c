@@ -131,6 +131,7 @@ struct VmaWriter {
     uint8_t uuid[16];
     int64_t ctime;
     size_t queue_bound;
+    bool delta;        /* a delta archive: close does not check completeness */
 
     /*
      * w->lock protects everything below up to the writer-thread-only part. It is the
@@ -483,6 +484,7 @@ static VmaWriter *writer_new(VmaOutput *out, const char *name, const VmaWriterOp
     w->ctime = (opts && opts->ctime != 0) ? opts->ctime : (int64_t)time(NULL);
     w->queue_bound = (opts && opts->queue_clusters) ? opts->queue_clusters
                                                     : DEFAULT_QUEUE_CLUSTERS;
+    w->delta = opts && opts->delta;
     return w;
 }
 
@@ -986,7 +988,7 @@ bool vma_writer_close(VmaWriter *w, GError **errp)
     g_mutex_lock(&w->lock);
     drop_queue_locked(w, &w->prio);
     drop_queue_locked(w, &w->normal);
-    if (!w->error) {
+    if (!w->error && !w->delta) {
         check_complete_locked(w);
     }
     bool failed = w->error != NULL;

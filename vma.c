@@ -1,7 +1,7 @@
 /*
  * vma.c — the `vma` command: global options and dispatch to cli/<command>.c.
  *
- *   vma list|config|verify|extract|create|backup [options] operands...
+ *   vma list|config|verify|extract|create|merge|backup [options] operands...
  *   vma --help | --version | COMMAND --help
  *
  * Each subcommand parses its own options with getopt_long(), which (like the deployed
@@ -26,6 +26,7 @@ static const Command commands[] = {
     {"verify", cli_verify_main, "read and check a whole archive"},
     {"extract", cli_extract_main, "restore an archive into a directory or volumes"},
     {"create", cli_create_main, "write a new archive from raw images and configs"},
+    {"merge", cli_merge_main, "write one full archive of the newest state of a chain"},
     {"backup", cli_backup_main, "run a live backup in vmad and follow it"},
 };
 
@@ -39,10 +40,11 @@ static void usage(FILE *out)
             "\n"
             "  vma list [--json] ARCHIVE\n"
             "  vma config [-c NAME] ARCHIVE\n"
-            "  vma verify [-v] [--json] ARCHIVE\n"
-            "  vma extract [-v] [-d DEV[,DEV...]] [-r FIFO] ARCHIVE DIR\n"
+            "  vma verify [-v] [--json] [--base ARCHIVE]... ARCHIVE\n"
+            "  vma extract [-v] [-d DEV[,DEV...]] [-r FIFO] [--base ARCHIVE]... ARCHIVE DIR\n"
             "  vma create [-v] [-c CONFIG]... ARCHIVE [-d format=raw:NAME=PATH]... | "
             "[NAME=]PATH...\n"
+            "  vma merge -o OUT [--base ARCHIVE]... ARCHIVE\n"
             "  vma backup --qmp SOCKET [-d LIST] [-c CONFIG] [--speed BYTES] OUTPUT|-\n"
             "\n"
             "Commands:\n");

@@ -39,10 +39,20 @@
 #include "monitor/qmp-commands.h"
 #include "util/fd.h"
 #include "util/io.h"
+#include "util/size.h"
+#include "nbd-server.h"
 
 /* Options in the order the user gave them. Later issues add e.g. --fleecing-dir and
  * --backup-buffer-size: one enum value, one getopt entry, one case in process_option()
  * (or a field of DaemonConfig for settings that are not commands). */
+/* vmad's own failures (command line, pid file): only their message is used, printed as
+ * "vmad: MESSAGE"; QMP_ERROR stays at the monitor boundary. */
+#define VMAD_ERROR vmad_error_quark()
+typedef enum VmadErrorCode {
+    VMAD_ERROR_FAILED,
+} VmadErrorCode;
+static G_DEFINE_QUARK(vmad-error-quark, vmad_error)
+
 typedef enum OptKind {
     OPT_BLOCKDEV = 256,
     OPT_NBD_SERVER,
@@ -52,6 +62,7 @@ typedef enum OptKind {
     OPT_PIDFILE,
     OPT_FLEECING_DIR,
     OPT_BACKUP_BUFFER_SIZE,
+    OPT_NBD_BUFFER_BUDGET,
 } OptKind;
 
 static const struct option long_options[] = {
@@ -63,6 +74,7 @@ static const struct option long_options[] = {
     {"pidfile", required_argument, NULL, OPT_PIDFILE},
     {"fleecing-dir", required_argument, NULL, OPT_FLEECING_DIR},
     {"backup-buffer-size", required_argument, NULL, OPT_BACKUP_BUFFER_SIZE},
+    {"nbd-buffer-budget", required_argument, NULL, OPT_NBD_BUFFER_BUDGET},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -107,6 +119,9 @@ static void usage(FILE *out)
 "                         (copy-before-write; default 256M)\n"
 "  --fleecing-dir DIR     spill that data to a temporary file in DIR when the\n"
 "                         memory is full (else the backup fails, not the guest)\n"
+"  --nbd-buffer-budget SIZE\n"
+"                         memory all NBD connections share for request and reply\n"
+"                         data (default 256M; each also has 2M of its own)\n"
 "  -h, --help             show this help and exit\n"
 "  -V, --version          show the version and exit\n"
 "\n"
@@ -147,7 +162,7 @@ static bool parse_bool(const char *key, const char *value, bool *out, GError **e
                g_strcmp0(value, "false") == 0) {
         *out = false;
     } else {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Parameter '%s' expects 'on' or 'off'",
+        g_set_error(errp, VMAD_ERROR, VMAD_ERROR_FAILED, "Parameter '%s' expects 'on' or 'off'",
                     key);
         return false;
     }
@@ -161,12 +176,12 @@ static bool check_keyval_members(JsonObject *obj, const char *const *allowed, GE
 
     for (GList *l = keys; l != NULL; l = l->next) {
         if (!g_strv_contains(allowed, l->data)) {
-            g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Parameter '%s' is unexpected",
+            g_set_error(errp, VMAD_ERROR, VMAD_ERROR_FAILED, "Parameter '%s' is unexpected",
                         (const char *)l->data);
             return false;
         }
         if (json_node_get_value_type(json_object_get_member(obj, l->data)) != G_TYPE_STRING) {
-            g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+            g_set_error(errp, VMAD_ERROR, VMAD_ERROR_FAILED,
                         "Parameter '%s' expects a single value", (const char *)l->data);
             return false;
         }
@@ -188,12 +203,12 @@ static bool add_chardev(Daemon *d, const char *text, GError **errp)
     const char *id = json_object_get_string_member_with_default(kv, "id", NULL);
     const char *path = json_object_get_string_member_with_default(kv, "path", NULL);
     if (g_strcmp0(backend, "socket") != 0) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+        g_set_error(errp, VMAD_ERROR, VMAD_ERROR_FAILED,
                     "chardev backend '%s' is not supported: use socket", backend ? backend : "");
         return false;
     }
     if (id == NULL || *id == '\0' || path == NULL) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Parameter '%s' is missing",
+        g_set_error(errp, VMAD_ERROR, VMAD_ERROR_FAILED, "Parameter '%s' is missing",
                     id == NULL || *id == '\0' ? "id" : "path");
         return false;
     }
@@ -206,14 +221,14 @@ static bool add_chardev(Daemon *d, const char *text, GError **errp)
         return false;
     }
     if (!server || wait) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+        g_set_error(errp, VMAD_ERROR, VMAD_ERROR_FAILED,
                     "chardev %s: only a listening socket is supported (server=on,wait=off)",
                     id);
         return false;
     }
     for (guint i = 0; i < d->chardevs->len; i++) {
         if (strcmp(((Chardev *)g_ptr_array_index(d->chardevs, i))->id, id) == 0) {
-            g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "chardev '%s' already exists", id);
+            g_set_error(errp, VMAD_ERROR, VMAD_ERROR_FAILED, "chardev '%s' already exists", id);
             return false;
         }
     }
@@ -259,14 +274,14 @@ static bool add_monitor(Daemon *d, const char *text, GError **errp)
         path = NULL;
     }
     if ((path == NULL) == (chardev == NULL)) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+        g_set_error(errp, VMAD_ERROR, VMAD_ERROR_FAILED,
                     "give either a socket path or chardev=ID");
         return false;
     }
     if (chardev != NULL) {
         const Chardev *c = find_chardev(d, chardev);
         if (c == NULL) {
-            g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "chardev '%s' not found", chardev);
+            g_set_error(errp, VMAD_ERROR, VMAD_ERROR_FAILED, "chardev '%s' not found", chardev);
             return false;
         }
         path = c->path;
@@ -274,12 +289,12 @@ static bool add_monitor(Daemon *d, const char *text, GError **errp)
     if (mode_str != NULL && strcmp(mode_str, "control") != 0) {
         guint64 m;
         if (strcmp(mode_str, "readline") == 0) {
-            g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+            g_set_error(errp, VMAD_ERROR, VMAD_ERROR_FAILED,
                         "mode=readline: vmad has no human monitor, only QMP (mode=control)");
             return false;
         }
         if (!g_ascii_string_to_unsigned(mode_str, 8, 0, 0777, &m, NULL)) {
-            g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+            g_set_error(errp, VMAD_ERROR, VMAD_ERROR_FAILED,
                         "Parameter 'mode' expects an octal permission such as 0600, or "
                         "'control'");
             return false;
@@ -290,7 +305,7 @@ static bool add_monitor(Daemon *d, const char *text, GError **errp)
         (!parse_bool("pretty", json_object_get_string_member(kv, "pretty"), &pretty, errp) ||
          pretty)) {
         if (pretty) {
-            g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "pretty=on is not supported");
+            g_set_error(errp, VMAD_ERROR, VMAD_ERROR_FAILED, "pretty=on is not supported");
         }
         return false;
     }
@@ -307,12 +322,12 @@ static bool write_pidfile(Daemon *d, GError **errp)
     g_autofd int fd = open(d->pidfile, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
 
     if (fd < 0) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "%s: %s", d->pidfile,
+        g_set_error(errp, VMAD_ERROR, VMAD_ERROR_FAILED, "%s: %s", d->pidfile,
                     g_strerror(errno));
         return false;
     }
     if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "%s: %s", d->pidfile,
+        g_set_error(errp, VMAD_ERROR, VMAD_ERROR_FAILED, "%s: %s", d->pidfile,
                     errno == EWOULDBLOCK ? "in use by another running vmad"
                                          : g_strerror(errno));
         return false;
@@ -321,7 +336,7 @@ static bool write_pidfile(Daemon *d, GError **errp)
     int r = ftruncate(fd, 0) < 0 ? -errno : full_write(fd, text, strlen(text));
     if (r < 0) {
         unlink(d->pidfile);
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "%s: write: %s", d->pidfile,
+        g_set_error(errp, VMAD_ERROR, VMAD_ERROR_FAILED, "%s: write: %s", d->pidfile,
                     g_strerror(-r));
         return false;
     }
@@ -441,6 +456,18 @@ int main(int argc, char **argv)
             g_free(d.pidfile);
             d.pidfile = g_strdup(optarg);
             break;
+        case OPT_NBD_BUFFER_BUDGET: {
+            /* applied at once, so that it holds whatever the order of --nbd-server */
+            g_autoptr(GError) err = NULL;
+            uint64_t bytes = 0;
+            if (!size_parse(NULL, optarg, NBD_MIN_BUFFER_BUDGET, SIZE_MAX / 2, &bytes, &err) ||
+                !nbd_server_set_buffer_budget(bytes, &err)) {
+                fprintf(stderr, "vmad: --nbd-buffer-budget %s: %s\n", optarg, err->message);
+                g_free(d.pidfile);
+                return 1;
+            }
+            break;
+        }
         case '?':
             if (optopt != 0 && optopt < 256 && g_ascii_isprint(optopt)) {
                 fprintf(stderr, "vmad: invalid option -%c (see vmad --help)\n", optopt);

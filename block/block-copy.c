@@ -35,6 +35,7 @@
 #include <string.h>
 
 #include "block/block-copy.h"
+#include "util/bitmap.h"
 #include "vma.h"
 
 #define CLUSTER VMA_CLUSTER_SIZE
@@ -50,24 +51,9 @@ struct BlockCopy {
     gint cancelled;           /* atomic; waiters re-check it under lock */
     GMutex lock;              /* protects todo, busy */
     GCond cond;               /* a busy bit was cleared, or cancelled */
-    uint64_t *todo;           /* bit set: unclaimed, still holds its old data */
-    uint64_t *busy;           /* bit set: claimed, its old data is being read */
+    Bitmap *todo;             /* bit set: unclaimed, still holds its old data */
+    Bitmap *busy;             /* bit set: claimed, its old data is being read */
 };
-
-static inline bool bit_test(const uint64_t *bm, uint64_t i)
-{
-    return (bm[i / 64] >> (i % 64)) & 1;
-}
-
-static inline void bit_set(uint64_t *bm, uint64_t i)
-{
-    bm[i / 64] |= UINT64_C(1) << (i % 64);
-}
-
-static inline void bit_clear(uint64_t *bm, uint64_t i)
-{
-    bm[i / 64] &= ~(UINT64_C(1) << (i % 64));
-}
 
 BlockCopy *block_copy_new(BlockNode *source, const BlockCopyOps *ops, void *opaque)
 {
@@ -80,10 +66,8 @@ BlockCopy *block_copy_new(BlockNode *source, const BlockCopyOps *ops, void *opaq
     bc->opaque = opaque;
     g_mutex_init(&bc->lock);
     g_cond_init(&bc->cond);
-    size_t words = (size_t)((bc->nclusters + 63) / 64);
-    bc->todo = g_new(uint64_t, words ? words : 1);
-    bc->busy = g_new0(uint64_t, words ? words : 1);
-    memset(bc->todo, 0xff, (words ? words : 1) * sizeof(uint64_t));
+    bc->todo = bitmap_new(bc->nclusters, true);
+    bc->busy = bitmap_new(bc->nclusters, false);
     return bc;
 }
 
@@ -95,8 +79,8 @@ void block_copy_free(BlockCopy *bc)
     bnode_unref(bc->source);
     g_mutex_clear(&bc->lock);
     g_cond_clear(&bc->cond);
-    g_free(bc->todo);
-    g_free(bc->busy);
+    bitmap_free(bc->todo);
+    bitmap_free(bc->busy);
     g_free(bc);
 }
 
@@ -116,19 +100,15 @@ void block_copy_cancel(BlockCopy *bc)
 /* Claim [first, first+n), all todo (bc->lock held). */
 static void claim_locked(BlockCopy *bc, uint64_t first, uint64_t n)
 {
-    for (uint64_t c = first; c < first + n; c++) {
-        assert(bit_test(bc->todo, c));
-        bit_clear(bc->todo, c);
-        bit_set(bc->busy, c);
-    }
+    assert(bitmap_count_range(bc->todo, first, n) == n);
+    bitmap_clear_range(bc->todo, first, n);
+    bitmap_set_range(bc->busy, first, n);
 }
 
 static void release(BlockCopy *bc, uint64_t first, uint64_t n)
 {
     g_mutex_lock(&bc->lock);
-    for (uint64_t c = first; c < first + n; c++) {
-        bit_clear(bc->busy, c);
-    }
+    bitmap_clear_range(bc->busy, first, n);
     g_cond_broadcast(&bc->cond);
     g_mutex_unlock(&bc->lock);
 }
@@ -192,21 +172,21 @@ void block_copy_before_write(BlockCopy *bc, uint64_t offset, uint64_t len)
 
     while (c <= last) {
         g_mutex_lock(&bc->lock);
-        while (!cancelled(bc) && !bit_test(bc->todo, c) && bit_test(bc->busy, c)) {
+        while (!cancelled(bc) && !bitmap_test(bc->todo, c) && bitmap_test(bc->busy, c)) {
             g_cond_wait(&bc->cond, &bc->lock);
         }
         if (cancelled(bc)) {
             g_mutex_unlock(&bc->lock);
             return;
         }
-        if (!bit_test(bc->todo, c)) {
+        if (!bitmap_test(bc->todo, c)) {
             /* copied already */
             g_mutex_unlock(&bc->lock);
             c++;
             continue;
         }
         uint64_t end = c;
-        while (end <= last && end - c < BLOCK_COPY_MAX_RUN && bit_test(bc->todo, end)) {
+        while (end <= last && end - c < BLOCK_COPY_MAX_RUN && bitmap_test(bc->todo, end)) {
             end++;
         }
         claim_locked(bc, c, end - c);
@@ -250,7 +230,7 @@ void block_copy_chunk(BlockCopy *bc, uint64_t first, unsigned n)
     /* Nothing to do when copy-before-writes took the whole chunk already. */
     g_mutex_lock(&bc->lock);
     for (unsigned i = 0; i < n && !any; i++) {
-        any = bit_test(bc->todo, first + i);
+        any = bitmap_test(bc->todo, first + i);
     }
     g_mutex_unlock(&bc->lock);
     if (!any) {
@@ -274,13 +254,13 @@ void block_copy_chunk(BlockCopy *bc, uint64_t first, unsigned n)
     unsigned i = 0;
     while (i < n && !cancelled(bc)) {
         g_mutex_lock(&bc->lock);
-        if (!bit_test(bc->todo, first + i)) {
+        if (!bitmap_test(bc->todo, first + i)) {
             g_mutex_unlock(&bc->lock);
             i++;
             continue;
         }
         unsigned j = i;
-        while (j < n && bit_test(bc->todo, first + j) && data[j] == data[i]) {
+        while (j < n && bitmap_test(bc->todo, first + j) && data[j] == data[i]) {
             j++;
         }
         claim_locked(bc, first + i, j - i);

@@ -277,6 +277,27 @@ static void progress_mark_poll(Progress *p, const Status *st, gint64 now)
     p->poll_zero = st->zero_bytes;
 }
 
+/* The tty's status line, redrawn in place (the rate since the last poll); last: the
+ * final one, ended with a newline. */
+static void draw_tty(Progress *p, const Status *st, gint64 now, bool last)
+{
+    g_autofree char *line =
+        status_line(p, st, now, p->poll_us, p->poll_transferred, p->poll_zero);
+
+    fprintf(stderr, "\rINFO: %s\033[K%s", line, last ? "\n" : "");
+    fflush(stderr);
+    p->drawn = !last;
+}
+
+/* One INFO line (not a tty): the rate since the last line. */
+static void print_line(Progress *p, const Status *st, gint64 now)
+{
+    g_autofree char *line =
+        status_line(p, st, now, p->line_us, p->line_transferred, p->line_zero);
+
+    progress_info(p, "%s", line);
+}
+
 /* A poll while the backup is active. */
 static void progress_update(Progress *p, const Status *st)
 {
@@ -286,16 +307,10 @@ static void progress_update(Progress *p, const Status *st)
         return;
     }
     if (p->tty) {
-        g_autofree char *line =
-            status_line(p, st, now, p->poll_us, p->poll_transferred, p->poll_zero);
-        fprintf(stderr, "\rINFO: %s\033[K", line);
-        fflush(stderr);
-        p->drawn = true;
+        draw_tty(p, st, now, false);
     } else if (percent_of(st->transferred, st->total) != p->last_percent &&
                now - p->line_us >= LINE_SECONDS * G_USEC_PER_SEC) {
-        g_autofree char *line =
-            status_line(p, st, now, p->line_us, p->line_transferred, p->line_zero);
-        progress_info(p, "%s", line);
+        print_line(p, st, now);
         progress_mark_line(p, st, now);
     }
     progress_mark_poll(p, st, now);
@@ -310,15 +325,9 @@ static void progress_end(Progress *p, const Status *st, bool done)
         return;
     }
     if (p->tty) {
-        g_autofree char *line =
-            status_line(p, st, now, p->poll_us, p->poll_transferred, p->poll_zero);
-        fprintf(stderr, "\rINFO: %s\033[K\n", line);
-        fflush(stderr);
-        p->drawn = false;
+        draw_tty(p, st, now, true);
     } else if (p->last_percent < 100) {
-        g_autofree char *line =
-            status_line(p, st, now, p->line_us, p->line_transferred, p->line_zero);
-        progress_info(p, "%s", line);
+        print_line(p, st, now);
     }
     progress_mark_line(p, st, now);
     if (!done) {

@@ -24,6 +24,7 @@
 #include <glib.h>
 
 #include "vma.h"
+#include "util/bitmap.h"
 
 #define CLI_EXIT_OK 0
 #define CLI_EXIT_FAILURE 1
@@ -52,6 +53,7 @@ int cli_verify_main(int argc, char **argv);
 int cli_extract_main(int argc, char **argv);
 int cli_create_main(int argc, char **argv);
 int cli_backup_main(int argc, char **argv);
+int cli_merge_main(int argc, char **argv);
 
 /* ---- errors and usage -------------------------------------------------------------- */
 
@@ -133,6 +135,42 @@ void cli_tty_progress_end(CliTtyProgress *p);
 /* Update from a reader's input position (a file, compressed or not) or, for a pipe,
  * from the cluster records counted in s. */
 void cli_tty_progress_update_reader(CliTtyProgress *p, VmaReader *r, const CliReadStats *s);
+
+/* ---- chains of delta archives (chain.c) ---------------------------------------------- */
+
+/* One archive of a chain, its header read. */
+typedef struct CliChainLink {
+    char *path;                        /* as given */
+    VmaReader *r;                      /* positioned at the first extent */
+    uint8_t uuid[16];
+    char uuid_str[37];
+    VmaChainInfo info;                 /* kind VMA_CHAIN_FULL: a full archive */
+    guint top_id[VMA_MAX_DEVICES + 1]; /* its dev_id -> the newest archive's; 0 = ignored */
+} CliChainLink;
+
+typedef struct CliChain {
+    guint n;
+    CliChainLink *links;      /* [0] the newest archive (the operand) .. [n-1] the oldest */
+    bool complete;            /* links[n-1] is a full archive */
+    SparseBitmapBudget budget;
+    SparseBitmap *claimed[VMA_MAX_DEVICES + 1]; /* per device of links[0] (n > 1) */
+} CliChain;
+
+/* Open archive and each of bases (NULL-terminated, may be NULL: files, in any order,
+ * compressed or not) and resolve the chain from archive down to a full archive; see
+ * chain.c for the errors. With allow_open and no bases, a delta archive alone is
+ * accepted as a chain of one that is not complete (verify checks it alone). */
+CliChain *cli_chain_open(const char *archive, char **bases, bool allow_open, GError **errp);
+void cli_chain_free(CliChain *ch);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(CliChain, cli_chain_free)
+/* A cluster record read from links[link]: 1 when it is the newest copy of its cluster
+ * (*top_id = the device in links[0]), 0 when a newer link had it or it belongs to an
+ * older link's vmstate stream (skip it), -1 with an error. Only for chains of n > 1 every
+ * cluster is tracked; with n == 1 every record is the newest. */
+int cli_chain_claim(CliChain *ch, guint link, const VmaCluster *c, guint *top_id,
+                    GError **errp);
+/* Every cluster of device top_id (0 = every disk) of links[0] was claimed (n > 1). */
+bool cli_chain_check_complete(CliChain *ch, guint top_id, GError **errp);
 
 /* ---- restore map (restore-map.c) ----------------------------------------------------- */
 

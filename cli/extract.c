@@ -1,5 +1,6 @@
 /*
- * extract.c — `vma extract [-v] [-d LIST] [-r FIFO] ARCHIVE|- DIR`: restore an archive.
+ * extract.c — `vma extract [-v] [-d LIST] [-r FIFO] [--base ARCHIVE]... ARCHIVE|- DIR`:
+ * restore an archive, or the newest state of a chain of delta archives.
  *
  * Sequence (the deployed tool's, which Proxmox's restore code depends on):
  *   1. read the header; check every name that will become a file name (before anything
@@ -22,6 +23,16 @@
  * stream is written in place, zero blocks as holes; its declared size is no bound, so
  * vmstate.bin is as long as the declared size or the clusters received, whichever is
  * shorter, extended to the last non-zero byte of any data stored past the declared size.
+ *
+ * Chains (chain.c): ARCHIVE may be a delta archive (incremental or differential); its
+ * bases come with --base, in any order. The chain is resolved from the headers before
+ * DIR is created; then the links are read newest first, and of each cluster only the
+ * first copy met is written (a per-device bitmap of clusters taken): every cluster is
+ * written once, and a zero cluster of a newer archive hides an older archive's data (it
+ * is written as zeros or left as a hole exactly as for one archive). The configs are
+ * those of ARCHIVE without the chain entry; the listing of -r is ARCHIVE's. At the end
+ * every cluster of every restored disk must have come from some link. -v prints the
+ * progress lines and the summary for each archive read.
  *
  * Failure: one error line; every file this run created inside DIR is removed (DIR itself
  * is left, as the deployed tool leaves it), so nothing remains under a final name.
@@ -85,8 +96,10 @@ typedef struct Extract {
     GHashTable *limiters;  /* group name -> RateLimit, shared by the group's devices */
     OutDev devs[VMA_MAX_DEVICES + 1];
     guint active;          /* devices being restored */
-    bool have_input_stat;  /* the archive is a regular file or block device: */
-    struct stat input_stat;   /* ... this one (never a restore target) */
+    char **bases;          /* --base archives (NULL-terminated), NULL = none */
+    CliChain *chain;       /* the archives read, newest first */
+    GArray *inputs;        /* struct stat of each archive that is a regular file or a
+                            * block device (never a restore target) */
 } Extract;
 
 static uint8_t zero_buf[1u << 20];
@@ -94,16 +107,20 @@ static uint8_t zero_buf[1u << 20];
 static void extract_usage(FILE *out)
 {
     fprintf(out,
-            "Usage: vma extract [-v] [-d DEV[,DEV...]] [-r FIFO] ARCHIVE|- DIR\n"
+            "Usage: vma extract [-v] [-d DEV[,DEV...]] [-r FIFO] [--base ARCHIVE]... "
+            "ARCHIVE|- DIR\n"
             "\n"
             "Restore a VMA archive. DIR must not exist; it is created and receives the\n"
             "configs, each disk as a sparse raw file disk-<name>.raw and a VM state as\n"
             "vmstate.bin. With -r, disks are written into existing files or block devices\n"
-            "named by a restore map read from FIFO (see vma(1)).\n"
+            "named by a restore map read from FIFO (see vma(1)). A delta archive\n"
+            "(incremental or differential) is restored with the archives it rests on,\n"
+            "given with --base in any order: the newest state of the chain.\n"
             "\n"
             "  -v, --verbose     print progress lines and a summary\n"
             "  -d, --drives LIST restore only these devices (comma-separated names)\n"
             "  -r, --restore-map FIFO  read the device-to-target map from FIFO\n"
+            "  --base ARCHIVE    a base archive of the chain (repeatable)\n"
             "  -h, --help        show this help\n");
 }
 
@@ -298,8 +315,9 @@ static bool write_configs(Extract *x, VmaReader *r, GError **errp)
         const char *name = NULL;
         const uint8_t *data = NULL;
         size_t len = 0;
-        if (!vma_reader_get_config(r, i, &name, &data, &len)) {
-            continue;
+        if (!vma_reader_get_config(r, i, &name, &data, &len) ||
+            (x->chain->n > 1 && strcmp(name, VMA_CHAIN_CONFIG_NAME) == 0)) {
+            continue; /* a restored chain is a full state: its chain entry is no config */
         }
         g_autofree char *path = dir_file(x, name);
         int fd = create_file(x, path, 0666, errp);
@@ -377,7 +395,8 @@ static bool check_archive(Extract *x, VmaReader *r, GError **errp)
         const char *name = NULL;
         const uint8_t *data = NULL;
         size_t len = 0;
-        if (vma_reader_get_config(r, i, &name, &data, &len)) {
+        if (vma_reader_get_config(r, i, &name, &data, &len) &&
+            !(x->chain->n > 1 && strcmp(name, VMA_CHAIN_CONFIG_NAME) == 0)) {
             g_ptr_array_add(wanted, g_strdup(name));
         }
     }
@@ -462,11 +481,14 @@ static bool check_distinct_targets(Extract *x, GError **errp)
         if (!x->devs[a].restore || fstat(x->devs[a].fd, &sa) < 0) {
             continue;
         }
-        if (x->have_input_stat && same_target(&sa, &x->input_stat)) {
-            g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID,
-                        "restore map: the target %s of %s is the archive being read",
-                        x->devs[a].path, x->devs[a].di->name);
-            return false;
+        for (guint i = 0; i < x->inputs->len; i++) {
+            if (same_target(&sa, &g_array_index(x->inputs, struct stat, i))) {
+                g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID,
+                            "restore map: the target %s of %s is %s archive being read",
+                            x->devs[a].path, x->devs[a].di->name,
+                            x->chain->n > 1 ? "an" : "the");
+                return false;
+            }
         }
         for (guint b = a + 1; b <= VMA_MAX_DEVICES; b++) {
             if (!x->devs[b].restore || fstat(x->devs[b].fd, &sb) < 0) {
@@ -483,16 +505,15 @@ static bool check_distinct_targets(Extract *x, GError **errp)
     return true;
 }
 
-/* What the archive is on disk (a regular file or a block device, also as standard
+/* What an archive is on disk (a regular file or a block device, also as standard
  * input), so that no target can be it. A pipe or a socket cannot be a target. */
-static void stat_input(Extract *x)
+static void stat_input(Extract *x, const char *path)
 {
     struct stat st;
-    int r = strcmp(x->archive, "-") == 0 ? fstat(STDIN_FILENO, &st) : stat(x->archive, &st);
+    int r = strcmp(path, "-") == 0 ? fstat(STDIN_FILENO, &st) : stat(path, &st);
 
-    x->have_input_stat = r == 0 && (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode));
-    if (x->have_input_stat) {
-        x->input_stat = st;
+    if (r == 0 && (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
+        g_array_append_val(x->inputs, st);
     }
 }
 
@@ -586,14 +607,17 @@ static bool setup_devices(Extract *x, VmaReader *r, GError **errp)
 
 /* ---- the restore ---------------------------------------------------------------------- */
 
-static bool restore_clusters(Extract *x, VmaReader *r, GError **errp)
+/* Stream the clusters of links[link]; in a chain of more than one archive only those that
+ * no newer link had. */
+static bool restore_link(Extract *x, guint link, CliReadStats *st, GError **errp)
 {
-    CliReadStats st;
+    CliChain *ch = x->chain;
+    VmaReader *r = ch->links[link].r;
     FILE *vout = x->verbose ? stdout : NULL;
     CliTtyProgress *tty = cli_tty_progress_new("extract", !x->verbose);
     bool ok = true;
 
-    cli_read_stats_init(&st, r);
+    cli_read_stats_init(st, r);
     for (;;) {
         VmaCluster c;
         int ret;
@@ -611,31 +635,53 @@ static bool restore_clusters(Extract *x, VmaReader *r, GError **errp)
         if (ret == 0) {
             break;
         }
-        cli_read_stats_add(&st, r, &c, vout);
-        if (st.out_errno) {
+        cli_read_stats_add(st, r, &c, vout);
+        if (st->out_errno) {
             g_set_error(errp, CLI_ERROR, CLI_ERROR_IO, "write to stdout: %s",
-                        g_strerror(st.out_errno));
+                        g_strerror(st->out_errno));
             ok = false;
             break;
         }
-        if (c.dev_id == 0 || c.dev_id > VMA_MAX_DEVICES || !x->devs[c.dev_id].di) {
+        if (c.dev_id == 0 || c.dev_id > VMA_MAX_DEVICES || !vma_reader_get_device(r, c.dev_id)) {
             g_set_error(errp, CLI_ERROR, CLI_ERROR_FORMAT, "cluster of unknown device id %u",
                         c.dev_id);
             ok = false;
             break;
         }
-        OutDev *d = &x->devs[c.dev_id];
+        guint id = c.dev_id;
+        if (ch->n > 1) {
+            int claim = cli_chain_claim(ch, link, &c, &id, errp);
+            if (claim < 0) {
+                ok = false;
+                break;
+            }
+            if (claim == 0) {
+                continue; /* a newer archive of the chain had this cluster */
+            }
+        }
+        OutDev *d = &x->devs[id];
         if (d->restore && !dev_write_cluster(d, &c, errp)) {
             ok = false;
             break;
         }
-        if ((st.clusters_read & 63) == 0) {
-            cli_tty_progress_update_reader(tty, r, &st);
+        if ((st->clusters_read & 63) == 0) {
+            cli_tty_progress_update_reader(tty, r, st);
         }
     }
     cli_tty_progress_end(tty);
-    if (!ok) {
-        return false;
+    return ok;
+}
+
+static bool restore_clusters(Extract *x, GError **errp)
+{
+    CliChain *ch = x->chain;
+    VmaReader *r = ch->links[0].r;
+    g_autofree CliReadStats *stats = g_new0(CliReadStats, ch->n);
+
+    for (guint k = 0; k < ch->n; k++) {
+        if (!restore_link(x, k, &stats[k], errp)) {
+            return false;
+        }
     }
 
     /* Name every incomplete device, as verify does: the reader's own summary when all
@@ -658,7 +704,8 @@ static bool restore_clusters(Extract *x, VmaReader *r, GError **errp)
         if (all_disks) {
             continue;
         }
-        if (!d->di->is_vmstate && !vma_reader_check_complete(r, id, &err)) {
+        if (!d->di->is_vmstate && !(ch->n > 1 ? cli_chain_check_complete(ch, id, &err)
+                                              : vma_reader_check_complete(r, id, &err))) {
             if (!missing) {
                 missing = g_string_new(err->message);
             } else {
@@ -666,7 +713,8 @@ static bool restore_clusters(Extract *x, VmaReader *r, GError **errp)
             }
         }
     }
-    if (all_disks && !vma_reader_check_complete(r, 0, errp)) {
+    if (all_disks && !(ch->n > 1 ? cli_chain_check_complete(ch, 0, errp)
+                                 : vma_reader_check_complete(r, 0, errp))) {
         return false;
     }
     if (missing) {
@@ -721,8 +769,8 @@ static bool restore_clusters(Extract *x, VmaReader *r, GError **errp)
             }
         }
     }
-    if (x->verbose) {
-        cli_read_stats_print_summary(&st, stdout);
+    for (guint k = 0; x->verbose && k < ch->n; k++) {
+        cli_read_stats_print_summary(&stats[k], stdout);
     }
     return true;
 }
@@ -747,14 +795,22 @@ static void extract_cleanup(Extract *x, bool failed)
     }
     g_hash_table_destroy(x->limiters);
     g_strfreev(x->drives);
+    g_strfreev(x->bases);
+    cli_chain_free(x->chain);
+    g_array_free(x->inputs, true);
 }
 
 static bool run_extract(Extract *x, GError **errp)
 {
-    g_autoptr(VmaReader) r = vma_reader_open(x->archive, errp);
-
-    stat_input(x);
-    if (!r || !check_archive(x, r, errp)) {
+    x->chain = cli_chain_open(x->archive, x->bases, false, errp);
+    if (!x->chain) {
+        return false;
+    }
+    VmaReader *r = x->chain->links[0].r;
+    for (guint k = 0; k < x->chain->n; k++) {
+        stat_input(x, x->chain->links[k].path);
+    }
+    if (!check_archive(x, r, errp)) {
         return false;
     }
     /* 0700: the disks are as private as the archive (0600); the user may open it up */
@@ -780,7 +836,7 @@ static bool run_extract(Extract *x, GError **errp)
     if (!setup_devices(x, r, errp)) {
         return false;
     }
-    if (!restore_clusters(x, r, errp)) {
+    if (!restore_clusters(x, errp)) {
         return false;
     }
     return cli_stdout_flush(errp);
@@ -792,10 +848,12 @@ int cli_extract_main(int argc, char **argv)
         {"verbose", no_argument, NULL, 'v'},
         {"drives", required_argument, NULL, 'd'},
         {"restore-map", required_argument, NULL, 'r'},
+        {"base", required_argument, NULL, 'B'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     Extract x;
+    g_autoptr(GPtrArray) bases = g_ptr_array_new_with_free_func(g_free);
     int c;
 
     memset(&x, 0, sizeof(x));
@@ -818,6 +876,9 @@ int cli_extract_main(int argc, char **argv)
         case 'r':
             x.map_path = optarg;
             break;
+        case 'B':
+            g_ptr_array_add(bases, g_strdup(optarg));
+            break;
         case 'h':
             g_strfreev(x.drives);
             extract_usage(stdout);
@@ -834,6 +895,9 @@ int cli_extract_main(int argc, char **argv)
     }
     x.archive = argv[optind];
     x.dir = argv[optind + 1];
+    g_ptr_array_add(bases, NULL);
+    x.bases = (char **)g_ptr_array_free(g_steal_pointer(&bases), false);
+    x.inputs = g_array_new(false, false, sizeof(struct stat));
     x.created = g_ptr_array_new_with_free_func(g_free);
     x.limiters = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     for (guint id = 0; id <= VMA_MAX_DEVICES; id++) {

@@ -5,7 +5,13 @@
  *   CFG: size: <bytes> name: <name>                 one per config, header order
  *   VMSTATE: dev_id=<id> memory: <bytes>            or
  *   DEV: dev_id=<id> size: <bytes> devname: <name>  per device, dev_id 1..254
+ *   CHAIN: kind: <kind> base: <uuid> [bitmap: <name>]
+ *                                                   only for a delta archive (one with
+ *                                                   the chain entry vmabackup-chain.conf)
  *   CTIME: <ctime(3) of the backup time, local time>
+ * Full archives list exactly as the deployed tool lists them. The CHAIN line comes before
+ * CTIME because Proxmox's restore code takes CTIME as the end of the listing. A chain entry
+ * that does not parse makes `list` fail (such an archive cannot be restored).
  * The listing functions are shared with `verify -v` and `extract -r`. --json prints the
  * same facts as one JSON object.
  */
@@ -40,6 +46,18 @@ void cli_print_listing(VmaReader *r, FILE *out)
                     di->size, di->name);
         }
     }
+
+    VmaChainInfo chain;
+    if (vma_chain_info_from_reader(r, &chain, NULL) && chain.kind != VMA_CHAIN_FULL) {
+        char base[37];
+        vma_uuid_unparse(chain.base_uuid, base);
+        fprintf(out, "CHAIN: kind: %s base: %s", vma_chain_kind_name(chain.kind), base);
+        if (chain.bitmap) {
+            fprintf(out, " bitmap: %s", chain.bitmap);
+        }
+        fputc('\n', out);
+    }
+    vma_chain_info_clear(&chain);
 
     time_t t = (time_t)vma_reader_get_ctime(r);
     char buf[64];
@@ -95,6 +113,23 @@ void cli_json_listing_members(VmaReader *r, GString *out)
         first = false;
     }
     g_string_append(out, "]");
+
+    VmaChainInfo chain;
+    if (vma_chain_info_from_reader(r, &chain, NULL) && chain.kind != VMA_CHAIN_FULL) {
+        char base[37];
+        vma_uuid_unparse(chain.base_uuid, base);
+        g_string_append_printf(out,
+                               ", \"chain\": {\"kind\": \"%s\", \"base\": \"%s\", "
+                               "\"bitmap\": ",
+                               vma_chain_kind_name(chain.kind), base);
+        if (chain.bitmap) {
+            json_escape_append(out, chain.bitmap, JSON_ESCAPE_UTF8);
+        } else {
+            g_string_append(out, "null");
+        }
+        g_string_append(out, "}");
+    }
+    vma_chain_info_clear(&chain);
 }
 
 static void list_usage(FILE *out)
@@ -103,7 +138,8 @@ static void list_usage(FILE *out)
             "Usage: vma list [--json] ARCHIVE|-\n"
             "\n"
             "Show the configs and devices of a VMA archive (plain or compressed; '-' reads\n"
-            "stdin). Only the header is read.\n"
+            "stdin). Only the header is read. A delta archive (incremental or\n"
+            "differential) shows its base archive's uuid in a CHAIN line.\n"
             "\n"
             "  --json      print one JSON object instead of the CFG/DEV/CTIME lines\n"
             "  -h, --help  show this help\n");
@@ -143,6 +179,12 @@ int cli_list_main(int argc, char **argv)
     if (!r) {
         return cli_fail("list", err);
     }
+    VmaChainInfo chain;
+    if (!vma_chain_info_from_reader(r, &chain, &err)) {
+        g_prefix_error(&err, "%s: ", path);
+        return cli_fail("list", err);
+    }
+    vma_chain_info_clear(&chain);
     if (json) {
         g_autoptr(GString) s = g_string_new("{");
         cli_json_listing_members(r, s);

@@ -22,9 +22,11 @@
 /* ---- errors ------------------------------------------------------------------------ */
 
 /*
- * Errors that must reach a QMP client with a specific error class use this domain; the
- * code is the class. Every other GError (any domain) becomes GenericError. The
- * message is the "desc" as it is.
+ * The monitor's own errors use this domain; the code is the class. The subsystems keep
+ * their own domains (G_IO_ERROR in the block layer, BACKUP_ERROR, ...), and the few of
+ * their codes that have a class of their own are mapped in qmp-error.c (e.g.
+ * BACKUP_ERROR_DEVICE_NOT_FOUND: DeviceNotFound); every other GError becomes
+ * GenericError. The message is the "desc" as it is.
  */
 #define QMP_ERROR (qmp_error_quark())
 GQuark qmp_error_quark(void);

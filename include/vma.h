@@ -68,6 +68,9 @@ typedef struct VmaWriterOptions {
     int64_t ctime;          /* header time, seconds since the epoch; 0 = now */
     bool direct;            /* open a new output file with O_DIRECT */
     size_t queue_clusters;  /* bound of the normal lane in clusters; 0 = default (64) */
+    bool delta;             /* a delta archive (incremental / differential): close does
+                             * not fail on clusters never written; the caller adds the
+                             * VMA_CHAIN_CONFIG_NAME config before the header is final */
 } VmaWriterOptions;
 
 /* Flags for vma_writer_write_cluster(). */
@@ -142,7 +145,8 @@ uint64_t vma_writer_get_queued_bytes(VmaWriter *w);
  * wait for an exec: command and check its exit status, and rename a new file into place
  * (then flush its directory). Fails (and removes an output file the writer created) on a
  * latched error, a failed command or flush, a final name taken meanwhile, or unless every
- * cluster of every non-vmstate device was written exactly once. Call at most once. */
+ * cluster of every non-vmstate device was written exactly once (not checked with
+ * opts->delta). Call at most once. */
 bool vma_writer_close(VmaWriter *w, GError **errp);
 /* Free the handle; accepts NULL. If not closed, cancels, closes and removes the partial
  * output file first. */
@@ -220,6 +224,46 @@ typedef struct VmaReaderStats {
     uint64_t zero_bytes;      /* bytes of zero blocks within device sizes returned so far */
 } VmaReaderStats;
 void vma_reader_get_stats(VmaReader *r, VmaReaderStats *st);
+
+/* ---- delta archives (incremental / differential chains) ----------------------------
+ *
+ * A delta archive is an ordinary VMA stream whose devices may lack clusters (unchanged
+ * since its base) and that carries one config entry VMA_CHAIN_CONFIG_NAME naming its
+ * base archive's uuid (docs/vma-format.md, "Delta archives"). A full archive has no such
+ * entry. Devices of a delta archive have the names and sizes of its base's. */
+
+#define VMA_CHAIN_CONFIG_NAME "vmabackup-chain.conf"
+
+typedef enum {
+    VMA_CHAIN_FULL = 0,       /* no chain entry: every cluster present */
+    VMA_CHAIN_INCREMENTAL,    /* relative to the previous backup that reset the bitmap */
+    VMA_CHAIN_DIFFERENTIAL,   /* relative to the backup the bitmap counts from */
+} VmaChainKind;
+
+typedef struct VmaChainInfo {
+    VmaChainKind kind;
+    uint8_t base_uuid[16];
+    char *bitmap;            /* owned, may be NULL */
+} VmaChainInfo;
+
+/* The text of the chain entry ("format: 1", "kind: ...", "base: ...", "bitmap: ..." when
+ * info->bitmap is set; LF line ends), g_free it; *len (if len != NULL) gets its length.
+ * NULL when info->kind is VMA_CHAIN_FULL or info->bitmap is empty or holds a control
+ * character (a line break would forge keys). */
+char *vma_chain_info_format(const VmaChainInfo *info, size_t *len);
+/* Parse the chain entry's bytes into *out (cleared first; on failure left cleared).
+ * VMA_ERROR_FORMAT on: control characters, a line not "key: value", an empty value, a
+ * duplicate key, a missing format/kind/base, an unknown kind, a base that is not a
+ * lower-case 8-4-4-4-12 uuid, or unknown keys when format is not 1 (with format 1
+ * unknown keys are ignored). */
+bool vma_chain_info_parse(const void *data, size_t len, VmaChainInfo *out, GError **errp);
+/* Free what *info owns and zero it; accepts NULL. */
+void vma_chain_info_clear(VmaChainInfo *info);
+/* The chain entry of an open archive: *out gets kind VMA_CHAIN_FULL when it has none;
+ * false (VMA_ERROR_FORMAT) when the entry does not parse or appears twice. */
+bool vma_chain_info_from_reader(VmaReader *r, VmaChainInfo *out, GError **errp);
+/* "full", "incremental" or "differential". */
+const char *vma_chain_kind_name(VmaChainKind kind);
 
 /* ---- small helpers ----------------------------------------------------------------- */
 

@@ -66,16 +66,6 @@ void qmp_backup_shutdown(void)
 
 /* ---- commands ------------------------------------------------------------------------- */
 
-static void propagate_backup_error(GError **errp, GError *err)
-{
-    if (g_error_matches(err, BACKUP_ERROR, BACKUP_ERROR_DEVICE_NOT_FOUND)) {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_DEVICE_NOT_FOUND, err->message);
-        g_error_free(err);
-        return;
-    }
-    g_propagate_error(errp, err);
-}
-
 JsonNode *qmp_cmd_backup(QmpSession *s, JsonObject *args, GError **errp)
 {
     const char *file = json_object_get_string_member(args, "backup-file");
@@ -92,7 +82,6 @@ JsonNode *qmp_cmd_backup(QmpSession *s, JsonObject *args, GError **errp)
     };
     const char *format = json_object_get_string_member_with_default(args, "format", "vma");
     gint64 workers = json_object_get_int_member_with_default(args, "max-workers", 0);
-    GError *err = NULL;
 
     if (strcmp(format, "vma") != 0) {
         g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, "unknown backup format");
@@ -113,9 +102,9 @@ JsonNode *qmp_cmd_backup(QmpSession *s, JsonObject *args, GError **errp)
     }
 
     qmp_job_events_enable();
-    g_autofree char *uuid = backup_start(&o, &err);
+    /* BACKUP_ERROR as it is: qmp-error.c gives DEVICE_NOT_FOUND its class */
+    g_autofree char *uuid = backup_start(&o, errp);
     if (uuid == NULL) {
-        propagate_backup_error(errp, err);
         return NULL;
     }
     if (fdname != NULL) {

@@ -3,13 +3,12 @@
  * (nbd-server.h), and the block side of daemon shutdown.
  *
  * The block layer and the NBD server know nothing of QMP; this file adds what QEMU's
- * commands have on top of them: export ids (block-export-add's "id"; nbd-server-add
- * uses the export name as id), BLOCK_EXPORT_DELETED events, and QEMU's error messages for the states it checks
- * before calling down ("NBD server not running", "Block export id ... is already in
- * use", ...). The command line (vmad --blockdev/--nbd-server/--export) reaches the same
- * handlers through qmp_execute().
- *
- * State below is touched only on the main loop thread.
+ * commands have on top of them: BLOCK_EXPORT_DELETED events, and QEMU's error messages for
+ * the states it checks before calling down ("NBD server not running", "Block export id ... is already in
+ * use", ...). The NBD handlers hold no state: whether the server runs, the exports and
+ * their ids (block-export-add's "id"; nbd-server-add uses the export name as id) are the
+ * NBD server's (nbd-server.h), asked for each time. The command line (vmad
+ * --blockdev/--nbd-server/--export) reaches the same handlers through qmp_execute().
  */
 #include <errno.h>
 #include <string.h>
@@ -19,45 +18,6 @@
 #include "nbd-server.h"
 #include "monitor.h"
 #include "monitor/qmp-commands.h"
-
-typedef struct Export {
-    char *id;
-    char *name;        /* NBD export name */
-    char *node_name;
-} Export;
-
-static GPtrArray *exports;       /* Export *, in creation order */
-static bool nbd_running;
-
-static void export_free(gpointer p)
-{
-    Export *e = p;
-
-    g_free(e->id);
-    g_free(e->name);
-    g_free(e->node_name);
-    g_free(e);
-}
-
-static void init_state(void)
-{
-    if (exports == NULL) {
-        exports = g_ptr_array_new_with_free_func(export_free);
-    }
-}
-
-static Export *find_export(const char *id, const char *name)
-{
-    init_state();
-    for (guint i = 0; i < exports->len; i++) {
-        Export *e = g_ptr_array_index(exports, i);
-        if ((id != NULL && strcmp(e->id, id) == 0) ||
-            (name != NULL && strcmp(e->name, name) == 0)) {
-            return e;
-        }
-    }
-    return NULL;
-}
 
 static const char *opt_str(JsonObject *args, const char *key, const char *dflt)
 {
@@ -78,7 +38,6 @@ JsonNode *qmp_cmd_blockdev_add(QmpSession *s, JsonObject *args, GError **errp)
     const char *filename = opt_str(args, "filename", NULL);
     bool direct = false;
 
-    init_state();
     if (json_object_has_member(args, "cache")) {
         direct = opt_bool(json_object_get_object_member(args, "cache"), "direct", false);
     }
@@ -117,15 +76,12 @@ JsonNode *qmp_cmd_blockdev_del(QmpSession *s, JsonObject *args, GError **errp)
 {
     const char *node = json_object_get_string_member(args, "node-name");
 
-    init_state();
-    for (guint i = 0; i < exports->len; i++) {
-        Export *e = g_ptr_array_index(exports, i);
-        if (strcmp(e->node_name, node) == 0) {
-            g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                        "Node '%s' is busy: block device is in use by block export '%s'",
-                        node, e->id);
-            return NULL;
-        }
+    g_autoptr(NbdExportInfo) e = nbd_server_query_export(NULL, NULL, node);
+    if (e != NULL) {
+        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+                    "Node '%s' is busy: block device is in use by block export '%s'", node,
+                    e->id);
+        return NULL;
     }
     if (!blockdev_del(node, errp)) {
         return NULL;
@@ -178,7 +134,6 @@ JsonNode *qmp_cmd_query_block(QmpSession *s, JsonObject *args, GError **errp)
     g_autoptr(GPtrArray) list = blockdev_list();
     JsonArray *arr = json_array_new();
 
-    init_state();
     for (guint i = 0; i < list->len; i++) {
         BlockDev *bd = g_ptr_array_index(list, i);
         json_array_add_object_element(arr, block_info(bd));
@@ -204,55 +159,46 @@ JsonNode *qmp_cmd_nbd_server_start(QmpSession *s, JsonObject *args, GError **err
         .port = opt_str(addr, "port", NULL),
     };
 
-    init_state();
-    if (nbd_running) {
+    if (nbd_server_is_running()) {
         g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "NBD server already running");
         return NULL;
     }
     if (!nbd_server_start(&a, (guint)max_conn, errp)) {
         return NULL;
     }
-    nbd_running = true;
     return qmp_return_empty();
 }
 
 static bool export_add(const char *id, const char *node, const char *name, bool writable,
                        GError **errp)
 {
-    init_state();
-    if (!nbd_running) {
+    if (!nbd_server_is_running()) {
         g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "NBD server not running");
         return false;
     }
-    if (find_export(id, NULL) != NULL) {
+    g_autoptr(NbdExportInfo) by_id = nbd_server_query_export(id, NULL, NULL);
+    if (by_id != NULL) {
         g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
                     "Block export id '%s' is already in use", id);
         return false;
     }
-    if (find_export(NULL, name) != NULL) {
+    g_autoptr(NbdExportInfo) by_name = nbd_server_query_export(NULL, name, NULL);
+    if (by_name != NULL) {
         g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
                     "NBD server already has export named '%s'", name);
         return false;
     }
-    if (!nbd_server_add_export(node, name, writable, errp)) {
-        return false;
-    }
-    Export *e = g_new0(Export, 1);
-    e->id = g_strdup(id);
-    e->name = g_strdup(name);
-    e->node_name = g_strdup(node);
-    g_ptr_array_add(exports, e);
-    return true;
+    return nbd_server_add_export_id(id, node, name, writable, errp);
 }
 
-static bool export_del(Export *e, bool hard, GError **errp)
+/* Remove the export e describes and tell the monitors. */
+static bool export_del(const NbdExportInfo *e, bool hard, GError **errp)
 {
-    if (!nbd_server_remove_export(e->name, hard, errp)) {
+    if (!nbd_server_remove_export_id(e->id, hard, errp)) {
         return false;
     }
     JsonObject *data = json_object_new();
     json_object_set_string_member(data, "id", e->id);
-    g_ptr_array_remove(exports, e);        /* frees e */
     qmp_event_emit("BLOCK_EXPORT_DELETED", data);
     return true;
 }
@@ -276,7 +222,7 @@ JsonNode *qmp_cmd_nbd_server_add(QmpSession *s, JsonObject *args, GError **errp)
 JsonNode *qmp_cmd_nbd_server_remove(QmpSession *s, JsonObject *args, GError **errp)
 {
     const char *name = json_object_get_string_member(args, "name");
-    Export *e = find_export(NULL, name);
+    g_autoptr(NbdExportInfo) e = nbd_server_query_export(NULL, name, NULL);
 
     if (e == NULL) {
         g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Export '%s' is not found", name);
@@ -288,17 +234,17 @@ JsonNode *qmp_cmd_nbd_server_remove(QmpSession *s, JsonObject *args, GError **er
     return qmp_return_empty();
 }
 
-/* Remove every export, hard, and stop the server; the first error is returned. */
+/* Remove every export, hard and newest first, and stop the server; the first error is
+ * returned. */
 static bool server_stop(GError **errp)
 {
+    g_autoptr(GPtrArray) list = nbd_server_query_exports();
     GError *first = NULL;
 
-    while (exports->len > 0) {
-        Export *e = g_ptr_array_index(exports, exports->len - 1);
+    for (guint i = list->len; i > 0; i--) {
         GError *err = NULL;
-        if (!export_del(e, true, &err)) {
-            /* forget it anyway: the server below goes away with all its exports */
-            g_ptr_array_remove_index(exports, exports->len - 1);
+        /* on failure the export goes anyway: the server below goes with all of them */
+        if (!export_del(g_ptr_array_index(list, i - 1), true, &err)) {
             if (first == NULL) {
                 first = err;
             } else {
@@ -306,7 +252,6 @@ static bool server_stop(GError **errp)
             }
         }
     }
-    nbd_running = false;
     GError *err = NULL;
     if (!nbd_server_stop(&err)) {
         if (first == NULL) {
@@ -324,8 +269,7 @@ static bool server_stop(GError **errp)
 
 JsonNode *qmp_cmd_nbd_server_stop(QmpSession *s, JsonObject *args, GError **errp)
 {
-    init_state();
-    if (!nbd_running) {
+    if (!nbd_server_is_running()) {
         g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "NBD server not running");
         return NULL;
     }
@@ -350,7 +294,7 @@ JsonNode *qmp_cmd_block_export_add(QmpSession *s, JsonObject *args, GError **err
 JsonNode *qmp_cmd_block_export_del(QmpSession *s, JsonObject *args, GError **errp)
 {
     const char *id = json_object_get_string_member(args, "id");
-    Export *e = find_export(id, NULL);
+    g_autoptr(NbdExportInfo) e = nbd_server_query_export(id, NULL, NULL);
 
     if (e == NULL) {
         g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Export '%s' is not found", id);
@@ -364,11 +308,11 @@ JsonNode *qmp_cmd_block_export_del(QmpSession *s, JsonObject *args, GError **err
 
 JsonNode *qmp_cmd_query_block_exports(QmpSession *s, JsonObject *args, GError **errp)
 {
+    g_autoptr(GPtrArray) list = nbd_server_query_exports();
     JsonArray *arr = json_array_new();
 
-    init_state();
-    for (guint i = 0; i < exports->len; i++) {
-        Export *e = g_ptr_array_index(exports, i);
+    for (guint i = 0; i < list->len; i++) {
+        const NbdExportInfo *e = g_ptr_array_index(list, i);
         JsonObject *info = json_object_new();
         json_object_set_string_member(info, "id", e->id);
         json_object_set_string_member(info, "type", "nbd");
@@ -387,8 +331,7 @@ void qmp_block_shutdown(void)
 {
     g_autoptr(GError) err = NULL;
 
-    init_state();
-    if (nbd_running && !server_stop(&err)) {
+    if (nbd_server_is_running() && !server_stop(&err)) {
         g_warning("shutdown: stop NBD server: %s", err->message);
     }
     g_autoptr(GPtrArray) list = blockdev_list();

@@ -131,13 +131,10 @@ JsonNode *qmp_cmd_job_cancel(QmpSession *s, JsonObject *args, GError **errp)
     return qmp_return_empty();
 }
 
+/* STREAM_ERROR_NO_JOB is DeviceNotActive (monitor/qmp-error.c) */
 JsonNode *qmp_cmd_block_job_cancel(QmpSession *s, JsonObject *args, GError **errp)
 {
-    GError *err = NULL;
-
-    if (!cancel_job(json_object_get_string_member(args, "device"), &err)) {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_DEVICE_NOT_ACTIVE, err->message);
-        g_error_free(err);
+    if (!cancel_job(json_object_get_string_member(args, "device"), errp)) {
         return NULL;
     }
     return qmp_return_empty();
@@ -145,15 +142,9 @@ JsonNode *qmp_cmd_block_job_cancel(QmpSession *s, JsonObject *args, GError **err
 
 JsonNode *qmp_cmd_block_job_set_speed(QmpSession *s, JsonObject *args, GError **errp)
 {
-    GError *err = NULL;
     const char *id = json_object_get_string_member(args, "device");
 
-    if (!stream_set_speed(id, json_object_get_int_member(args, "speed"), &err)) {
-        int code = g_error_matches(err, STREAM_ERROR, STREAM_ERROR_NO_JOB)
-                       ? QMP_ERROR_DEVICE_NOT_ACTIVE
-                       : QMP_ERROR_GENERIC;
-        g_set_error_literal(errp, QMP_ERROR, code, err->message);
-        g_error_free(err);
+    if (!stream_set_speed(id, json_object_get_int_member(args, "speed"), errp)) {
         return NULL;
     }
     return qmp_return_empty();

@@ -30,10 +30,7 @@ JsonNode *qmp_cmd_block_stream(QmpSession *s, JsonObject *args, GError **errp)
         return NULL;
     }
     qmp_job_events_enable();
-    GError *err = NULL;
-    if (!stream_start(&o, &err)) {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, err->message);
-        g_error_free(err);
+    if (!stream_start(&o, errp)) {
         return NULL;
     }
     return qmp_return_empty();

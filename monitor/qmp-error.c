@@ -2,9 +2,14 @@
  * qmp-error.c — the one GError -> QMP error mapping.
  *
  * QMP clients see {"class", "desc"}. The class comes from the code of a QMP_ERROR
- * error; every other domain (G_IO_ERROR, G_FILE_ERROR, the block layer's, ...) is a
- * GenericError, as QEMU reports nearly everything. desc is the message unchanged.
+ * error (the monitor's own errors), or from the owners' codes that QMP clients tell
+ * apart (owner_classes[]: the subsystems keep their own domains and know nothing of
+ * QMP); every other error (G_IO_ERROR of the block layer, G_FILE_ERROR, BACKUP_ERROR's
+ * other codes, ...) is a GenericError, as QEMU reports nearly everything. desc is the
+ * message unchanged.
  */
+#include "backup.h"
+#include "block/stream.h"
 #include "monitor.h"
 
 G_DEFINE_QUARK(qmp-error-quark, qmp_error)
@@ -17,11 +22,34 @@ static const char *const class_names[] = {
     [QMP_ERROR_KVM_MISSING_CAP] = "KVMMissingCap",
 };
 
+/* Owner codes with a class of their own (a domain is a function: quarks are made at
+ * run time). */
+static const struct {
+    GQuark (*domain)(void);
+    int code;
+    QmpErrorCode cls;
+} owner_classes[] = {
+    /* backup's "Device 'X' not found", as QEMU's backup command reports it */
+    {backup_error_quark, BACKUP_ERROR_DEVICE_NOT_FOUND, QMP_ERROR_DEVICE_NOT_FOUND},
+    /* block-job-cancel / block-job-set-speed: "Block job 'X' not found" */
+    {stream_error_quark, STREAM_ERROR_NO_JOB, QMP_ERROR_DEVICE_NOT_ACTIVE},
+};
+
 const char *qmp_error_class(const GError *err)
 {
-    if (err != NULL && err->domain == QMP_ERROR && err->code >= 0 &&
-        (size_t)err->code < G_N_ELEMENTS(class_names)) {
-        return class_names[err->code];
+    if (err == NULL) {
+        return "GenericError";
+    }
+    if (err->domain == QMP_ERROR) {
+        if (err->code >= 0 && (size_t)err->code < G_N_ELEMENTS(class_names)) {
+            return class_names[err->code];
+        }
+        return "GenericError";
+    }
+    for (size_t i = 0; i < G_N_ELEMENTS(owner_classes); i++) {
+        if (err->domain == owner_classes[i].domain() && err->code == owner_classes[i].code) {
+            return class_names[owner_classes[i].cls];
+        }
     }
     return "GenericError";
 }

@@ -27,8 +27,6 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <glib-unix.h>
@@ -37,6 +35,7 @@
 #include "util/json-splitter.h"
 #include "monitor/json-writer.h"
 #include "monitor/qmp-internal.h"
+#include "util/listen.h"
 
 #define QMP_MAX_SESSIONS 64u                 /* per monitor */
 #define QMP_READ_CHUNK 65536u
@@ -45,11 +44,10 @@
 
 struct QmpMonitor {
     char *path;
-    int listen_fd;
+    ListenSocket *listen;      /* owns the socket file (util/listen.h) */
+    int listen_fd;             /* its descriptor, -1 once closed */
     guint accept_watch;
     guint accept_retry;        /* timeout source after EMFILE */
-    dev_t dev;                 /* identity of the socket file we created, so that */
-    ino_t ino;                 /* we never unlink a file that replaced it */
     GList *sessions;           /* QmpSession * */
 };
 
@@ -585,107 +583,26 @@ static gboolean monitor_accept(int fd, GIOCondition cond, gpointer opaque)
     return G_SOURCE_CONTINUE;
 }
 
-/* path exists: replace it only if it is a socket nobody listens on */
-static bool remove_stale_socket(const char *path, GError **errp)
-{
-    struct stat st;
-
-    if (lstat(path, &st) < 0) {
-        if (errno == ENOENT) {
-            return true;
-        }
-        int saved = errno;
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "monitor socket %s: %s", path,
-                    g_strerror(saved));
-        return false;
-    }
-    if (!S_ISSOCK(st.st_mode)) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                    "monitor socket %s: file exists and is not a socket", path);
-        return false;
-    }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    g_strlcpy(sun.sun_path, path, sizeof(sun.sun_path));
-    int r = fd < 0 ? -1 : connect(fd, (struct sockaddr *)&sun, sizeof(sun));
-    int saved = errno;
-    if (fd >= 0) {
-        close(fd);
-    }
-    if (r == 0) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                    "monitor socket %s: in use by another process", path);
-        return false;
-    }
-    if (saved != ECONNREFUSED) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "monitor socket %s: %s", path,
-                    g_strerror(saved));
-        return false;
-    }
-    if (unlink(path) < 0 && errno != ENOENT) {
-        saved = errno;
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "monitor socket %s: remove stale: %s",
-                    path, g_strerror(saved));
-        return false;
-    }
-    return true;
-}
-
 QmpMonitor *qmp_monitor_new_unix(const char *path, unsigned mode, GError **errp)
 {
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    struct stat st;
-
-    if (strlen(path) >= sizeof(sun.sun_path) || *path == '\0') {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                    "monitor socket %s: path empty or longer than %zu bytes", path,
-                    sizeof(sun.sun_path) - 1);
-        return NULL;
-    }
+    /* util/listen.c refuses a path another process listens on or that is not a
+     * socket, replaces a stale socket, and removes only the file it created */
     if (mode > 0777) {
         g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
                     "monitor socket %s: mode %o is not a permission mode", path, mode);
         return NULL;
     }
-    if (!remove_stale_socket(path, errp)) {
-        return NULL;
-    }
-    g_strlcpy(sun.sun_path, path, sizeof(sun.sun_path));
-
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) {
-        int saved = errno;
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "monitor socket %s: socket: %s", path,
-                    g_strerror(saved));
-        return NULL;
-    }
-    /* the file appears with bind(); the umask keeps it from ever being wider than mode
-     * (startup runs single-threaded, so the process-wide umask is safe to touch) */
-    mode_t old_umask = umask(~(mode_t)mode & 0777);
-    int r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
-    int saved = errno;
-    umask(old_umask);
-    if (r < 0) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "monitor socket %s: bind: %s", path,
-                    g_strerror(saved));
-        close(fd);
-        return NULL;
-    }
-    if (chmod(path, mode) < 0 || listen(fd, 16) < 0 || stat(path, &st) < 0) {
-        saved = errno;
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "monitor socket %s: %s", path,
-                    g_strerror(saved));
-        unlink(path);
-        close(fd);
+    ListenSocket *ls = listen_socket_unix(path, (int)mode, 16, LISTEN_NONBLOCK, errp);
+    if (ls == NULL) {
+        g_prefix_error(errp, "monitor socket ");
         return NULL;
     }
 
     QmpMonitor *mon = g_new0(QmpMonitor, 1);
     mon->path = g_strdup(path);
-    mon->listen_fd = fd;
-    mon->dev = st.st_dev;
-    mon->ino = st.st_ino;
-    mon->accept_watch = g_unix_fd_add(fd, G_IO_IN, monitor_accept, mon);
+    mon->listen = ls;
+    mon->listen_fd = listen_socket_fd(ls);
+    mon->accept_watch = g_unix_fd_add(mon->listen_fd, G_IO_IN, monitor_accept, mon);
     if (main_thread == NULL) {
         main_thread = g_thread_self();
     }
@@ -694,8 +611,6 @@ QmpMonitor *qmp_monitor_new_unix(const char *path, unsigned mode, GError **errp)
 
 void qmp_monitor_stop_listening(QmpMonitor *mon)
 {
-    struct stat st;
-
     if (mon == NULL || mon->listen_fd < 0) {
         return;
     }
@@ -707,10 +622,7 @@ void qmp_monitor_stop_listening(QmpMonitor *mon)
         g_source_remove(mon->accept_retry);
         mon->accept_retry = 0;
     }
-    if (stat(mon->path, &st) == 0 && st.st_dev == mon->dev && st.st_ino == mon->ino) {
-        unlink(mon->path);
-    }
-    close(mon->listen_fd);
+    listen_socket_free(g_steal_pointer(&mon->listen));  /* removes the file if still ours */
     mon->listen_fd = -1;
 }
 

@@ -3,24 +3,48 @@
  * the socket helpers (server.c), the handshake (handshake.c) and the transmission
  * phase (requests.c).
  *
- * A connection is served by its own threads. The connection thread accepts nothing
- * but this one client: it runs the handshake alone, then starts NBD_CONN_THREADS - 1
- * helpers, and every one of them loops "take the receive lock, read one request (and
- * its payload), drop the lock, execute it, send the reply under the send lock". So up
- * to NBD_CONN_THREADS requests of a connection execute at once and their replies go
- * out in completion order; a request blocked in a before-write hook does not hold up
- * the others. When a client sends DISC, hangs up or breaks the protocol, `closing` is
- * set: no thread reads another request, requests already read finish and reply, the
- * helpers are joined, and the connection thread closes the socket.
+ * Threads. Each connection has one thread of its own (the connection thread); the
+ * requests of every connection execute on one shared pool of at most NBD_POOL_THREADS
+ * threads (pool.c). The connection thread runs the handshake, then loops:
+ *   - read a request header; take the request's bytes (READ or WRITE length) from the
+ *     server's budget (budget.c), waiting if they do not fit; read a WRITE's payload;
+ *     queue the request to the pool;
+ *   - send the replies the pool threads have queued (non-blocking sendmsg: a client that
+ *     does not read only fills its own socket buffer), and give a READ's bytes back to
+ *     the budget once its reply is out.
+ * It polls the socket and an eventfd (wake_fd: a reply queued, budget freed, stop), and
+ * stops reading while NBD_CONN_MAX_REQUESTS requests of the connection are in flight,
+ * while the next one waits for budget, or once it is closing. Pool threads never touch
+ * the socket, so a client that never reads its replies holds no request thread: it holds
+ * at most its in-flight requests and their buffers, and stalls only itself. Replies go out
+ * in completion order; a request blocked in the copy-before-write filter holds one pool thread
+ * and does not hold up the other requests of its connection.
  *
- * NBD_CONN_THREADS is 16 because QEMU's client keeps at most 16 requests in flight per
- * connection: each can be executing (on O_DIRECT disks that is 16 I/Os queued at the
- * device). Idle threads cost a stack mapping and a futex wait, nothing more.
+ * When a client sends DISC, hangs up or breaks the protocol, `closing` is set: no further
+ * request is read (one waiting for budget is dropped), the requests queued finish and
+ * their replies are sent (or dropped if the socket failed), and the connection thread
+ * returns once none is in flight.
+ *
+ * Bounds of the whole server (docs/security.md, section 4):
+ *   threads: 1 accept thread + 1 per connection + NBD_POOL_THREADS;
+ *   buffers: the budget (NBD_DEFAULT_BUFFER_BUDGET, 256 MiB) + per connection its reserve
+ *            (NBD_CONN_RESERVE, 2 MiB), its receive buffer (NBD_RBUF_SIZE) and the
+ *            headers of at most NBD_CONN_MAX_REQUESTS small replies (a BLOCK_STATUS reply
+ *            is at most 8 KiB); a single request larger than the budget runs alone.
+ * Lock order: srv_lock (server.c) > out_lock > budget lock; the pool's lock is taken
+ * with none of them held.
+ *
+ * NBD_CONN_MAX_REQUESTS is 16 because QEMU's client keeps at most 16 requests in
+ * flight per connection; NBD_POOL_THREADS lets two such clients (or one with
+ * multi-conn) have every request executing at once (on O_DIRECT disks: I/Os queued at
+ * the device).
  */
 #ifndef NBD_INTERNAL_H
 #define NBD_INTERNAL_H
 
+#include <assert.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
@@ -30,10 +54,10 @@
 #include "nbd-server.h"
 #include "nbd/proto.h"
 
-#define NBD_CONN_THREADS        16                   /* request threads per connection */
+#define NBD_POOL_THREADS        32                   /* request threads of the server */
+#define NBD_CONN_MAX_REQUESTS   16                   /* in flight per connection */
 #define NBD_RBUF_SIZE           (128u * 1024)        /* receive buffer per connection */
-#define NBD_BUF_KEEP            (2u * 1024 * 1024)   /* per-thread buffers kept up to this */
-#define NBD_CONN_BIG_BUDGET     (2 * NBD_MAX_PAYLOAD)/* bytes of larger buffers per conn */
+#define NBD_CONN_RESERVE        (2u * 1024 * 1024)   /* budget bytes of a connection's own */
 #define NBD_SPARSE_READ_MIN     (64u * 1024)         /* smaller reads: one data chunk */
 #define NBD_MAX_READ_CHUNKS     32                   /* chunks of one sparse READ reply */
 #define NBD_MAX_EXTENTS         1024                 /* extents of one BLOCK_STATUS reply */
@@ -45,6 +69,7 @@
  * (the server's list and each connection that selected it hold one). */
 typedef struct NbdExport {
     gint refcount;          /* atomic */
+    char *id;               /* block-export-add's id (nbd-server-add: the name) */
     char *name;
     BlockDev *bd;
     uint64_t size;
@@ -56,8 +81,48 @@ void nbd_export_unref(NbdExport *exp);
 /* Transmission flags of an export for a client with or without structured replies. */
 uint16_t nbd_export_tx_flags(const NbdExport *exp, bool structured);
 
-typedef struct NbdConn {
+typedef struct NbdConn NbdConn;
+
+/* ---- budget.c: the byte budget of request and reply buffers (rules there) ---- */
+
+typedef struct NbdBudget {
+    GMutex lock;               /* protects shared_used, waiters and every connection's
+                                * budget_used and budget_waiting */
+    size_t total;              /* the shared budget */
+    size_t conn_cap;           /* of it, at most this per connection */
+    size_t shared_used;        /* taken beyond the connections' reserves */
+    GList *waiters;            /* NbdConn * refused since the last release */
+} NbdBudget;
+
+/* Whether a connection holding conn_used bytes may take len more, with shared_used of
+ * the shared budget taken. Pure. */
+bool nbd_budget_admit(size_t total, size_t conn_cap, size_t shared_used, size_t conn_used,
+                      size_t len);
+void nbd_budget_init(NbdBudget *b, size_t total);
+void nbd_budget_clear(NbdBudget *b);
+/* Take len bytes for c; false: they do not fit now, and c's wake_fd is signalled at the
+ * next release (try again then). Any thread. */
+bool nbd_budget_take(NbdBudget *b, NbdConn *c, size_t len);
+/* Give back len bytes of c's and wake the connections waiting. Any thread. */
+void nbd_budget_put(NbdBudget *b, NbdConn *c, size_t len);
+/* c ends: drop its registration (it holds nothing any more). */
+void nbd_budget_forget(NbdBudget *b, NbdConn *c);
+
+/* ---- pool.c: the request threads ---- */
+
+typedef struct NbdPool NbdPool;
+typedef void (*NbdPoolFn)(void *job);
+NbdPool *nbd_pool_new(guint max_threads, NbdPoolFn fn);
+/* Queue a job; a thread runs fn(job) (any thread). */
+void nbd_pool_push(NbdPool *p, void *job);
+/* Wait for the queued jobs and the threads (main loop thread). NULL is fine. */
+void nbd_pool_free(NbdPool *p);
+
+struct NbdConn {
     int fd;
+    int wake_fd;               /* eventfd: reply queued, budget freed, closing */
+    NbdBudget *budget;         /* the server's */
+    NbdPool *pool;             /* the server's */
     char *peer;                /* for messages: "unix" or "127.0.0.1:40000" */
     gint closing;              /* atomic: read no further requests */
     gint dirty;                /* atomic: the client wrote (flush at disconnect) */
@@ -74,13 +139,17 @@ typedef struct NbdConn {
     uint8_t *rbuf;
     size_t rpos, rlen;
 
-    GMutex send_lock;          /* protects writing to fd and send_failed */
+    GMutex send_lock;          /* protects writing to fd in the handshake, send_failed */
     bool send_failed;
 
-    GMutex mem_lock;           /* protects big_bytes */
-    GCond mem_cond;            /* big_bytes dropped */
-    size_t big_bytes;          /* bytes of buffers larger than NBD_BUF_KEEP in use */
-} NbdConn;
+    GMutex out_lock;           /* protects outq, inflight, out_failed */
+    GQueue outq;               /* replies ready to send (requests.c), oldest first */
+    guint inflight;            /* requests read and not yet replied to (or dropped) */
+    bool out_failed;           /* sending failed: replies are dropped */
+
+    size_t budget_used;        /* under budget->lock: bytes taken from the budget */
+    bool budget_waiting;       /* under budget->lock: on budget->waiters */
+};
 
 /* ---- server.c: socket I/O of a connection (any connection thread) ---- */
 
@@ -90,7 +159,7 @@ int nbd_conn_recv(NbdConn *c, void *buf, size_t len);
 /* Send iov completely under send_lock (iov is modified). 0 or -errno; after the first
  * failure every later call fails at once. */
 int nbd_conn_send(NbdConn *c, struct iovec *iov, int iovcnt);
-/* Stop reading requests and wake a thread blocked in recv. */
+/* Stop reading requests and wake the connection thread (blocked in recv or poll). */
 void nbd_conn_shutdown_read(NbdConn *c);
 
 /* ---- server.c: exports, for the handshake (connection thread) ---- */
@@ -144,8 +213,10 @@ typedef struct NbdRequest {
 /* Check a request against an export: 0 or the -errno to answer with. Pure. */
 int nbd_request_check(const NbdRequest *req, uint64_t size, bool writable, bool structured,
                       bool meta_base_alloc);
-/* Serve the transmission phase on NBD_CONN_THREADS threads; returns when the
- * connection is finished (connection thread). */
+/* The pool threads' job function (a Job of requests.c). */
+void nbd_request_run(void *job);
+/* Serve the transmission phase, executing requests on c->pool; returns when the
+ * connection is finished and no request of it is in flight (connection thread). */
 void nbd_conn_serve(NbdConn *c);
 
 #endif /* NBD_INTERNAL_H */

@@ -15,10 +15,14 @@
  * and errors of READ and BLOCK_STATUS are ERROR chunks. All chunks of one reply go out
  * in one sendmsg under the send lock, so replies never interleave.
  *
- * Buffers: each thread keeps one aligned buffer of up to NBD_BUF_KEEP bytes; larger
- * requests allocate for themselves and are bounded per connection by
- * NBD_CONN_BIG_BUDGET (a thread waits for budget before reading such a payload, which
- * also stops it reading further requests: backpressure, not memory growth).
+ * Buffers: every READ and WRITE allocates its own aligned buffer, after the connection
+ * thread took its length from the server's budget (nbd/budget.c); the buffer and the
+ * budget go back when the WRITE has executed or the READ's reply has been sent. A
+ * request that does not fit waits, and its connection reads nothing further meanwhile:
+ * back-pressure, not memory growth.
+ *
+ * A Reply holds everything one reply sends (headers, the iovec, the data buffer), so
+ * that a pool thread can build it and the connection thread send it later, in pieces.
  */
 #include <endian.h>
 #include <errno.h>
@@ -27,15 +31,36 @@
 
 #include "nbd/internal.h"
 
-typedef struct Worker {
-    NbdConn *c;
-    void *buf;                 /* kept buffer, MEM aligned */
-    size_t cap;
-    void *big;                 /* buffer of the current large request, or NULL */
-    size_t big_len;
-} Worker;
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define BUF_ALIGN 4096
+#define REPLY_IOV (3 * NBD_MAX_READ_CHUNKS)
+
+/* One reply, built by a pool thread, sent by the connection thread. */
+typedef struct Reply {
+    struct iovec iov[REPLY_IOV];
+    int first, iovcnt;         /* iov[first..iovcnt) is left to send */
+    NbdSimpleReply simple;
+    NbdChunkHeader hdr[NBD_MAX_READ_CHUNKS];
+    uint64_t offs[NBD_MAX_READ_CHUNKS];
+    NbdChunkHole holes[NBD_MAX_READ_CHUNKS];
+    NbdChunkError error;
+    uint32_t ctx;
+    void *data;                /* READ data (free()), or NULL */
+    void *extents;             /* BLOCK_STATUS extents (g_free()), or NULL */
+    size_t charged;            /* budget bytes given back once sent or dropped */
+} Reply;
+
+/* One request on its way to a pool thread. */
+typedef struct Job {
+    NbdConn *c;
+    NbdRequest req;
+    void *payload;             /* WRITE data (free()), or NULL */
+    size_t charged;            /* budget bytes taken for it */
+    Reply *reply;              /* being built */
+} Job;
 
 /* ---- request checks (pure) ---- */
 
@@ -102,79 +127,68 @@ static void *aligned_new(size_t len)
     return p;
 }
 
-/* A buffer of len bytes for the current request, or NULL (out of memory). */
-static void *worker_buf(Worker *w, size_t len)
+/* Bytes a request takes from the budget: its payload or its reply's data. */
+static size_t request_bytes(const NbdRequest *req)
 {
-    NbdConn *c = w->c;
-
-    if (len <= NBD_BUF_KEEP) {
-        if (w->cap < len) {
-            size_t cap = MAX(len, (size_t)64 * 1024);
-            void *p = aligned_new(cap);
-            if (p == NULL) {
-                return NULL;
-            }
-            free(w->buf);
-            w->buf = p;
-            w->cap = cap;
-        }
-        return w->buf;
+    if ((req->type == NBD_CMD_READ || req->type == NBD_CMD_WRITE) &&
+        req->len <= NBD_MAX_PAYLOAD) {
+        return req->len;
     }
-    g_mutex_lock(&c->mem_lock);
-    while (c->big_bytes > 0 && c->big_bytes + len > NBD_CONN_BIG_BUDGET) {
-        g_cond_wait(&c->mem_cond, &c->mem_lock);
-    }
-    c->big_bytes += len;
-    g_mutex_unlock(&c->mem_lock);
-    w->big = aligned_new(len);
-    w->big_len = len;
-    if (w->big == NULL) {
-        g_mutex_lock(&c->mem_lock);
-        c->big_bytes -= len;
-        g_cond_broadcast(&c->mem_cond);
-        g_mutex_unlock(&c->mem_lock);
-        w->big_len = 0;
-    }
-    return w->big;
+    return 0;
 }
 
-static void worker_buf_done(Worker *w)
+static void reply_free(NbdConn *c, Reply *r)
 {
-    NbdConn *c = w->c;
+    free(r->data);
+    g_free(r->extents);
+    nbd_budget_put(c->budget, c, r->charged);
+    g_free(r);
+}
 
-    if (w->big_len > 0) {
-        free(w->big);
-        w->big = NULL;
-        g_mutex_lock(&c->mem_lock);
-        c->big_bytes -= w->big_len;
-        g_cond_broadcast(&c->mem_cond);
-        g_mutex_unlock(&c->mem_lock);
-        w->big_len = 0;
+static void wake_conn(NbdConn *c)
+{
+    uint64_t one = 1;
+
+    while (write(c->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR) {
     }
 }
 
-/* ---- replies ---- */
-
-static void send_or_close(NbdConn *c, struct iovec *iov, int n)
+/* Hand a finished reply to the connection thread (any thread). After this the job's
+ * thread must not touch c: the connection may end as soon as out_lock is dropped. */
+static void reply_queue(NbdConn *c, Reply *r)
 {
-    if (nbd_conn_send(c, iov, n) < 0) {
-        /* The client is gone or stuck: stop reading, let the others finish. */
-        nbd_conn_shutdown_read(c);
+    g_mutex_lock(&c->out_lock);
+    if (c->out_failed) {
+        g_mutex_unlock(&c->out_lock);
+        reply_free(c, r);
+        g_mutex_lock(&c->out_lock);
+    } else {
+        g_queue_push_tail(&c->outq, r);
     }
+    c->inflight--;
+    wake_conn(c);
+    g_mutex_unlock(&c->out_lock);
 }
 
-static void reply_simple(NbdConn *c, const NbdRequest *req, int err, void *data, size_t len)
+/* ---- replies (built by a pool thread into job->reply) ---- */
+
+static void add_iov(Reply *r, void *base, size_t len)
 {
-    NbdSimpleReply r = {
+    assert(r->iovcnt < REPLY_IOV);
+    r->iov[r->iovcnt++] = (struct iovec){ .iov_base = base, .iov_len = len };
+}
+
+static void reply_simple(Reply *r, const NbdRequest *req, int err, void *data, size_t len)
+{
+    r->simple = (NbdSimpleReply){
         .magic = htobe32(NBD_SIMPLE_REPLY_MAGIC),
         .error = htobe32(nbd_errno_to_wire(err)),
         .cookie = htobe64(req->cookie),
     };
-    struct iovec iov[2] = {
-        { .iov_base = &r, .iov_len = sizeof(r) },
-        { .iov_base = data, .iov_len = len },
-    };
-    send_or_close(c, iov, err == 0 && len > 0 ? 2 : 1);
+    add_iov(r, &r->simple, sizeof(r->simple));
+    if (err == 0 && len > 0) {
+        add_iov(r, data, len);
+    }
 }
 
 static void chunk_header(NbdChunkHeader *h, const NbdRequest *req, uint16_t flags,
@@ -187,37 +201,33 @@ static void chunk_header(NbdChunkHeader *h, const NbdRequest *req, uint16_t flag
     h->length = htobe32(len);
 }
 
-static void reply_error_chunk(NbdConn *c, const NbdRequest *req, int err)
+static void reply_error_chunk(Reply *r, const NbdRequest *req, int err)
 {
-    const char *msg = g_strerror(-err);
+    const char *msg = g_strerror(-err);   /* glib keeps these strings for good */
     size_t mlen = strlen(msg);
-    NbdChunkHeader h;
-    NbdChunkError e = { .error = htobe32(nbd_errno_to_wire(err)),
-                        .msg_len = htobe16((uint16_t)mlen) };
-    struct iovec iov[3] = {
-        { .iov_base = &h, .iov_len = sizeof(h) },
-        { .iov_base = &e, .iov_len = sizeof(e) },
-        { .iov_base = (void *)msg, .iov_len = mlen },
-    };
 
-    chunk_header(&h, req, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR,
-                 (uint32_t)(sizeof(e) + mlen));
-    send_or_close(c, iov, 3);
+    r->error = (NbdChunkError){ .error = htobe32(nbd_errno_to_wire(err)),
+                                .msg_len = htobe16((uint16_t)mlen) };
+    chunk_header(&r->hdr[0], req, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR,
+                 (uint32_t)(sizeof(r->error) + mlen));
+    add_iov(r, &r->hdr[0], sizeof(r->hdr[0]));
+    add_iov(r, &r->error, sizeof(r->error));
+    add_iov(r, (void *)msg, mlen);
 }
 
 /* Any reply without payload: simple, or an error chunk for a structured client's READ
  * and BLOCK_STATUS (those must not be answered with a simple reply then). */
-static void reply_status(NbdConn *c, const NbdRequest *req, int err)
+static void reply_status(NbdConn *c, Reply *r, const NbdRequest *req, int err)
 {
     if (err != 0 && c->structured &&
         (req->type == NBD_CMD_READ || req->type == NBD_CMD_BLOCK_STATUS)) {
-        reply_error_chunk(c, req, err);
+        reply_error_chunk(r, req, err);
     } else {
-        reply_simple(c, req, err, NULL, 0);
+        reply_simple(r, req, err, NULL, 0);
     }
 }
 
-/* ---- commands ---- */
+/* ---- commands (pool threads) ---- */
 
 typedef struct Run {
     uint64_t offset;
@@ -225,23 +235,22 @@ typedef struct Run {
     bool hole;
 } Run;
 
-static void do_read(Worker *w, const NbdRequest *req)
+static void do_read(NbdConn *c, Reply *r, const NbdRequest *req)
 {
-    NbdConn *c = w->c;
     BlockDev *bd = c->exp->bd;
     char *buf = NULL;
     int err = 0;
 
     if (req->len > 0) {
-        buf = worker_buf(w, req->len);
+        buf = r->data = aligned_new(req->len);
         if (buf == NULL) {
-            reply_status(c, req, -ENOMEM);
+            reply_status(c, r, req, -ENOMEM);
             return;
         }
     }
     if (!c->structured) {
         err = blockdev_pread(bd, buf, req->len, req->offset);
-        reply_simple(c, req, err, buf, req->len);
+        reply_simple(r, req, err, buf, req->len);
         return;
     }
 
@@ -275,48 +284,40 @@ static void do_read(Worker *w, const NbdRequest *req)
         }
     }
     if (err != 0) {
-        reply_error_chunk(c, req, err);
+        reply_error_chunk(r, req, err);
         return;
     }
     if (req->len == 0) {
         /* Nothing to send but the end of the reply. */
-        NbdChunkHeader h;
-        struct iovec iov = { .iov_base = &h, .iov_len = sizeof(h) };
-        chunk_header(&h, req, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, 0);
-        send_or_close(c, &iov, 1);
+        chunk_header(&r->hdr[0], req, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, 0);
+        add_iov(r, &r->hdr[0], sizeof(r->hdr[0]));
         return;
     }
-
-    NbdChunkHeader hdr[NBD_MAX_READ_CHUNKS];
-    uint64_t offs[NBD_MAX_READ_CHUNKS];
-    NbdChunkHole holes[NBD_MAX_READ_CHUNKS];
-    struct iovec iov[3 * NBD_MAX_READ_CHUNKS];
-    int k = 0;
     for (int i = 0; i < n; i++) {
         uint16_t flags = i == n - 1 ? NBD_REPLY_FLAG_DONE : 0;
         if (runs[i].hole) {
-            chunk_header(&hdr[i], req, flags, NBD_REPLY_TYPE_OFFSET_HOLE, sizeof(holes[i]));
-            holes[i].offset = htobe64(runs[i].offset);
-            holes[i].length = htobe32((uint32_t)runs[i].len);
-            iov[k++] = (struct iovec){ &hdr[i], sizeof(hdr[i]) };
-            iov[k++] = (struct iovec){ &holes[i], sizeof(holes[i]) };
+            chunk_header(&r->hdr[i], req, flags, NBD_REPLY_TYPE_OFFSET_HOLE,
+                         sizeof(r->holes[i]));
+            r->holes[i].offset = htobe64(runs[i].offset);
+            r->holes[i].length = htobe32((uint32_t)runs[i].len);
+            add_iov(r, &r->hdr[i], sizeof(r->hdr[i]));
+            add_iov(r, &r->holes[i], sizeof(r->holes[i]));
         } else {
-            chunk_header(&hdr[i], req, flags, NBD_REPLY_TYPE_OFFSET_DATA,
-                         (uint32_t)(sizeof(offs[i]) + runs[i].len));
-            offs[i] = htobe64(runs[i].offset);
-            iov[k++] = (struct iovec){ &hdr[i], sizeof(hdr[i]) };
-            iov[k++] = (struct iovec){ &offs[i], sizeof(offs[i]) };
-            iov[k++] = (struct iovec){ buf + (runs[i].offset - req->offset), runs[i].len };
+            chunk_header(&r->hdr[i], req, flags, NBD_REPLY_TYPE_OFFSET_DATA,
+                         (uint32_t)(sizeof(r->offs[i]) + runs[i].len));
+            r->offs[i] = htobe64(runs[i].offset);
+            add_iov(r, &r->hdr[i], sizeof(r->hdr[i]));
+            add_iov(r, &r->offs[i], sizeof(r->offs[i]));
+            add_iov(r, buf + (runs[i].offset - req->offset), runs[i].len);
         }
     }
-    send_or_close(c, iov, k);
 }
 
-static void do_block_status(NbdConn *c, const NbdRequest *req)
+static void do_block_status(NbdConn *c, Reply *r, const NbdRequest *req)
 {
     BlockDev *bd = c->exp->bd;
     int max = (req->flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : NBD_MAX_EXTENTS;
-    g_autofree NbdExtent *ext = g_new(NbdExtent, max);
+    NbdExtent *ext = r->extents = g_new(NbdExtent, max);
     uint64_t pos = req->offset, end = req->offset + req->len;
     uint32_t last_flags = 0;
     int n = 0;
@@ -324,10 +325,10 @@ static void do_block_status(NbdConn *c, const NbdRequest *req)
     while (pos < end) {
         uint64_t pnum;
         bool hole;
-        int r = blockdev_block_status(bd, pos, end - pos, &pnum, &hole);
-        if (r < 0) {
+        int ret = blockdev_block_status(bd, pos, end - pos, &pnum, &hole);
+        if (ret < 0) {
             if (n == 0) {
-                reply_error_chunk(c, req, r);
+                reply_error_chunk(r, req, ret);
                 return;
             }
             break;
@@ -346,21 +347,16 @@ static void do_block_status(NbdConn *c, const NbdRequest *req)
         pos += pnum;
     }
 
-    NbdChunkHeader h;
-    uint32_t ctx = htobe32(NBD_META_ID_BASE_ALLOCATION);
-    struct iovec iov[3] = {
-        { .iov_base = &h, .iov_len = sizeof(h) },
-        { .iov_base = &ctx, .iov_len = sizeof(ctx) },
-        { .iov_base = ext, .iov_len = sizeof(NbdExtent) * (size_t)n },
-    };
-    chunk_header(&h, req, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS,
-                 (uint32_t)(sizeof(ctx) + sizeof(NbdExtent) * (size_t)n));
-    send_or_close(c, iov, 3);
+    r->ctx = htobe32(NBD_META_ID_BASE_ALLOCATION);
+    chunk_header(&r->hdr[0], req, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS,
+                 (uint32_t)(sizeof(r->ctx) + sizeof(NbdExtent) * (size_t)n));
+    add_iov(r, &r->hdr[0], sizeof(r->hdr[0]));
+    add_iov(r, &r->ctx, sizeof(r->ctx));
+    add_iov(r, ext, sizeof(NbdExtent) * (size_t)n);
 }
 
-static void execute(Worker *w, const NbdRequest *req, void *payload)
+static void execute(NbdConn *c, Reply *r, const NbdRequest *req, void *payload)
 {
-    NbdConn *c = w->c;
     NbdExport *exp = c->exp;
     bool fua = (req->flags & NBD_CMD_FLAG_FUA) != 0;
     int err = nbd_request_check(req, exp->size, exp->writable, c->structured,
@@ -370,15 +366,15 @@ static void execute(Worker *w, const NbdRequest *req, void *payload)
         err = -ENOMEM;
     }
     if (err != 0) {
-        reply_status(c, req, err);
+        reply_status(c, r, req, err);
         return;
     }
     switch (req->type) {
     case NBD_CMD_READ:
-        do_read(w, req);
+        do_read(c, r, req);
         return;
     case NBD_CMD_BLOCK_STATUS:
-        do_block_status(c, req);
+        do_block_status(c, r, req);
         return;
     case NBD_CMD_WRITE:
         g_atomic_int_set(&c->dirty, 1);
@@ -416,10 +412,29 @@ static void execute(Worker *w, const NbdRequest *req, void *payload)
         g_message("nbd: %s: %s: command %u at %" G_GUINT64_FORMAT "+%u: %s", c->peer,
                   exp->name, req->type, req->offset, req->len, g_strerror(-err));
     }
-    reply_simple(c, req, err, NULL, 0);
+    reply_simple(r, req, err, NULL, 0);
 }
 
-/* ---- the request loop ---- */
+/* The pool's job function: execute one request and queue its reply. */
+void nbd_request_run(void *opaque)
+{
+    Job *job = opaque;
+    NbdConn *c = job->c;
+    Reply *r = job->reply;
+
+    execute(c, r, &job->req, job->payload);
+    if (job->req.type == NBD_CMD_WRITE) {
+        /* the payload is done with: its bytes go back now, not with the reply */
+        free(job->payload);
+        nbd_budget_put(c->budget, c, job->charged);
+    } else {
+        r->charged = job->charged;     /* a READ's data buffer lives until sent */
+    }
+    g_free(job);
+    reply_queue(c, r);
+}
+
+/* ---- the connection thread ---- */
 
 static bool conn_closing(NbdConn *c)
 {
@@ -431,31 +446,87 @@ static void mark_closing(NbdConn *c)
     g_atomic_int_set(&c->closing, 1);
 }
 
-/* Read one request (and a WRITE's payload) under the receive lock. False: stop. */
-static bool read_request(Worker *w, NbdRequest *req, void **payload)
+/* Queue a reply the connection thread built itself (an error before execution). */
+static void reply_direct(NbdConn *c, const NbdRequest *req, int err)
 {
-    NbdConn *c = w->c;
-    NbdRequestWire wire;
-    bool ok = false;
-    int r;
+    Reply *r = g_new0(Reply, 1);
 
-    *payload = NULL;
-    g_mutex_lock(&c->recv_lock);
-    if (conn_closing(c)) {
-        goto out;
+    reply_status(c, r, req, err);
+    g_mutex_lock(&c->out_lock);
+    c->inflight++;
+    g_mutex_unlock(&c->out_lock);
+    reply_queue(c, r);
+}
+
+/* Send queued replies as far as the socket takes them without blocking. False: nothing
+ * more can be sent now (EAGAIN, or nothing queued). A failed socket drops every reply. */
+static void flush_replies(NbdConn *c)
+{
+    for (;;) {
+        g_mutex_lock(&c->out_lock);
+        Reply *r = g_queue_peek_head(&c->outq);   /* only this thread pops */
+        g_mutex_unlock(&c->out_lock);
+        if (r == NULL) {
+            return;
+        }
+        while (r->first < r->iovcnt) {
+            struct msghdr msg = { .msg_iov = &r->iov[r->first],
+                                  .msg_iovlen = (size_t)MIN(r->iovcnt - r->first, IOV_MAX) };
+            ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n < 0) {
+                if (errno == EINTR) {
+                    continue;
+                }
+                if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                    return;
+                }
+                /* the client is gone or cut: drop everything, read nothing more */
+                g_mutex_lock(&c->out_lock);
+                c->out_failed = true;
+                GQueue dropped = c->outq;
+                g_queue_init(&c->outq);
+                g_mutex_unlock(&c->out_lock);
+                while ((r = g_queue_pop_head(&dropped)) != NULL) {
+                    reply_free(c, r);
+                }
+                mark_closing(c);
+                return;
+            }
+            size_t left = (size_t)n;
+            while (r->first < r->iovcnt && left >= r->iov[r->first].iov_len) {
+                left -= r->iov[r->first].iov_len;
+                r->first++;
+            }
+            if (r->first < r->iovcnt) {
+                r->iov[r->first].iov_base = (char *)r->iov[r->first].iov_base + left;
+                r->iov[r->first].iov_len -= left;
+            }
+        }
+        g_mutex_lock(&c->out_lock);
+        g_queue_pop_head(&c->outq);
+        g_mutex_unlock(&c->out_lock);
+        reply_free(c, r);
     }
-    r = nbd_conn_recv(c, &wire, sizeof(wire));
+}
+
+/* Read a request header. True: *req holds a request to run; false: none (closing set
+ * if the connection ends). */
+static bool read_header(NbdConn *c, NbdRequest *req)
+{
+    NbdRequestWire wire;
+    int r = nbd_conn_recv(c, &wire, sizeof(wire));
+
     if (r < 0) {
         if (r != -EPIPE && !conn_closing(c)) {
             g_message("nbd: %s: receive request: %s", c->peer, g_strerror(-r));
         }
         mark_closing(c);
-        goto out;
+        return false;
     }
     if (be32toh(wire.magic) != NBD_REQUEST_MAGIC) {
         g_message("nbd: %s: bad request magic 0x%08x, closing", c->peer, be32toh(wire.magic));
         mark_closing(c);
-        goto out;
+        return false;
     }
     req->flags = be16toh(wire.flags);
     req->type = be16toh(wire.type);
@@ -465,25 +536,35 @@ static bool read_request(Worker *w, NbdRequest *req, void **payload)
 
     if (req->type == NBD_CMD_DISC) {
         mark_closing(c);
-        goto out;
+        return false;
     }
+    if (req->type == NBD_CMD_WRITE && req->len > NBD_MAX_PAYLOAD) {
+        /* We will not swallow that payload: answer, then hang up. */
+        g_message("nbd: %s: WRITE of %u bytes exceeds %u, closing", c->peer, req->len,
+                  NBD_MAX_PAYLOAD);
+        mark_closing(c);
+        reply_direct(c, req, -EINVAL);
+        return false;
+    }
+    return true;
+}
+
+/* The request's bytes are taken: read a WRITE's payload and hand it to the pool. */
+static void submit(NbdConn *c, const NbdRequest *req, size_t charged)
+{
+    Job *job = g_new0(Job, 1);
+    int r = 0;
+
+    job->c = c;
+    job->req = *req;
+    job->charged = charged;
     if (req->type == NBD_CMD_WRITE && req->len > 0) {
-        if (req->len > NBD_MAX_PAYLOAD) {
-            /* We will not swallow that payload: answer, then hang up. */
-            g_message("nbd: %s: WRITE of %u bytes exceeds %u, closing", c->peer, req->len,
-                      NBD_MAX_PAYLOAD);
-            mark_closing(c);
-            g_mutex_unlock(&c->recv_lock);
-            reply_simple(c, req, -EINVAL, NULL, 0);
-            return false;
-        }
-        *payload = worker_buf(w, req->len);
-        if (*payload != NULL) {
-            r = nbd_conn_recv(c, *payload, req->len);
+        job->payload = aligned_new(req->len);
+        if (job->payload != NULL) {
+            r = nbd_conn_recv(c, job->payload, req->len);
         } else {
-            /* No memory: skip the payload in pieces, answer ENOMEM. */
+            /* No memory: skip the payload in pieces; execute() answers ENOMEM. */
             char sink[4096];
-            r = 0;
             for (uint32_t left = req->len; left > 0 && r == 0;) {
                 uint32_t n = MIN(left, (uint32_t)sizeof(sink));
                 r = nbd_conn_recv(c, sink, n);
@@ -495,58 +576,86 @@ static bool read_request(Worker *w, NbdRequest *req, void **payload)
                 g_message("nbd: %s: receive WRITE payload: %s", c->peer, g_strerror(-r));
             }
             mark_closing(c);
-            worker_buf_done(w);
-            goto out;
+            free(job->payload);
+            nbd_budget_put(c->budget, c, charged);
+            g_free(job);
+            return;
         }
     }
-    ok = true;
-out:
-    g_mutex_unlock(&c->recv_lock);
-    return ok;
-}
-
-static gpointer worker_main(gpointer opaque)
-{
-    Worker *w = opaque;
-    NbdRequest req;
-    void *payload;
-
-    while (read_request(w, &req, &payload)) {
-        execute(w, &req, payload);
-        worker_buf_done(w);
-        if (w->cap > NBD_BUF_KEEP) {
-            free(w->buf);
-            w->buf = NULL;
-            w->cap = 0;
-        }
-    }
-    free(w->buf);
-    w->buf = NULL;
-    w->cap = 0;
-    return NULL;
+    job->reply = g_new0(Reply, 1);
+    g_mutex_lock(&c->out_lock);
+    c->inflight++;
+    g_mutex_unlock(&c->out_lock);
+    nbd_pool_push(c->pool, job);
 }
 
 void nbd_conn_serve(NbdConn *c)
 {
-    Worker workers[NBD_CONN_THREADS];
-    GThread *threads[NBD_CONN_THREADS];
-    int n = 0;
+    NbdRequest pending;
+    bool have_pending = false;   /* a request read, waiting for budget */
 
-    memset(workers, 0, sizeof(workers));
-    for (int i = 0; i < NBD_CONN_THREADS; i++) {
-        workers[i].c = c;
-    }
-    for (int i = 1; i < NBD_CONN_THREADS; i++) {
-        g_autoptr(GError) err = NULL;
-        threads[n] = g_thread_try_new("nbd-req", worker_main, &workers[i], &err);
-        if (threads[n] == NULL) {
-            g_warning("nbd: %s: cannot start a request thread: %s", c->peer, err->message);
+    /* The socket stays blocking: reads of a request and its payload block (a client
+     * that stops in the middle of a request stalls only itself, and stop's shutdown()
+     * ends the read); replies are sent with MSG_DONTWAIT. */
+    for (;;) {
+        flush_replies(c);
+        if (have_pending && conn_closing(c)) {
+            have_pending = false;              /* never executed, never answered */
+        }
+        if (have_pending) {
+            size_t len = request_bytes(&pending);
+            if (len == 0 || nbd_budget_take(c->budget, c, len)) {
+                have_pending = false;
+                submit(c, &pending, len);
+                continue;
+            }
+        }
+
+        g_mutex_lock(&c->out_lock);
+        guint inflight = c->inflight;
+        bool queued = !g_queue_is_empty(&c->outq);
+        g_mutex_unlock(&c->out_lock);
+        bool closing = conn_closing(c);
+        if (closing && inflight == 0 && !queued) {
             break;
         }
-        n++;
-    }
-    worker_main(&workers[0]);
-    for (int i = 0; i < n; i++) {
-        g_thread_join(threads[i]);
+
+        short events = 0;
+        if (!closing && !have_pending && inflight < NBD_CONN_MAX_REQUESTS) {
+            if (c->rpos < c->rlen) {
+                /* requests already in the receive buffer: poll() would not see them */
+                have_pending = read_header(c, &pending);
+                continue;
+            }
+            events |= POLLIN;
+        }
+        if (queued) {
+            events |= POLLOUT;
+        }
+        /* the socket is watched only for what we want from it, or for a hang-up while
+         * a request waits for budget; otherwise POLLHUP would wake us in a loop */
+        struct pollfd pfd[2] = {
+            { .fd = (events != 0 || have_pending) ? c->fd : -1, .events = events },
+            { .fd = c->wake_fd, .events = POLLIN },
+        };
+        if (poll(pfd, 2, -1) < 0) {
+            if (errno != EINTR) {
+                g_warning("nbd: %s: poll: %s", c->peer, g_strerror(errno));
+                mark_closing(c);
+                g_usleep(10 * 1000);
+            }
+            continue;
+        }
+        if (pfd[1].revents & POLLIN) {
+            uint64_t v;
+            (void)read(c->wake_fd, &v, sizeof(v));
+        }
+        if ((pfd[0].revents & (POLLHUP | POLLERR)) && !(events & (POLLIN | POLLOUT))) {
+            mark_closing(c);                   /* gone while we waited for budget */
+            continue;
+        }
+        if ((events & POLLIN) && (pfd[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+            have_pending = read_header(c, &pending);
+        }
     }
 }

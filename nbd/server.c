@@ -23,21 +23,22 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <gio/gio.h>
 
 #include "nbd/internal.h"
+#include "util/listen.h"
 
 typedef struct NbdServer {
-    int listen_fd;
+    ListenSocket *listen;      /* the listening socket and its file (util/listen.h) */
+    int listen_fd;             /* its descriptor */
     int wake_fd;               /* eventfd: tells the accept thread to exit */
-    char *unix_path;           /* socket file to remove on stop, or NULL */
     bool is_tcp;
     guint max_conns;           /* 0: no limit */
     GThread *accept_thread;
+    NbdBudget budget;          /* bytes of request and reply buffers (budget.c) */
+    NbdPool *pool;             /* request threads of every connection (pool.c) */
     /* protected by srv_lock: */
     GPtrArray *exports;        /* of NbdExport*, one reference each, in add order */
     GList *conns;              /* of NbdConn*, every phase */
@@ -47,6 +48,7 @@ typedef struct NbdServer {
 static GMutex srv_lock;        /* protects the_server's exports, conns, nconns */
 static GCond srv_cond;         /* a connection finished */
 static NbdServer *the_server;  /* set and cleared by the main loop thread */
+static size_t buffer_budget = NBD_DEFAULT_BUFFER_BUDGET;  /* main loop thread */
 
 /* ---- exports ---- */
 
@@ -60,6 +62,7 @@ void nbd_export_unref(NbdExport *exp)
 {
     if (exp != NULL && g_atomic_int_dec_and_test(&exp->refcount)) {
         blockdev_unref(exp->bd);
+        g_free(exp->id);
         g_free(exp->name);
         g_free(exp);
     }
@@ -89,6 +92,23 @@ static NbdExport *lookup_export_locked(const char *name, guint *index)
     for (guint i = 0; i < the_server->exports->len; i++) {
         NbdExport *exp = g_ptr_array_index(the_server->exports, i);
         if (strcmp(exp->name, name) == 0) {
+            if (index != NULL) {
+                *index = i;
+            }
+            return exp;
+        }
+    }
+    return NULL;
+}
+
+static NbdExport *lookup_export_id_locked(const char *id, guint *index)
+{
+    if (the_server == NULL) {
+        return NULL;
+    }
+    for (guint i = 0; i < the_server->exports->len; i++) {
+        NbdExport *exp = g_ptr_array_index(the_server->exports, i);
+        if (strcmp(exp->id, id) == 0) {
             if (index != NULL) {
                 *index = i;
             }
@@ -227,8 +247,12 @@ int nbd_conn_send(NbdConn *c, struct iovec *iov, int iovcnt)
 
 void nbd_conn_shutdown_read(NbdConn *c)
 {
+    uint64_t one = 1;
+
     g_atomic_int_set(&c->closing, 1);
     shutdown(c->fd, SHUT_RD);
+    while (write(c->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR) {
+    }
 }
 
 /* ---- connections ---- */
@@ -238,10 +262,13 @@ static void conn_free(NbdConn *c)
     if (c->fd >= 0) {
         close(c->fd);
     }
+    if (c->wake_fd >= 0) {
+        close(c->wake_fd);
+    }
+    assert(c->inflight == 0 && g_queue_is_empty(&c->outq) && !c->budget_waiting);
     g_mutex_clear(&c->recv_lock);
     g_mutex_clear(&c->send_lock);
-    g_mutex_clear(&c->mem_lock);
-    g_cond_clear(&c->mem_cond);
+    g_mutex_clear(&c->out_lock);
     g_free(c->rbuf);
     g_free(c->peer);
     g_free(c);
@@ -271,6 +298,9 @@ static gpointer conn_thread(gpointer opaque)
         }
     }
     shutdown(c->fd, SHUT_RDWR);
+    /* the budget and the pool are the server's: done with them before leaving its list
+     * (stop frees them once the last connection has left) */
+    nbd_budget_forget(c->budget, c);
 
     g_mutex_lock(&srv_lock);
     NbdExport *exp = c->exp;
@@ -326,14 +356,24 @@ static void accept_one(NbdServer *srv)
         close(fd);
         return;
     }
+    int wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (wake_fd < 0) {
+        g_mutex_unlock(&srv_lock);
+        g_warning("nbd: refusing %s: eventfd: %s", peer, g_strerror(errno));
+        close(fd);
+        return;
+    }
     NbdConn *c = g_new0(NbdConn, 1);
     c->fd = fd;
+    c->wake_fd = wake_fd;
+    c->budget = &srv->budget;
+    c->pool = srv->pool;
     c->peer = g_steal_pointer(&peer);
     c->rbuf = g_malloc(NBD_RBUF_SIZE);
     g_mutex_init(&c->recv_lock);
     g_mutex_init(&c->send_lock);
-    g_mutex_init(&c->mem_lock);
-    g_cond_init(&c->mem_cond);
+    g_mutex_init(&c->out_lock);
+    g_queue_init(&c->outq);
     srv->conns = g_list_prepend(srv->conns, c);
     srv->nconns++;
     g_mutex_unlock(&srv_lock);
@@ -382,39 +422,6 @@ static gpointer accept_thread(gpointer opaque)
 
 /* ---- listening ---- */
 
-static int listen_unix(const char *path, GError **errp)
-{
-    struct sockaddr_un sun = { .sun_family = AF_UNIX };
-    struct stat st;
-
-    if (strlen(path) >= sizeof(sun.sun_path)) {
-        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
-                    "nbd-server-start: %s: socket path too long (max %zu bytes)", path,
-                    sizeof(sun.sun_path) - 1);
-        return -1;
-    }
-    strcpy(sun.sun_path, path);
-    if (lstat(path, &st) == 0) {
-        if (!S_ISSOCK(st.st_mode)) {
-            g_set_error(errp, G_IO_ERROR, G_IO_ERROR_EXISTS,
-                        "nbd-server-start: %s: exists and is not a socket", path);
-            return -1;
-        }
-        unlink(path); /* a stale socket of an earlier run */
-    }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, 128) < 0) {
-        int err = errno;
-        g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(err), "nbd-server-start: %s: %s",
-                    path, g_strerror(err));
-        if (fd >= 0) {
-            close(fd);
-        }
-        return -1;
-    }
-    return fd;
-}
-
 /* True for 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104. */
 static bool is_loopback(const struct sockaddr *sa)
 {
@@ -431,18 +438,17 @@ static bool is_loopback(const struct sockaddr *sa)
 
 /* TCP is served on loopback addresses only: NBD has no authentication here and no TLS,
  * and any client that connects can read and write the exported disks. */
-static int listen_inet(const char *host, const char *port, GError **errp)
+static ListenSocket *listen_inet(const char *host, const char *port, GError **errp)
 {
     struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                               .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
     struct addrinfo *res = NULL;
     int gai = getaddrinfo(host, port, &hints, &res);
-    int err = 0;
 
     if (gai != 0) {
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                     "nbd-server-start: %s:%s: %s", host ? host : "", port, gai_strerror(gai));
-        return -1;
+        return NULL;
     }
     for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
         if (!is_loopback(ai->ai_addr)) {
@@ -450,28 +456,22 @@ static int listen_inet(const char *host, const char *port, GError **errp)
                         "nbd-server-start: %s:%s: not a loopback address (without TLS, NBD "
                         "over TCP is served on loopback only)", host ? host : "", port);
             freeaddrinfo(res);
-            return -1;
+            return NULL;
         }
     }
-    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
-        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-        int one = 1;
-        if (fd < 0) {
-            err = errno;
-            continue;
-        }
-        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 128) == 0) {
-            freeaddrinfo(res);
-            return fd;
-        }
-        err = errno;
-        close(fd);
+    /* The first address that binds; the error of the last one otherwise. A port in use
+     * by another process is an error, never shared (util/listen.h). */
+    g_autofree char *name = g_strdup_printf("%s:%s", host ? host : "", port);
+    ListenSocket *ls = NULL;
+    for (struct addrinfo *ai = res; ai != NULL && ls == NULL; ai = ai->ai_next) {
+        g_clear_error(errp);
+        ls = listen_socket_tcp(ai->ai_addr, ai->ai_addrlen, name, 128, 0, errp);
     }
     freeaddrinfo(res);
-    g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(err), "nbd-server-start: %s:%s: %s",
-                host ? host : "", port, g_strerror(err));
-    return -1;
+    if (ls == NULL) {
+        g_prefix_error(errp, "nbd-server-start: ");
+    }
+    return ls;
 }
 
 bool nbd_server_start(const NbdServerAddress *addr, guint max_connections, GError **errp)
@@ -487,20 +487,24 @@ bool nbd_server_start(const NbdServerAddress *addr, guint max_connections, GErro
     srv->max_conns = max_connections;
 
     if (addr->type != NULL && strcmp(addr->type, "unix") == 0 && addr->path != NULL) {
-        srv->listen_fd = listen_unix(addr->path, errp);
-        srv->unix_path = g_strdup(addr->path);
+        /* util/listen.c: refused if another process listens there or it is not a
+         * socket; a stale socket is replaced; only our own file is removed at stop */
+        srv->listen = listen_socket_unix(addr->path, -1, 128, 0, errp);
+        if (srv->listen == NULL) {
+            g_prefix_error(errp, "nbd-server-start: ");
+        }
     } else if (addr->type != NULL && strcmp(addr->type, "inet") == 0 && addr->port != NULL) {
-        srv->listen_fd = listen_inet(addr->host, addr->port, errp);
+        srv->listen = listen_inet(addr->host, addr->port, errp);
         srv->is_tcp = true;
     } else {
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                     "nbd-server-start: address needs type 'unix' with a path or 'inet' "
                     "with a port");
     }
-    if (srv->listen_fd < 0) {
-        g_free(srv->unix_path);
+    if (srv->listen == NULL) {
         return false;
     }
+    srv->listen_fd = listen_socket_fd(srv->listen);
     srv->wake_fd = eventfd(0, EFD_CLOEXEC);
     if (srv->wake_fd < 0) {
         int err = errno;
@@ -509,9 +513,13 @@ bool nbd_server_start(const NbdServerAddress *addr, guint max_connections, GErro
         goto fail_listen;
     }
     srv->exports = g_ptr_array_new();
+    nbd_budget_init(&srv->budget, buffer_budget);
+    srv->pool = nbd_pool_new(NBD_POOL_THREADS, nbd_request_run);
     srv->accept_thread = g_thread_try_new("nbd-accept", accept_thread, srv, errp);
     if (srv->accept_thread == NULL) {
         g_prefix_error(errp, "nbd-server-start: ");
+        nbd_pool_free(srv->pool);
+        nbd_budget_clear(&srv->budget);
         g_ptr_array_unref(srv->exports);
         close(srv->wake_fd);
         goto fail_listen;
@@ -522,19 +530,35 @@ bool nbd_server_start(const NbdServerAddress *addr, guint max_connections, GErro
     return true;
 
 fail_listen:
-    close(srv->listen_fd);
-    if (srv->unix_path != NULL) {
-        unlink(srv->unix_path);
-        g_free(srv->unix_path);
-    }
+    listen_socket_free(srv->listen);
     return false;
+}
+
+bool nbd_server_set_buffer_budget(uint64_t bytes, GError **errp)
+{
+    if (bytes < NBD_MIN_BUFFER_BUDGET || bytes > SIZE_MAX / 2) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "NBD buffer budget must be at least %u bytes", NBD_MIN_BUFFER_BUDGET);
+        return false;
+    }
+    buffer_budget = (size_t)bytes;   /* takes effect at the next nbd_server_start */
+    return true;
 }
 
 bool nbd_server_add_export(const char *node_name, const char *export_name, bool writable,
                            GError **errp)
 {
+    return nbd_server_add_export_id(NULL, node_name, export_name, writable, errp);
+}
+
+bool nbd_server_add_export_id(const char *id, const char *node_name, const char *export_name,
+                              bool writable, GError **errp)
+{
     const char *name = export_name != NULL ? export_name : node_name;
 
+    if (id == NULL) {
+        id = name;
+    }
     if (the_server == NULL) {
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_INITIALIZED,
                     "nbd-server-add: NBD server not running");
@@ -558,16 +582,23 @@ bool nbd_server_add_export(const char *node_name, const char *export_name, bool 
     }
     NbdExport *exp = g_new0(NbdExport, 1);
     exp->refcount = 1;
+    exp->id = g_strdup(id);
     exp->name = g_strdup(name);
     exp->bd = bd;
     exp->size = blockdev_get_size(bd);
     exp->writable = writable;
 
     g_mutex_lock(&srv_lock);
-    if (lookup_export_locked(name, NULL) != NULL) {
+    bool name_taken = lookup_export_locked(name, NULL) != NULL;
+    if (name_taken || lookup_export_id_locked(id, NULL) != NULL) {
         g_mutex_unlock(&srv_lock);
-        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_EXISTS,
-                    "nbd-server-add: export '%s' exists already", name);
+        if (name_taken) {
+            g_set_error(errp, G_IO_ERROR, G_IO_ERROR_EXISTS,
+                        "nbd-server-add: export '%s' exists already", name);
+        } else {
+            g_set_error(errp, G_IO_ERROR, G_IO_ERROR_EXISTS,
+                        "nbd-server-add: export id '%s' is in use already", id);
+        }
         nbd_export_unref(exp);
         return false;
     }
@@ -616,8 +647,10 @@ static void close_conns_locked(NbdExport *exp)
     }
 }
 
-bool nbd_server_remove_export(const char *export_name, bool hard, GError **errp)
+/* Remove the export found by id or by name (exactly one of them set). */
+static bool remove_export(const char *id, const char *name, bool hard, GError **errp)
 {
+    const char *what = id != NULL ? id : name;
     guint index = 0;
 
     if (the_server == NULL) {
@@ -626,17 +659,18 @@ bool nbd_server_remove_export(const char *export_name, bool hard, GError **errp)
         return false;
     }
     g_mutex_lock(&srv_lock);
-    NbdExport *exp = lookup_export_locked(export_name, &index);
+    NbdExport *exp = id != NULL ? lookup_export_id_locked(id, &index)
+                                : lookup_export_locked(name, &index);
     if (exp == NULL) {
         g_mutex_unlock(&srv_lock);
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
-                    "nbd-server-remove: export '%s' not found", export_name);
+                    "nbd-server-remove: export '%s' not found", what);
         return false;
     }
     if (!hard && export_users_locked(exp) > 0) {
         g_mutex_unlock(&srv_lock);
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_BUSY,
-                    "nbd-server-remove: export '%s' has clients connected", export_name);
+                    "nbd-server-remove: export '%s' has clients connected", what);
         return false;
     }
     g_ptr_array_remove_index(the_server->exports, index);
@@ -644,6 +678,73 @@ bool nbd_server_remove_export(const char *export_name, bool hard, GError **errp)
     g_mutex_unlock(&srv_lock);
     nbd_export_unref(exp);
     return true;
+}
+
+bool nbd_server_remove_export(const char *export_name, bool hard, GError **errp)
+{
+    return remove_export(NULL, export_name, hard, errp);
+}
+
+bool nbd_server_remove_export_id(const char *id, bool hard, GError **errp)
+{
+    return remove_export(id, NULL, hard, errp);
+}
+
+bool nbd_server_is_running(void)
+{
+    return the_server != NULL;
+}
+
+void nbd_export_info_free(NbdExportInfo *info)
+{
+    if (info != NULL) {
+        g_free(info->id);
+        g_free(info->name);
+        g_free(info->node_name);
+        g_free(info);
+    }
+}
+
+static NbdExportInfo *export_info(const NbdExport *exp)
+{
+    NbdExportInfo *info = g_new0(NbdExportInfo, 1);
+
+    info->id = g_strdup(exp->id);
+    info->name = g_strdup(exp->name);
+    info->node_name = g_strdup(blockdev_get_name(exp->bd));
+    info->writable = exp->writable;
+    return info;
+}
+
+GPtrArray *nbd_server_query_exports(void)
+{
+    GPtrArray *list = g_ptr_array_new_with_free_func((GDestroyNotify)nbd_export_info_free);
+
+    g_mutex_lock(&srv_lock);
+    if (the_server != NULL) {
+        for (guint i = 0; i < the_server->exports->len; i++) {
+            g_ptr_array_add(list, export_info(g_ptr_array_index(the_server->exports, i)));
+        }
+    }
+    g_mutex_unlock(&srv_lock);
+    return list;
+}
+
+NbdExportInfo *nbd_server_query_export(const char *id, const char *name, const char *node_name)
+{
+    NbdExportInfo *info = NULL;
+
+    g_mutex_lock(&srv_lock);
+    for (guint i = 0; the_server != NULL && i < the_server->exports->len && !info; i++) {
+        NbdExport *exp = g_ptr_array_index(the_server->exports, i);
+        if ((id != NULL && strcmp(exp->id, id) == 0) ||
+            (name != NULL && strcmp(exp->name, name) == 0) ||
+            (node_name != NULL && strcmp(blockdev_get_name(exp->bd), node_name) == 0)) {
+            info = export_info(exp);
+        }
+    }
+    g_mutex_unlock(&srv_lock);
+    return info;
 }
 
 bool nbd_server_is_exported(const char *node_name)
@@ -680,11 +781,8 @@ bool nbd_server_stop(GError **errp)
     while (write(srv->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR) {
     }
     g_thread_join(srv->accept_thread);
-    close(srv->listen_fd);
+    listen_socket_free(srv->listen);    /* removes the socket file if still ours */
     close(srv->wake_fd);
-    if (srv->unix_path != NULL) {
-        unlink(srv->unix_path);
-    }
 
     /* Finish the clients, then drop the exports. */
     g_mutex_lock(&srv_lock);
@@ -697,7 +795,8 @@ bool nbd_server_stop(GError **errp)
         nbd_export_unref(g_ptr_array_index(exports, i));
     }
     g_ptr_array_unref(exports);
-    g_free(srv->unix_path);
+    nbd_pool_free(srv->pool);           /* idle: every connection is gone */
+    nbd_budget_clear(&srv->budget);
     g_free(srv);
     return true;
 }

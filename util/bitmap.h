@@ -14,11 +14,11 @@
  * all bitmaps sharing it: a set that would need one chunk more fails (-ENOSPC) and
  * changes nothing. Clear bits cost nothing, so there is no clear operation.
  *
- * Not thread-safe: callers lock (backup.c: disk->lock; vma-writer.c: w->lock).
+ * Not thread-safe: callers lock (block/block-copy.c: bc->lock; vma-writer.c: w->lock).
  *
  * Who uses what:
- *   Bitmap        backup.c / block-copy (todo and busy clusters: test_and_clear,
- *                 set/clear, ranges, find_next_set to skip copied runs, count)
+ *   Bitmap        block/block-copy.c (todo and busy clusters: test, and the range
+ *                 operations to claim and release a run)
  *   SparseBitmap  vma-reader.c (seen clusters of each device, budget over all devices:
  *                 a hostile stream cannot make it allocate beyond the budget),
  *                 vma-writer.c (done clusters: test_and_set, find_next_clear for the

@@ -19,12 +19,12 @@
  * Any thread; no state.
  *
  * Who uses what:
- *   full_pwrite       backup.c (fleecing spill), blockdev.c (file writes), cli/extract.c
- *   full_pread        backup.c (spill read-back: a short file is an error)
- *   full_pread_upto   blockdev.c (reads that may meet the end of a file), block-copy
- *   full_preadv_upto  cli/create.c (1 MiB reads into cluster buffers), block-copy (merged
- *                     reads of claimed runs)
- *   full_pwritev      the file driver's pwritev
+ *   full_pwrite       backup-spill.c (fleecing spill), block/file.c (writes), cli/extract.c
+ *   full_pread        backup-spill.c (spill read-back: a short file is an error)
+ *   full_pread_upto   block/file.c (reads that may meet the end of a file)
+ *   full_preadv_upto  cli/create.c (1 MiB reads into cluster buffers), block/file.c
+ *                     (vector reads: block-copy's merged reads of claimed runs)
+ *   full_pwritev      none yet (block/file.c writes element by element for O_DIRECT)
  *   full_write        vmad.c (pid file)
  *   full_writev       vma-writer.c-like stream writers on blocking descriptors
  *   full_read_upto    streams read whole (stdin, pipes)

@@ -33,7 +33,7 @@ run_map() {
     mkfifo "$fifo"
     "$VMA" extract "$@" -r "$fifo" "$T/src.vma" "$dir" >"$T/map.out" 2>"$T/map.err" &
     local pid=$!
-    _cleanup_pids+=("$pid")
+    cleanup_pid "$pid"
     # vma may stop reading at a bad line (the writer then sees EPIPE), or fail before it
     # opens the FIFO at all (the timeout ends the writer): both are vma's business.
     with_timeout 20 bash -c 'printf "%s" "$1" >"$2"' _ "$map" "$fifo" 2>/dev/null

@@ -16,42 +16,15 @@
 # (A source read error is not reachable from here without device-mapper; the unit
 # tests inject one with backup_set_read_fn.)
 . "$(dirname "$0")/qmp-lib.bash"
-export SRCDIR BUILDDIR
-
-# quit vmad over QMP; it must exit 0 (an ASan build reports leaks then) with a clean log
-quit_vmad() {
-    py "$T" <<'QEOF' || fail "quit"
-import sys
-from qmp import QMP
-q = QMP(sys.argv[1] + "/qmp.sock")
-q.negotiate()
-q.ok("quit")
-QEOF
-    wait_exit 30
-    [ "$VMAD_RC" = 0 ] || fail "vmad exit status $VMAD_RC after quit"
-    check_log
-}
-need_tools qemu-io pv
-export VMA=${VMA:-$BUILDDIR/vma}
+requires qemu-io pv
 PIT_WRITER=$BUILDDIR/tests/tools/pit-writer
 [ -x "$VMA" ] || fail "vma not built"
 [ -x "$PIT_WRITER" ] || fail "$PIT_WRITER not built (make test-build)"
 export PIT_WRITER
 
+# at exit, after vmad is killed: unmount the small file systems
 MOUNTS=()
-_fail_cleanup() {
-    local m
-    if [ -n "$VMAD_PID" ]; then
-        kill -9 "$VMAD_PID" 2>/dev/null
-        wait "$VMAD_PID" 2>/dev/null
-        VMAD_PID=
-    fi
-    for m in "${MOUNTS[@]}"; do
-        umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
-    done
-    _qmp_cleanup
-}
-trap _fail_cleanup EXIT
+on_exit 'for m in "${MOUNTS[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null; done'
 
 mkdir "$T/out" "$T/full" "$T/fleece" "$T/fleece-big"
 export SMALL_FS=0

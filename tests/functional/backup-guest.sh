@@ -13,25 +13,8 @@
 # marker with GUEST-RESULT ok, and its disk must hold the last pass afterwards.
 set -u
 . "$(dirname "$0")/qmp-lib.bash"
-export SRCDIR BUILDDIR
-
-# quit vmad over QMP; it must exit 0 (an ASan build reports leaks then) with a clean log
-quit_vmad() {
-    py "$T" <<'QEOF' || fail "quit"
-import sys
-from qmp import QMP
-q = QMP(sys.argv[1] + "/qmp.sock")
-q.negotiate()
-q.ok("quit")
-QEOF
-    wait_exit 30
-    [ "$VMAD_RC" = 0 ] || fail "vmad exit status $VMAD_RC after quit"
-    check_log
-}
-. "$SRCDIR/tests/functional/guest.bash"
-export VMA=${VMA:-$BUILDDIR/vma}
+. "$(dirname "$0")/guest.bash"
 [ -x "$VMA" ] || fail "vma not built"
-trap 'guest_cleanup; _qmp_cleanup' EXIT
 
 guest_prepare
 first=256 blocks=512 stop=16

@@ -13,23 +13,7 @@
 # self-test must pass. Three backups in a row under one writer are each checked against
 # their own instant. PIT_QUICK=1 runs fewer cases; PIT_SEED=N shifts every seed.
 . "$(dirname "$0")/qmp-lib.bash"
-export SRCDIR BUILDDIR
-
-# quit vmad over QMP; it must exit 0 (an ASan build reports leaks then) with a clean log
-quit_vmad() {
-    py "$T" <<'QEOF' || fail "quit"
-import sys
-from qmp import QMP
-q = QMP(sys.argv[1] + "/qmp.sock")
-q.negotiate()
-q.ok("quit")
-QEOF
-    wait_exit 30
-    [ "$VMAD_RC" = 0 ] || fail "vmad exit status $VMAD_RC after quit"
-    check_log
-}
-need_tools pv fallocate
-export VMA=${VMA:-$BUILDDIR/vma}
+requires pv fallocate
 PIT_WRITER=$BUILDDIR/tests/tools/pit-writer
 [ -x "$VMA" ] || fail "vma not built"
 [ -x "$PIT_WRITER" ] || fail "$PIT_WRITER not built (make test-build)"
@@ -41,10 +25,7 @@ mkdir "$T/fleece" "$T/out"
 truncate -s $((16 * 1048576 + 4608)) "$T/d0.raw"
 truncate -s 65536 "$T/d1.raw"
 # the direct disk lives in the build tree: /tmp may be a tmpfs, which has no O_DIRECT
-DIRECT_DIR=
-trap '[ -z "$DIRECT_DIR" ] || rm -rf "$DIRECT_DIR"; _qmp_cleanup' EXIT
-mkdir -p "$BUILDDIR" || fail "mkdir $BUILDDIR"
-DIRECT_DIR=$(mktemp -d "$BUILDDIR/tmp-backup-pit.XXXXXX") || fail "mktemp in $BUILDDIR"
+new_tmpdir DIRECT_DIR "$BUILDDIR"
 D2=$DIRECT_DIR/d2.raw
 truncate -s $((2 * 1048576 + 512)) "$D2"
 export D2

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # query-backup, query-jobs and the backup command's errors through a backup's life, for
-# what qmp-backup.sh does not cover: zero-bytes equal to the zero 4 KiB blocks of disks
-# with known content (holes and written zeros, an odd-sized disk), the uuid equal to the
+# what the qmp-backup-*.sh tests do not cover: zero-bytes equal to the zero 4 KiB blocks
+# of disks with known content (holes and written zeros, an odd-sized disk), the uuid equal to the
 # archive's (vma list --json), start/end times against the wall clock, progress that only
 # grows and stays within the totals, finishing only while active, a status that stays put
 # after the end and after failed backup commands, a second backup refused while one runs
@@ -10,22 +10,6 @@
 # ':' as devlist separator, max-workers above the limit, a negative speed, and a disk in
 # a running backup refusing blockdev-del.
 . "$(dirname "$0")/qmp-lib.bash"
-export SRCDIR BUILDDIR
-
-# quit vmad over QMP; it must exit 0 (an ASan build reports leaks then) with a clean log
-quit_vmad() {
-    py "$T" <<'QEOF' || fail "quit"
-import sys
-from qmp import QMP
-q = QMP(sys.argv[1] + "/qmp.sock")
-q.negotiate()
-q.ok("quit")
-QEOF
-    wait_exit 30
-    [ "$VMAD_RC" = 0 ] || fail "vmad exit status $VMAD_RC after quit"
-    check_log
-}
-export VMA=${VMA:-$BUILDDIR/vma}
 [ -x "$VMA" ] || fail "vma not built"
 
 mkdir "$T/out"

@@ -13,14 +13,8 @@ mkfifo "$T/fifo"
 truncate -s 8M "$T/d0.raw"
 head -c 4M /dev/urandom | dd of="$T/d0.raw" conv=notrunc status=none
 
-_stuck_cleanup() {
-    local f
-    for f in "$T"/cmd*.pid; do
-        [ -s "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null
-    done
-    _qmp_cleanup
-}
-trap _stuck_cleanup EXIT
+# the stuck exec: commands write their pids to $T/cmd*.pid: kill them at exit
+on_exit 'for f in "$T"/cmd*.pid; do [ -s "$f" ] && kill -9 "$(cat "$f")"; done'
 
 start_vmad --monitor "$T/qmp.sock" \
     --blockdev "driver=file,node-name=drive-scsi0,filename=$T/d0.raw"

@@ -10,7 +10,7 @@
 # exactly like an undisturbed one. Both exit cleanly (in a sanitizer build: no leaks).
 . "$(dirname "$0")/qmp-lib.bash"
 . "$(dirname "$0")/faults-lib.bash"
-need_tools qemu-io
+requires qemu-io
 export VMA=${VMA:-$BUILDDIR/vma}
 [ -x "$VMA" ] || fail "$VMA not built"
 

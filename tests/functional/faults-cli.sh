@@ -6,12 +6,8 @@
 # and EINTR anywhere change nothing: the archive verifies and the extracted disks are
 # bit-identical. Every case also proves that its fault was injected.
 . "$(dirname "$0")/../cli/lib.bash"
-BUILDDIR=${BUILDDIR:-$(cd "$(dirname "$0")/../.." && pwd)/build}
 . "$(dirname "$0")/faults-lib.bash"
-need() {
-    command -v "$1" >/dev/null 2>&1 || { echo "SKIP: $1 is not installed"; exit 77; }
-}
-need zstd
+requires zstd
 
 I=$T/img
 mkdir "$I"
@@ -157,7 +153,7 @@ mkfifo "$fifo"
 head -c $((6 * 1024 * 1024)) /dev/zero | tr '\0' '\377' >"$T/target0"
 CASE="extract -r, fallocate fails, zeros written instead"
 ( printf '1:drive-scsi0=%s\nskip=drive-scsi1\ndone\n' "$T/target0" >"$fifo" ) &
-_cleanup_pids+=($!)
+cleanup_pid $!
 fvma "op=fallocate,path=*/target0,err=EIO" extract -r "$fifo" "$T/ref.vma" "$T/xr"
 succeeded
 cmp "$T/target0" "$I/a.raw" || fail "$CASE: the target differs"

@@ -1,5 +1,5 @@
 # tests/functional/faults-lib.bash — fault injection for the faults-*.sh tests (sourced,
-# after lib.bash of tests/cli or qmp-lib.bash, which provide $T and fail).
+# after tests/lib.bash or a library that sources it: $T, fail, on_fail).
 #
 #   faulty SPEC CMD [ARGS...]   run CMD (a program or a shell function such as start_vmad)
 #                               with tests/faultinj/faultinj.c preloaded and FAULTINJ=SPEC
@@ -26,9 +26,15 @@ faulty() {
     local spec=$1 prog=$2 pre
     shift
     case $prog in
-    start_vmad) pre=$(_fault_preload "$VMAD") ;;
+    start_vmad | spawn_vmad) pre=$(_fault_preload "$VMAD") ;;
     *) pre=$(_fault_preload "$(command -v "$prog")") ;;
     esac
+    # start_vmad: only vmad runs with the shim, not the wait for its sockets
+    if [ "$prog" = start_vmad ]; then
+        faulty "$spec" spawn_vmad "${@:2}"
+        wait_vmad
+        return
+    fi
     FAULTINJ=$spec FAULTINJ_LOG=$FAULT_LOG FAULTINJ_RESTORE_PRELOAD=${LD_PRELOAD:-} \
         LD_PRELOAD=$pre "$@"
 }
@@ -47,11 +53,9 @@ fd_count() {
 }
 
 # A failing test also shows the last injected faults.
-eval "_faults_fail_orig() $(declare -f fail | tail -n +2)"
-fail() {
-    if [ -s "$FAULT_LOG" ]; then
-        echo "--- injected faults (last lines of $(wc -l <"$FAULT_LOG")) ---" >&2
-        tail -n 10 "$FAULT_LOG" >&2
-    fi
-    _faults_fail_orig "$@"
+_faults_show() {
+    [ -s "$FAULT_LOG" ] || return 0
+    echo "--- injected faults (last lines of $(wc -l <"$FAULT_LOG")) ---" >&2
+    tail -n 10 "$FAULT_LOG" >&2
 }
+on_fail _faults_show

@@ -5,26 +5,19 @@
 # throw-away copy of its seeds. Any crash, sanitizer report, leak, timeout or oversized
 # allocation fails the test; the input that caused it stays in build-fuzz/artifacts/NAME/.
 # Longer runs: make fuzz FUZZ_SECONDS=N (docs/fuzzing.md).
-set -u
-SRCDIR=${SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+. "$(dirname "$0")/../lib.bash"
 # the Makefile's default (relative) unless given: one spelling, so dependencies match
 make_dir=()
 [ -n "${FUZZ_BUILDDIR:-}" ] && make_dir=(FUZZ_BUILDDIR="$FUZZ_BUILDDIR")
 FUZZ_BUILDDIR=${FUZZ_BUILDDIR:-$SRCDIR/build-fuzz}
 seconds=${FUZZ_SHORT_SECONDS:-15}
 
-if ! command -v clang >/dev/null 2>&1; then
-    echo "clang is not installed (make deps installs it)"
-    exit 77
-fi
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/vma-fuzz-short.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+requires clang
 
 # A make of our own: not the jobserver or the variables of the make running the tests.
 if ! env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
-        make -C "$SRCDIR" -j2 "${make_dir[@]}" fuzz-build >"$tmp/build.log" 2>&1; then
-    tail -n 30 "$tmp/build.log"
+        make -C "$SRCDIR" -j2 "${make_dir[@]}" fuzz-build >"$T/build.log" 2>&1; then
+    tail -n 30 "$T/build.log"
     echo "make fuzz-build failed"
     exit 1
 fi
@@ -32,6 +25,6 @@ fi
 export FUZZ_BUILDDIR
 rc=0
 "$SRCDIR/tests/fuzz/run.sh" regress || rc=1
-FUZZ_SECONDS=$seconds FUZZ_JOBS=2 FUZZ_CORPUS_RUN="$tmp/corpus" \
+FUZZ_SECONDS=$seconds FUZZ_JOBS=2 FUZZ_CORPUS_RUN="$T/corpus" \
     "$SRCDIR/tests/fuzz/run.sh" fuzz || rc=1
 exit $rc

@@ -6,28 +6,20 @@
 # every other block its original content.
 #
 # The server is vmad; see GUEST_NBD_SERVER in guest.bash.
-set -u
-. "$SRCDIR/tests/functional/guest.bash"
+. "$(dirname "$0")/guest.bash"
 
 guest_prepare
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/guest-loop.XXXXXX") || exit 1
-trap 'guest_cleanup; rm -rf "$tmp"' EXIT
-sock=$tmp/nbd.sock
-
-fail() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
+sock=$T/nbd.sock
 
 first=256 blocks=512 stop=16
-img=$tmp/a.raw
+img=$T/a.raw
 truncate -s 64M "$img"
 python3 - "$img" <<'EOF' || fail "prefill $img"
 import random, sys
 with open(sys.argv[1], "r+b") as f:
     f.write(random.Random(77).randbytes(8 << 20))
 EOF
-cp "$img" "$tmp/a.orig"
+cp "$img" "$T/a.orig"
 
 guest_server_start "$sock" drive-scsi0="$img" || fail "start the NBD server"
 t0=$SECONDS
@@ -47,7 +39,7 @@ echo "guest: $end after $((SECONDS - t0)) s"
 
 python3 "$GUEST_CHECK" loop "$img" --first $first --blocks $blocks --min-gen "$gens" --max-gen "$gens" ||
     fail "the range does not hold pass $gens"
-python3 - "$img" "$tmp/a.orig" $first $blocks $stop <<'EOF' || fail "blocks outside the loop range"
+python3 - "$img" "$T/a.orig" $first $blocks $stop <<'EOF' || fail "blocks outside the loop range"
 import sys
 img, orig = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read()
 first, blocks, stop = (int(x) for x in sys.argv[3:6])

@@ -12,19 +12,11 @@
 #      naming /dev/vdb: the guest-side check can fail.
 #
 # The server is vmad; see GUEST_NBD_SERVER in guest.bash.
-set -u
-. "$SRCDIR/tests/functional/guest.bash"
+. "$(dirname "$0")/guest.bash"
 
 guest_prepare
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/guest-nbd.XXXXXX") || exit 1
-trap 'guest_cleanup; rm -rf "$tmp"' EXIT
-sock=$tmp/nbd.sock
-
-fail() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
-check() {
+sock=$T/nbd.sock
+host_check() {
     python3 "$GUEST_CHECK" "$@" || fail "host check: guest-check.py $*"
 }
 boot() {
@@ -36,26 +28,26 @@ boot() {
 }
 
 # ---- 1: one disk ------------------------------------------------------------------
-img=$tmp/a.raw
+img=$T/a.raw
 truncate -s 64M "$img"
 python3 - "$img" <<'EOF' || fail "prefill $img"
 import random, sys
 with open(sys.argv[1], "r+b") as f:
     f.write(random.Random(4242).randbytes(40 << 20))
 EOF
-cp --sparse=always "$img" "$tmp/a.orig"
+cp --sparse=always "$img" "$T/a.orig"
 regions=0:1M,20M:3M,48M:2M,$(((64 << 20) - 4096)):4K
 
 guest_server_start "$sock" drive-scsi0="$img" || fail "start the NBD server"
 boot "$sock" drive-scsi0 write-verify seed=11 regions="$regions"
 [ "$RESULT" = "GUEST-RESULT: ok" ] || fail "one disk: $RESULT"
 guest_server_stop
-check pattern "$img" --seed 11 --disk 0 --regions "$regions" --orig "$tmp/a.orig"
+host_check pattern "$img" --seed 11 --disk 0 --regions "$regions" --orig "$T/a.orig"
 echo "one disk: image holds the guest's pattern, the rest is unchanged"
 
 # ---- 2: two disks -----------------------------------------------------------------
 rm -f "$img"
-imga=$tmp/a2.raw imgb=$tmp/b2.raw
+imga=$T/a2.raw imgb=$T/b2.raw
 truncate -s 64M "$imga"
 truncate -s 32M "$imgb"
 regions=0:512K,8M:2M,$(((32 << 20) - 8192)):8K
@@ -63,14 +55,14 @@ guest_server_start "$sock" drive-scsi0="$imga" drive-scsi1="$imgb" || fail "star
 boot "$sock" drive-scsi0,drive-scsi1 write-verify seed=12 regions="$regions"
 [ "$RESULT" = "GUEST-RESULT: ok" ] || fail "two disks: $RESULT"
 guest_server_stop
-truncate -s 64M "$tmp/zero64" && truncate -s 32M "$tmp/zero32"
-check pattern "$imga" --seed 12 --disk 0 --regions "$regions" --orig "$tmp/zero64"
-check pattern "$imgb" --seed 12 --disk 1 --regions "$regions" --orig "$tmp/zero32"
+truncate -s 64M "$T/zero64" && truncate -s 32M "$T/zero32"
+host_check pattern "$imga" --seed 12 --disk 0 --regions "$regions" --orig "$T/zero64"
+host_check pattern "$imgb" --seed 12 --disk 1 --regions "$regions" --orig "$T/zero32"
 echo "two disks: each image holds its own pattern, the rest is zero"
 
 # ---- 3: the guest's check fails on corrupted data --------------------------------
 # rewrite one block of vdb's second region with disk 0's pattern
-check fill "$imgb" --seed 12 --disk 0 --regions $(((8 << 20) + 65536)):4K
+host_check fill "$imgb" --seed 12 --disk 0 --regions $(((8 << 20) + 65536)):4K
 guest_server_start "$sock" drive-scsi0="$imga" drive-scsi1="$imgb" || fail "start the NBD server"
 boot "$sock" drive-scsi0,drive-scsi1 verify seed=12 regions="$regions" 2>/dev/null
 case "$RESULT" in

@@ -37,10 +37,11 @@
 #       on UNIX socket SOCK; sets GUEST_SERVER_PID. guest_server_stop stops it (TERM,
 #       waits, so the images are complete afterwards). See GUEST_NBD_SERVER below.
 #
-# Tests set a trap that calls guest_cleanup (and guest_server_stop); nothing here
-# outlives the test.
+# Sourcing this file sources tests/lib.bash (fail, skip, $T, ...) unless that happened
+# already, and registers guest_cleanup to run at exit: nothing here outlives the test.
 
-: "${SRCDIR:?guest.bash needs SRCDIR}" "${BUILDDIR:?guest.bash needs BUILDDIR}"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.bash"
+on_exit guest_cleanup
 GUEST_DIR=${GUEST_DIR:-$BUILDDIR/guest}
 GUEST_TIMEOUT=${GUEST_TIMEOUT:-120}
 GUEST_CHECK="$SRCDIR/tests/functional/guest-check.py"
@@ -60,20 +61,15 @@ GUEST_SERVER_PID=
 _guest_server_fork=
 
 guest_prepare() {
-    if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
-        echo "qemu-system-x86_64 not found (install qemu-system-x86)"
-        exit 77
-    fi
+    command -v qemu-system-x86_64 >/dev/null 2>&1 ||
+        skip "qemu-system-x86_64 not found (install qemu-system-x86)"
     "$SRCDIR/scripts/guest-kernel.sh" "$GUEST_DIR" ||
-        { echo "guest_prepare: scripts/guest-kernel.sh $GUEST_DIR failed" >&2; exit 1; }
+        fail "guest_prepare: scripts/guest-kernel.sh $GUEST_DIR failed"
     "$SRCDIR/scripts/guest-initrd.sh" "$GUEST_DIR" ||
-        { echo "guest_prepare: scripts/guest-initrd.sh $GUEST_DIR failed" >&2; exit 1; }
+        fail "guest_prepare: scripts/guest-initrd.sh $GUEST_DIR failed"
     GUEST_KERNEL=$GUEST_DIR/vmlinuz
     GUEST_INITRD=$GUEST_DIR/initrd.gz
-    if [ -z "$_guest_tmp" ]; then
-        _guest_tmp=$(mktemp -d "${TMPDIR:-/tmp}/vmaguest.XXXXXX") ||
-            { echo "guest_prepare: mktemp failed" >&2; exit 1; }
-    fi
+    [ -n "$_guest_tmp" ] || new_tmpdir _guest_tmp
 }
 
 guest_boot() {

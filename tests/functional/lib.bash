@@ -11,37 +11,21 @@
 #     nbd_uri EXPORT              prints the client URI of an export
 # Another implementation needs server_argv_IMPL and server_ready_IMPL (see below).
 #
-# Every test gets a private directory $T (mktemp -d) that the EXIT trap removes after
-# stopping the server by pid.
+# The rest (fail, skip, requires, $T and the cleanup at exit, which also stops the server
+# by pid) is tests/lib.bash.
 
-set -u
-export LC_ALL=C
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.bash"
 
-BUILDDIR=${BUILDDIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build}
-SRCDIR=${SRCDIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 NBD_SERVE=${NBD_SERVE:-$BUILDDIR/tests/tools/nbd-serve}
 NBD_SERVER_IMPL=${NBD_SERVER_IMPL:-vmad}
 
-T=$(mktemp -d "${TMPDIR:-/tmp}/vmad-nbd-test.XXXXXX")
 BUILD_TMP=
 SERVER_PID=
 NBD_SOCK=
 NBD_PORT=
-EXTRA_PIDS=()
-
-_cleanup() {
-    local p
-    for p in "${EXTRA_PIDS[@]}"; do
-        kill -9 "$p" 2>/dev/null
-    done
-    if [ -n "$SERVER_PID" ]; then
-        kill -9 "$SERVER_PID" 2>/dev/null
-        wait "$SERVER_PID" 2>/dev/null
-    fi
-    rm -rf "$T"
-    [ -z "$BUILD_TMP" ] || rm -rf "$BUILD_TMP"
-}
-trap _cleanup EXIT
+# the cleanup's pid list under the name the NBD tests use: EXTRA_PIDS+=($!)
+declare -n EXTRA_PIDS=_cleanup_pids
+show_on_fail "$T/server.log" "server log"
 # Work inside $T: tools that drop files into the current directory (fio's verify
 # state) must not touch the source tree.
 cd "$T" || exit 1
@@ -49,29 +33,7 @@ cd "$T" || exit 1
 # A scratch directory in the build tree, for tests that need a file system accepting
 # O_DIRECT (/tmp may be tmpfs, which does not). Sets BUILD_TMP.
 make_build_tmp() {
-    mkdir -p "$BUILDDIR" || fail "mkdir $BUILDDIR"
-    BUILD_TMP=$(mktemp -d "$BUILDDIR/tmp-nbd-test.XXXXXX") || fail "mktemp in $BUILDDIR"
-}
-
-fail() {
-    echo "FAIL: $*" >&2
-    if [ -s "$T/server.log" ]; then
-        echo "--- server log (last lines) ---" >&2
-        tail -n 20 "$T/server.log" >&2
-    fi
-    exit 1
-}
-
-skip() {
-    echo "$*"
-    exit 77
-}
-
-need_tools() {
-    local t
-    for t in "$@"; do
-        command -v "$t" >/dev/null 2>&1 || skip "SKIP: $t is not installed"
-    done
+    new_tmpdir BUILD_TMP "$BUILDDIR"
 }
 
 # ---- implementations ----
@@ -79,12 +41,13 @@ need_tools() {
 # arguments plus LISTEN (unix:PATH or tcp:PORT); server_ready_IMPL says whether the
 # started server accepts clients (every export added).
 
-_split_common_args() {      # sets _TCP, _MAXCONN, _ARGS (the rest)
-    _TCP=0 _MAXCONN= _ARGS=()
+_split_common_args() {      # sets _TCP, _MAXCONN, _BUDGET, _ARGS (the rest)
+    _TCP=0 _MAXCONN= _BUDGET= _ARGS=()
     while [ $# -gt 0 ]; do
         case $1 in
         --tcp) _TCP=1 ;;
         --max-connections) _MAXCONN=$2; shift ;;
+        --buffer-budget) _BUDGET=$2; shift ;;   # vmad only: --nbd-buffer-budget
         *) _ARGS+=("$1") ;;
         esac
         shift
@@ -94,6 +57,7 @@ _split_common_args() {      # sets _TCP, _MAXCONN, _ARGS (the rest)
 server_argv_nbd-serve() {
     _split_common_args "$@"
     SERVER_ARGV=("$NBD_SERVE" "${_ARGS[@]}")
+    [ -z "$_BUDGET" ] || fail "--buffer-budget is a vmad option"
     [ -z "$_MAXCONN" ] || SERVER_ARGV+=(--max-connections "$_MAXCONN")
     case $LISTEN in
     unix:*) SERVER_ARGV+=(--socket "${LISTEN#unix:}") ;;
@@ -109,6 +73,7 @@ server_ready_nbd-serve() {
 server_argv_vmad() {
     _split_common_args "$@"
     SERVER_ARGV=("${VMAD:-$BUILDDIR/vmad}")
+    [ -z "$_BUDGET" ] || SERVER_ARGV+=(--nbd-buffer-budget "$_BUDGET")
     local a val node file flags f n=0 nbd
     set -- "${_ARGS[@]}"
     while [ $# -gt 0 ]; do
@@ -180,6 +145,7 @@ try_start_server() {
         [ -x "${SERVER_ARGV[0]}" ] || fail "${SERVER_ARGV[0]} not built (make test-build)"
         "${SERVER_ARGV[@]}" >"$T/server.out" 2>>"$T/server.log" </dev/null &
         SERVER_PID=$!
+        cleanup_pid "$SERVER_PID"
         for i in $(seq 1 300); do
             "server_ready_$NBD_SERVER_IMPL" && return 0
             kill -0 "$SERVER_PID" 2>/dev/null || break
@@ -189,6 +155,7 @@ try_start_server() {
             fail "server did not get ready in 30 s"
         fi
         wait "$SERVER_PID" 2>/dev/null
+        forget_pid "$SERVER_PID"
         SERVER_PID=
         # a taken port is worth another try; anything else is a failure
         if [ $tcp = 1 ] && grep -q 'Address already in use' "$T/server.log"; then
@@ -215,11 +182,13 @@ stop_server() {
     if kill -0 "$SERVER_PID" 2>/dev/null; then
         kill -9 "$SERVER_PID" 2>/dev/null
         wait "$SERVER_PID" 2>/dev/null
+        forget_pid "$SERVER_PID"
         SERVER_PID=
         fail "server did not stop within 20 s of SIGTERM"
     fi
     local rc=0
     wait "$SERVER_PID" || rc=$?
+    forget_pid "$SERVER_PID"
     SERVER_PID=
     [ $rc = 0 ] || fail "server exited with status $rc"
     if [ -n "$NBD_SOCK" ] && [ -e "$NBD_SOCK" ]; then
@@ -232,6 +201,7 @@ kill_server() {
     [ -n "$SERVER_PID" ] || return 0
     kill -9 "$SERVER_PID" 2>/dev/null
     wait "$SERVER_PID" 2>/dev/null
+    forget_pid "$SERVER_PID"
     SERVER_PID=
 }
 
@@ -262,9 +232,4 @@ qio() {
         echo "$out" >&2
         fail "qemu-io $uri ${args[*]} (exit $rc)"
     fi
-}
-
-# Fill a file with reproducible pseudo-random data: make_random FILE SIZE_MIB
-make_random() {
-    head -c "$(($2 * 1024 * 1024))" /dev/urandom >"$1"
 }

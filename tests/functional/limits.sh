@@ -11,7 +11,7 @@
 . "$(dirname "$0")/qmp-lib.bash"
 export VMA=${VMA:-$BUILDDIR/vma}
 [ -x "$VMA" ] || fail "$VMA not built"
-need_tools python3
+requires python3
 
 # Peak memory is checked only in a plain build (a sanitizer's shadow memory and
 # quarantine would dominate it).

@@ -2,7 +2,7 @@
 # Whole-disk copies through the export with qemu-img convert and nbdcopy, in both
 # directions, checked with qemu-img compare and cmp.
 . "$(dirname "$0")/lib.bash"
-need_tools qemu-img nbdcopy
+requires qemu-img nbdcopy
 
 make_random "$T/src.raw" 24
 truncate -s 32M "$T/src.raw"          # 8 MiB hole at the end

@@ -4,7 +4,7 @@
 # image whose size is not a multiple of the block size. Runs in the build tree,
 # skipped if that file system refuses O_DIRECT.
 . "$(dirname "$0")/lib.bash"
-need_tools qemu-io qemu-img
+requires qemu-io qemu-img
 
 make_build_tmp
 truncate -s $((32 * 1024 * 1024 + 1536)) "$BUILD_TMP/d.raw"

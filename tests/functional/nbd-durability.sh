@@ -2,7 +2,7 @@
 # Durability: data written with FUA, or written and then flushed, is in the image
 # file when the server is killed with SIGKILL right after the reply.
 . "$(dirname "$0")/lib.bash"
-need_tools qemu-io
+requires qemu-io
 
 truncate -s 16M "$T/disk.raw"
 start_server --blockdev disk0,"$T/disk.raw" --export disk0,writable

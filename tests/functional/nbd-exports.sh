@@ -3,7 +3,7 @@
 # a writable export of a read-only disk is refused, two writable exports take
 # concurrent writers, and a second export name for one disk shares the data.
 . "$(dirname "$0")/lib.bash"
-need_tools qemu-io qemu-img nbdinfo
+requires qemu-io qemu-img nbdinfo
 
 make_random "$T/ro.raw" 4
 cp "$T/ro.raw" "$T/ro.orig"

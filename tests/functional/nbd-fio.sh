@@ -3,7 +3,7 @@
 # (fio reads every block back and checks it), then mixed random I/O; over a UNIX
 # socket and over TCP on 127.0.0.1.
 . "$(dirname "$0")/lib.bash"
-need_tools fio
+requires fio
 
 run_fio() {
     local uri=$1; shift

@@ -6,7 +6,7 @@
 # single error, and afterwards the server still serves, refuses connections beyond
 # its limit, and stops cleanly.
 . "$(dirname "$0")/lib.bash"
-need_tools qemu-io python3
+requires qemu-io python3
 
 SIZE=$((64 * 1024 * 1024))
 truncate -s $SIZE "$T/w.raw" "$T/good.raw"
@@ -30,7 +30,7 @@ start_server --blockdev w,"$T/w.raw" --blockdev r,"$T/r.raw",ro \
         echo $i >"$T/good.count"
     done
 ) &
-EXTRA_PIDS+=($!)
+cleanup_pid $!
 good_pid=$!
 
 python3 "$SRCDIR/tests/tools/nbd-hostile.py" "$NBD_SOCK" w r $SIZE >"$T/hostile.out" 2>&1

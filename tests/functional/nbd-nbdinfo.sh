@@ -2,7 +2,7 @@
 # nbdinfo: the export's size and flags, and --map showing the holes and data of a
 # sparse file exactly.
 . "$(dirname "$0")/lib.bash"
-need_tools nbdinfo
+requires nbdinfo
 
 truncate -s 16M "$T/sparse.raw"
 # data at 1 MiB..1.5 MiB and 8 MiB..8 MiB+64 KiB, holes elsewhere

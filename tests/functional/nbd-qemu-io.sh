@@ -2,7 +2,7 @@
 # qemu-io against a writable export: pattern writes and reads, unaligned writes,
 # write-zeroes, discard; the image file must match what the client saw.
 . "$(dirname "$0")/lib.bash"
-need_tools qemu-io qemu-img
+requires qemu-io qemu-img
 
 truncate -s 64M "$T/disk.raw"
 start_server --blockdev disk0,"$T/disk.raw" --export disk0,writable

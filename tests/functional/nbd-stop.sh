@@ -3,7 +3,7 @@
 # of the handshake and a busy fio client. The server must exit 0 promptly, remove its
 # socket, and every write it acknowledged must be in the image.
 . "$(dirname "$0")/lib.bash"
-need_tools qemu-io fio python3
+requires qemu-io fio python3
 
 truncate -s 64M "$T/disk.raw"
 start_server --blockdev disk0,"$T/disk.raw" --export disk0,writable
@@ -21,11 +21,11 @@ idle.sendall(struct.pack(">QII", 0x49484156454F5054, 7, 4 + len(n) + 2) +
 silent = conn()
 time.sleep(60)
 PY
-EXTRA_PIDS+=($!)
+cleanup_pid $!
 fio --name=busy --ioengine=nbd --uri="$(nbd_uri disk0)" --size=32M --offset=16M --bs=64k \
     --iodepth=16 --rw=randwrite --time_based --runtime=30 >"$T/fio.log" 2>&1 &
 fio_pid=$!
-EXTRA_PIDS+=($fio_pid)
+cleanup_pid $fio_pid
 sleep 2
 
 start=$(date +%s)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The same server on TCP (127.0.0.1): qemu-io, nbdinfo, qemu-img compare and convert.
 . "$(dirname "$0")/lib.bash"
-need_tools qemu-io qemu-img nbdinfo
+requires qemu-io qemu-img nbdinfo
 
 make_random "$T/src.raw" 8
 cp "$T/src.raw" "$T/disk.raw"

@@ -4,7 +4,7 @@
 # nbd-server-add/remove/stop, block-export-add/del, query-block-exports,
 # BLOCK_EXPORT_DELETED, and the errors QEMU gives for the states checked.
 . "$(dirname "$0")/qmp-lib.bash"
-need_tools qemu-io
+requires qemu-io
 
 truncate -s 64M "$T/a.raw"
 truncate -s 32M "$T/b.raw"

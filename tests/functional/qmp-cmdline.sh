@@ -5,7 +5,7 @@
 # export); qemu-storage-daemon's --chardev/--monitor chardev= form; a stale socket is
 # replaced, a live one or a locked pid file is refused; SIGINT stops vmad cleanly.
 . "$(dirname "$0")/qmp-lib.bash"
-need_tools qemu-io
+requires qemu-io
 
 truncate -s 16M "$T/a.raw"
 

@@ -8,13 +8,12 @@
 # byte, a malformed event, wrongly typed status members, another backup's uuid, and a
 # failed backup's errmsg.
 . "$(dirname "$0")/qmp-lib.bash"
-need_tools timeout
+requires timeout
 
 VMA=${VMA:-$BUILDDIR/vma}
 [ -x "$VMA" ] || fail "$VMA not built (make)"
 
 SRV_PID=
-trap '[ -n "$SRV_PID" ] && kill -9 "$SRV_PID" 2>/dev/null; _qmp_cleanup' EXIT
 
 cat >"$T/fake.py" <<'EOF'
 import json, os, socket, sys, time
@@ -134,6 +133,7 @@ fake() {
     rm -f "$T/fake.sock" "$T/requests"
     python3 "$T/fake.py" "$T/fake.sock" "$1" "$T/requests" 2>>"$T/fake.err" &
     SRV_PID=$!
+    cleanup_pid "$SRV_PID"
     local i
     for i in $(seq 1 100); do
         [ -S "$T/fake.sock" ] && return 0
@@ -148,9 +148,10 @@ run() {
     timeout 20 "$VMA" backup --qmp "$T/fake.sock" --interval 0.05 "$@" >"$T/out" 2>"$T/err"
     rc=$?
     wait "$SRV_PID"
+    forget_pid "$SRV_PID"
     SRV_PID=
 }
-expect_fail() {
+expect_backup_fail() {
     local scenario=$1 want=$2
     run "$scenario" "$T/x.vma"
     [ "$rc" = 1 ] || fail "$scenario: exit $rc; $(cat "$T/err")"
@@ -221,16 +222,16 @@ assert reqs[2]["arguments"] == {"backup-file": "/dev/fdname/vma-backup"}, reqs[2
 
 # ---- what must fail with one line ------------------------------------------------------
 P=$T/fake.sock
-expect_fail garbage "vma: backup: $P: not a QMP monitor (unexpected byte 0x4e outside a message)"
-expect_fail close "vma: backup: $P: qmp_capabilities: $P: connection closed by the server"
-expect_fail wrong-id "vma: backup: $P: QMP protocol error: a reply with another id than backup's"
-expect_fail noid-error "vma: backup: cannot parse that"
-expect_fail deep "vma: backup: $P: QMP protocol error: message nested deeper than 1024"
-expect_fail nul "vma: backup: $P: QMP protocol error: NUL byte in a message"
-expect_fail badevent "vma: backup: $P: QMP protocol error: an event name is not a string"
-expect_fail badtype "vma: backup: query-backup: 'total' is not a non-negative integer"
-expect_fail other-uuid "vma: backup: vmad reports another backup now (uuid u-2)"
-expect_fail error-status "vma: backup: write to x: No space left on device"
+expect_backup_fail garbage "vma: backup: $P: not a QMP monitor (unexpected byte 0x4e outside a message)"
+expect_backup_fail close "vma: backup: $P: qmp_capabilities: $P: connection closed by the server"
+expect_backup_fail wrong-id "vma: backup: $P: QMP protocol error: a reply with another id than backup's"
+expect_backup_fail noid-error "vma: backup: cannot parse that"
+expect_backup_fail deep "vma: backup: $P: QMP protocol error: message nested deeper than 1024"
+expect_backup_fail nul "vma: backup: $P: QMP protocol error: NUL byte in a message"
+expect_backup_fail badevent "vma: backup: $P: QMP protocol error: an event name is not a string"
+expect_backup_fail badtype "vma: backup: query-backup: 'total' is not a non-negative integer"
+expect_backup_fail other-uuid "vma: backup: vmad reports another backup now (uuid u-2)"
+expect_backup_fail error-status "vma: backup: write to x: No space left on device"
 run badjson "$T/x.vma"
 [ "$rc" = 1 ] || fail "badjson: exit $rc"
 grep -q "^vma: backup: $P: QMP protocol error: invalid JSON: " "$T/err" || fail "badjson: $(cat "$T/err")"

@@ -7,13 +7,12 @@
 # on a pty; a vmad that dies during the backup. The disks are static (no writer), so
 # every extracted disk must equal its image.
 . "$(dirname "$0")/qmp-lib.bash"
-need_tools zstd cmp md5sum
+requires zstd cmp md5sum
 
 VMA=${VMA:-$BUILDDIR/vma}
 [ -x "$VMA" ] || fail "$VMA not built (make)"
 
 BK=
-trap '[ -n "$BK" ] && kill -9 "$BK" 2>/dev/null; _qmp_cleanup' EXIT
 
 S=$T/qmp.sock
 MIB=$((1024 * 1024))
@@ -178,6 +177,7 @@ done
 "$VMA" backup --qmp "$S" --speed 256K --interval 0.2 --json "$T/cancel.vma" \
     >"$T/c.out" 2>"$T/c.err" &
 BK=$!
+cleanup_pid "$BK"
 # a progress line appears after 3 s while the backup runs
 for _ in $(seq 1 150); do
     grep -qE "$INFO_RE" "$T/c.err" && break
@@ -198,6 +198,7 @@ expect_err "vma: backup: previous backup not finished"
 kill -INT "$BK"
 wait "$BK"
 rc=$?
+forget_pid "$BK"
 BK=
 [ "$rc" = 1 ] || fail "Ctrl-C: exit $rc; stderr: $(cat "$T/c.err")"
 [ "$(tail -n 1 "$T/c.err")" = "vma: backup: backup canceled" ] || fail "Ctrl-C: $(cat "$T/c.err")"
@@ -254,6 +255,7 @@ check_log
 # ---- vmad dies during the backup: an error, outcome unknown ---------------------------
 "$VMA" backup --qmp "$S" --speed 256K "$T/lost.vma" >/dev/null 2>"$T/l.err" &
 BK=$!
+cleanup_pid "$BK"
 for _ in $(seq 1 100); do
     grep -q "^INFO: started backup task" "$T/l.err" && break
     sleep 0.1
@@ -261,9 +263,11 @@ done
 grep -q "^INFO: started backup task" "$T/l.err" || fail "no start: $(cat "$T/l.err")"
 kill -9 "$VMAD_PID"
 wait "$VMAD_PID" 2>/dev/null
+forget_pid "$VMAD_PID"
 VMAD_PID=
 wait "$BK"
 rc=$?
+forget_pid "$BK"
 BK=
 [ "$rc" = 1 ] || fail "lost vmad: exit $rc; $(cat "$T/l.err")"
 [ "$(tail -n 1 "$T/l.err")" = "vma: backup: $S: connection closed by the server (the backup's outcome is unknown)" ] ||

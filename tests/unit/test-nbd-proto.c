@@ -16,6 +16,7 @@
 
 #include "nbd/internal.h"
 #include "nbd/proto.h"
+#include "test-helpers.h"
 
 /* ---- errno -> NBD ---- */
 
@@ -145,20 +146,13 @@ static void test_request_check(void **state)
 static size_t build_info(uint8_t *buf, const char *name, uint32_t name_len_field,
                          uint16_t n, const uint16_t *infos)
 {
-    size_t nl = strlen(name), pos = 0;
-    uint32_t be32 = htobe32(name_len_field);
-    uint16_t be16 = htobe16(n);
+    size_t nl = strlen(name), pos;
 
-    memcpy(buf + pos, &be32, 4);
-    pos += 4;
+    pos = th_put_be32(buf, 0, name_len_field);
     memcpy(buf + pos, name, nl);
-    pos += nl;
-    memcpy(buf + pos, &be16, 2);
-    pos += 2;
+    pos = th_put_be16(buf, pos + nl, n);
     for (uint16_t i = 0; i < n && infos != NULL; i++) {
-        be16 = htobe16(infos[i]);
-        memcpy(buf + pos, &be16, 2);
-        pos += 2;
+        pos = th_put_be16(buf, pos, infos[i]);
     }
     return pos;
 }
@@ -185,8 +179,7 @@ static void test_parse_info(void **state)
     len = build_info(buf, "disk0", UINT32_MAX, 0, NULL);
     assert_int_equal(nbd_parse_info_request(buf, (uint32_t)len, &ir), -EINVAL);
     len = build_info(buf, "disk0", 5, 2, infos);     /* says 3 infos, has 2 */
-    uint16_t three = htobe16(3);
-    memcpy(buf + 9, &three, 2);
+    th_put_be16(buf, 9, 3);
     assert_int_equal(nbd_parse_info_request(buf, (uint32_t)len, &ir), -EINVAL);
     len = build_info(buf, "disk0", 5, 1, infos);     /* one info plus a trailing one */
     assert_int_equal(nbd_parse_info_request(buf, (uint32_t)len + 2, &ir), -EINVAL);
@@ -194,28 +187,19 @@ static void test_parse_info(void **state)
     assert_int_equal(nbd_parse_info_request(buf, 0, &ir), -EINVAL);
     len = build_info(buf, "a\0b", 3, 0, NULL);        /* strlen stops at NUL: build by hand */
     memcpy(buf + 4, "a\0b", 3);
-    uint16_t zero = 0;
-    memcpy(buf + 7, &zero, 2);
+    th_put_be16(buf, 7, 0);
     assert_int_equal(nbd_parse_info_request(buf, 9, &ir), -EINVAL);
 
     /* a name of NBD_MAX_STRING + 1 bytes */
     g_autofree uint8_t *big = g_malloc0(NBD_MAX_STRING + 16);
-    uint32_t be = htobe32(NBD_MAX_STRING + 1);
-    memcpy(big, &be, 4);
+    th_put_be32(big, 0, NBD_MAX_STRING + 1);
     memset(big + 4, 'x', NBD_MAX_STRING + 1);
     assert_int_equal(nbd_parse_info_request(big, NBD_MAX_STRING + 7, &ir), -EINVAL);
 }
 
-static size_t put32(uint8_t *buf, size_t pos, uint32_t v)
-{
-    v = htobe32(v);
-    memcpy(buf + pos, &v, 4);
-    return pos + 4;
-}
-
 static size_t put_str(uint8_t *buf, size_t pos, const char *s)
 {
-    pos = put32(buf, pos, (uint32_t)strlen(s));
+    pos = th_put_be32(buf, pos, (uint32_t)strlen(s));
     memcpy(buf + pos, s, strlen(s));
     return pos + strlen(s);
 }
@@ -227,7 +211,7 @@ static void test_parse_meta(void **state)
     size_t len;
 
     len = put_str(buf, 0, "disk0");
-    len = put32(buf, len, 2);
+    len = th_put_be32(buf, len, 2);
     len = put_str(buf, len, "qemu:dirty-bitmap:b0");
     len = put_str(buf, len, "base:allocation");
     assert_int_equal(nbd_parse_meta_request(buf, (uint32_t)len, &mr), 0);
@@ -237,36 +221,36 @@ static void test_parse_meta(void **state)
     assert_false(mr.base_namespace);
 
     len = put_str(buf, 0, "");
-    len = put32(buf, len, 1);
+    len = th_put_be32(buf, len, 1);
     len = put_str(buf, len, "base:");
     assert_int_equal(nbd_parse_meta_request(buf, (uint32_t)len, &mr), 0);
     assert_true(mr.base_namespace);
     assert_false(mr.base_allocation);
 
     len = put_str(buf, 0, "disk0");
-    len = put32(buf, len, 0);
+    len = th_put_be32(buf, len, 0);
     assert_int_equal(nbd_parse_meta_request(buf, (uint32_t)len, &mr), 0);
     assert_int_equal(mr.n_queries, 0);
     /* trailing garbage */
     assert_int_equal(nbd_parse_meta_request(buf, (uint32_t)len + 1, &mr), -EINVAL);
     /* query count larger than the data */
     len = put_str(buf, 0, "disk0");
-    len = put32(buf, len, 1000000);
+    len = th_put_be32(buf, len, 1000000);
     len = put_str(buf, len, "base:allocation");
     assert_int_equal(nbd_parse_meta_request(buf, (uint32_t)len, &mr), -EINVAL);
     /* query length beyond the data */
     len = put_str(buf, 0, "disk0");
-    len = put32(buf, len, 1);
-    len = put32(buf, len, 100);
+    len = th_put_be32(buf, len, 1);
+    len = th_put_be32(buf, len, 100);
     assert_int_equal(nbd_parse_meta_request(buf, (uint32_t)len + 10, &mr), -EINVAL);
     /* export name length beyond the data */
-    len = put32(buf, 0, 0xfffffff0);
+    len = th_put_be32(buf, 0, 0xfffffff0);
     assert_int_equal(nbd_parse_meta_request(buf, 64, &mr), -EINVAL);
     /* too short to hold the counts */
     assert_int_equal(nbd_parse_meta_request(buf, 7, &mr), -EINVAL);
     /* near-miss names do not select */
     len = put_str(buf, 0, "d");
-    len = put32(buf, len, 2);
+    len = th_put_be32(buf, len, 2);
     len = put_str(buf, len, "base:allocatio");
     len = put_str(buf, len, "base:allocationX");
     assert_int_equal(nbd_parse_meta_request(buf, (uint32_t)len, &mr), 0);

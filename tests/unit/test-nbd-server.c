@@ -24,6 +24,7 @@
 #include "blockdev.h"
 #include "nbd-server.h"
 #include "nbd/proto.h"
+#include "test-helpers.h"
 
 typedef struct Fixture {
     char *dir;
@@ -37,17 +38,10 @@ static int setup(void **state)
     Fixture *f = g_new0(Fixture, 1);
     g_autoptr(GError) err = NULL;
 
-    f->dir = g_dir_make_tmp("test-nbd-server-XXXXXX", &err);
-    assert_non_null(f->dir);
+    f->dir = th_tmpdir_new("test-nbd-server");
     f->sock = g_build_filename(f->dir, "nbd.sock", NULL);
-    f->img = g_build_filename(f->dir, "a.raw", NULL);
-    f->img_ro = g_build_filename(f->dir, "b.raw", NULL);
-    for (int i = 0; i < 2; i++) {
-        int fd = open(i ? f->img_ro : f->img, O_CREAT | O_RDWR | O_TRUNC, 0600);
-        assert_true(fd >= 0);
-        assert_int_equal(ftruncate(fd, 1 << 20), 0);
-        close(fd);
-    }
+    f->img = th_file_new(f->dir, "a.raw", 1 << 20);
+    f->img_ro = th_file_new(f->dir, "b.raw", 1 << 20);
     BlockDevOptions a = { .node_name = "disk-a", .filename = f->img };
     BlockDevOptions b = { .node_name = "disk-b", .filename = f->img_ro, .read_only = true };
     assert_true(blockdev_add(&a, &err));
@@ -62,10 +56,7 @@ static int teardown(void **state)
 
     nbd_server_stop(NULL);
     blockdev_close_all();
-    g_unlink(f->img);
-    g_unlink(f->img_ro);
-    g_unlink(f->sock);
-    g_rmdir(f->dir);
+    th_tmpdir_remove(f->dir);
     g_free(f->dir);
     g_free(f->sock);
     g_free(f->img);
@@ -89,25 +80,6 @@ static int client_connect(const char *path)
     return fd;
 }
 
-/* 0, or -1 at EOF / error */
-static int recv_all(int fd, void *buf, size_t len)
-{
-    size_t got = 0;
-
-    while (got < len) {
-        ssize_t r = recv(fd, (char *)buf + got, len - got, 0);
-        if (r <= 0) {
-            return -1;
-        }
-        got += (size_t)r;
-    }
-    return 0;
-}
-
-static void send_all(int fd, const void *buf, size_t len)
-{
-    assert_int_equal(send(fd, buf, len, MSG_NOSIGNAL), (ssize_t)len);
-}
 
 /* Handshake and GO; returns the final reply type. */
 static uint32_t client_go(int fd, const char *name)
@@ -116,26 +88,25 @@ static uint32_t client_go(int fd, const char *name)
     uint32_t cflags = htobe32(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
     size_t nl = strlen(name);
     uint8_t data[64];
-    uint32_t be32 = htobe32((uint32_t)nl);
-    uint16_t zero = 0;
 
-    assert_int_equal(recv_all(fd, &g, sizeof(g)), 0);
+    assert_int_equal(th_recv_all(fd, &g, sizeof(g)), 0);
     assert_true(be64toh(g.magic) == NBD_MAGIC);
-    send_all(fd, &cflags, 4);
-    memcpy(data, &be32, 4);
+    th_send_all(fd, &cflags, 4);
+    assert_true(nl + 6 <= sizeof(data));
+    th_put_be32(data, 0, (uint32_t)nl);
     memcpy(data + 4, name, nl);
-    memcpy(data + 4 + nl, &zero, 2);
+    th_put_be16(data, 4 + nl, 0);
     NbdOptionHeader h = { .magic = htobe64(NBD_OPTS_MAGIC), .option = htobe32(NBD_OPT_GO),
                           .length = htobe32((uint32_t)(nl + 6)) };
-    send_all(fd, &h, sizeof(h));
-    send_all(fd, data, nl + 6);
+    th_send_all(fd, &h, sizeof(h));
+    th_send_all(fd, data, nl + 6);
     for (;;) {
         NbdOptionReply r;
         uint8_t skip[256];
-        assert_int_equal(recv_all(fd, &r, sizeof(r)), 0);
+        assert_int_equal(th_recv_all(fd, &r, sizeof(r)), 0);
         uint32_t len = be32toh(r.length);
         assert_true(len <= sizeof(skip));
-        assert_int_equal(recv_all(fd, skip, len), 0);
+        assert_int_equal(th_recv_all(fd, skip, len), 0);
         if (be32toh(r.type) != NBD_REP_INFO) {
             return be32toh(r.type);
         }
@@ -153,12 +124,12 @@ static int client_read(int fd, uint64_t off, uint32_t len)
     if (send(fd, &rq, sizeof(rq), MSG_NOSIGNAL) != (ssize_t)sizeof(rq)) {
         return -1;
     }
-    if (recv_all(fd, &rp, sizeof(rp)) < 0) {
+    if (th_recv_all(fd, &rp, sizeof(rp)) < 0) {
         return -1;
     }
     assert_true(be32toh(rp.magic) == NBD_SIMPLE_REPLY_MAGIC);
     assert_true(be64toh(rp.cookie) == 42);
-    if (rp.error == 0 && recv_all(fd, buf, len) < 0) {
+    if (rp.error == 0 && th_recv_all(fd, buf, len) < 0) {
         return -1;
     }
     return (int)be32toh(rp.error);
@@ -299,7 +270,7 @@ static void test_connection_limit(void **state)
     for (int i = 0; i < 100 && !ok; i++) {
         int fd = client_connect(f->sock);
         NbdGreeting g;
-        ok = recv_all(fd, &g, sizeof(g)) == 0;
+        ok = th_recv_all(fd, &g, sizeof(g)) == 0;
         close(fd);
         if (!ok) {
             g_usleep(50 * 1000);

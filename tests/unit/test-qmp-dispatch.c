@@ -15,6 +15,7 @@
 
 #include "monitor.h"
 #include "monitor/qmp-internal.h"
+#include "test-helpers.h"
 
 static char *exchange_fds(QmpSession *s, const char *in, const int *fds, size_t nfds)
 {
@@ -248,11 +249,6 @@ static void test_events(void **state)
     qmp_session_free_detached(s);
 }
 
-static bool fd_is_open(int fd)
-{
-    return fcntl(fd, F_GETFD) >= 0;
-}
-
 static void test_getfd(void **state)
 {
     QmpSession *s = negotiated_session();
@@ -293,11 +289,11 @@ static void test_getfd(void **state)
     g_autofree char *r3 = exchange_fds(s, "{\"execute\": \"getfd\", \"arguments\": "
                                           "{\"fdname\": \"out\"}}", &q[1], 1);
     assert_string_equal(r3, "{\"return\": {}}\r\n");
-    assert_false(fd_is_open(p[1]));
-    assert_true(fd_is_open(q[1]));
+    assert_false(th_fd_is_open(p[1]));
+    assert_true(th_fd_is_open(q[1]));
     expect(s, "{\"execute\": \"closefd\", \"arguments\": {\"fdname\": \"out\"}}",
            "{\"return\": {}}\r\n");
-    assert_false(fd_is_open(q[1]));
+    assert_false(th_fd_is_open(q[1]));
     expect(s, "{\"execute\": \"closefd\", \"arguments\": {\"fdname\": \"out\"}}",
            "{\"error\": {\"class\": \"GenericError\", \"desc\": \"File descriptor named 'out' "
            "not found\"}}\r\n");
@@ -310,9 +306,9 @@ static void test_getfd(void **state)
                                           "{\"fdname\": \"1x\"}}", &r[1], 1);
     assert_string_equal(r4, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"Parameter "
                             "'fdname' expects a name not starting with a digit\"}}\r\n");
-    assert_true(fd_is_open(r[1]));
+    assert_true(th_fd_is_open(r[1]));
     qmp_session_free_detached(s);
-    assert_false(fd_is_open(r[1]));
+    assert_false(th_fd_is_open(r[1]));
     qmp_session_free_detached(other);
     close(p[0]);
     close(q[0]);

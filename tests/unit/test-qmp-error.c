@@ -10,6 +10,7 @@
 #include <cmocka.h>
 #include <gio/gio.h>
 
+#include "backup.h"
 #include "monitor.h"
 
 static void test_table(void **state)
@@ -31,6 +32,12 @@ static void test_table(void **state)
         {g_io_error_quark, G_IO_ERROR_EXISTS, "GenericError"},
         {g_io_error_quark, QMP_ERROR_DEVICE_NOT_FOUND, "GenericError"},
         {g_file_error_quark, G_FILE_ERROR_NOENT, "GenericError"},
+        /* the owners' domains: only the codes clients tell apart have a class */
+        {backup_error_quark, BACKUP_ERROR_DEVICE_NOT_FOUND, "DeviceNotFound"},
+        {backup_error_quark, BACKUP_ERROR_FAILED, "GenericError"},
+        {backup_error_quark, BACKUP_ERROR_CANCELLED, "GenericError"},
+        {g_io_error_quark, BACKUP_ERROR_DEVICE_NOT_FOUND, "GenericError"},
+        {backup_error_quark, QMP_ERROR_KVM_MISSING_CAP, "GenericError"},
     };
 
     for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
