@@ -177,6 +177,32 @@ static uint64_t run_end_locked(const AllocTrack *at, uint64_t c, bool *allocated
                       : bitmap_find_next_set(at->alloc, c);
 }
 
+/* Set bits [a, b) of the byte bitmap bytes (bit c at byte c / 8, bit c % 8). */
+static void bytes_set_range(uint8_t *bytes, uint64_t a, uint64_t b)
+{
+    for (; a < b && a % 8 != 0; a++) {
+        bytes[a / 8] |= (uint8_t)(1u << (a % 8));
+    }
+    if (b - a >= 8) {
+        memset(bytes + a / 8, 0xff, (b - a) / 8);
+        a += (b - a) / 8 * 8;
+    }
+    for (; a < b; a++) {
+        bytes[a / 8] |= (uint8_t)(1u << (a % 8));
+    }
+}
+
+/* The alloc bits as record bytes (rec_bytes(at) of them, zeroed by the caller), one run
+ * at a time. Under lock. */
+static void alloc_to_bytes_locked(const AllocTrack *at, uint8_t *bytes)
+{
+    for (uint64_t a = bitmap_find_next_set(at->alloc, 0); a < at->nclusters;) {
+        uint64_t b = bitmap_find_next_clear(at->alloc, a);
+        bytes_set_range(bytes, a, b);
+        a = b < at->nclusters ? bitmap_find_next_set(at->alloc, b) : b;
+    }
+}
+
 /* ---- range locks ----------------------------------------------------------------------- */
 
 static bool range_busy_locked(const AllocTrack *at, uint64_t first, uint64_t end)
@@ -283,10 +309,7 @@ static bool record_create(AllocTrack *at, GError **errp)
 
     header_fill(at, &h);
     memcpy(buf, &h, sizeof(h));
-    for (uint64_t c = bitmap_find_next_set(at->alloc, 0); c < at->nclusters;
-         c = bitmap_find_next_set(at->alloc, c + 1)) {
-        buf[REC_HEADER + c / 8] |= (uint8_t)(1u << (c % 8));
-    }
+    alloc_to_bytes_locked(at, buf + REC_HEADER);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
         r = -errno;
@@ -450,10 +473,7 @@ static int commit(AllocTrack *at)
         at->committing = true;
         uint64_t upto = at->commit_req;
         g_autofree uint8_t *snap = g_malloc0(rec_bytes(at));
-        for (uint64_t c = bitmap_find_next_set(at->alloc, 0); c < at->nclusters;
-             c = bitmap_find_next_set(at->alloc, c + 1)) {
-            snap[c / 8] |= (uint8_t)(1u << (c % 8));
-        }
+        alloc_to_bytes_locked(at, snap);
         g_mutex_unlock(&at->lock);
 
         /* the data of every bit in snap reached the target before snap was taken */
