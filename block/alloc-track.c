@@ -58,6 +58,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -131,9 +132,15 @@ void alloc_track_set_state_dir(const char *dir)
     state_dir = g_strdup(dir);
 }
 
-char *alloc_track_record_path(const char *dir, const char *node)
+char *alloc_track_record_path(const char *dir, const char *node, const char *target)
 {
-    g_autofree char *base = g_strdup_printf("%s.alloc-track", node);
+    /* one record per target image: the same node name over another image is another
+     * restore (the naming of the bitmap state files) */
+    char *real = realpath(target, NULL);
+    g_autofree char *sum = g_compute_checksum_for_string(G_CHECKSUM_SHA256,
+                                                          real != NULL ? real : target, -1);
+    free(real);
+    g_autofree char *base = g_strdup_printf("%s-%.16s.alloc-track", node, sum);
     return g_build_filename(dir, base, NULL);
 }
 
@@ -394,7 +401,7 @@ static bool record_load(AllocTrack *at, int fd, GError **errp)
 
 static bool record_open(AllocTrack *at, const char *dir, GError **errp)
 {
-    at->rec_path = alloc_track_record_path(dir, at->node);
+    at->rec_path = alloc_track_record_path(dir, at->node, blockdev_get_filename(at->file));
     if (g_mkdir_with_parents(dir, 0700) < 0) {
         int e = errno;
         g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(e), "add %s: state directory %s: %s",

@@ -150,7 +150,7 @@ static BlockDev *disk(const char *name)
 /* Is cluster c set in the record file? */
 static bool record_bit(Fixture *f, uint64_t c)
 {
-    g_autofree char *path = alloc_track_record_path(f->state, "drive-scsi0");
+    g_autofree char *path = alloc_track_record_path(f->state, "drive-scsi0", f->tgt);
     uint8_t b = 0;
     read_file_at(path, &b, 1, 4096 + c / 8);
     return (b >> (c % 8)) & 1;
