@@ -69,9 +69,9 @@
  * packed 58 records at a time in queue order, as the deployed writer packs them; the unit
  * tests rebuild the deployed fixtures byte for byte that way.
  *
- * Done bitmaps: a 256 TiB device has 2^32 clusters; one bit each would be 512 MiB. Bits
- * live in chunks of 2^16 clusters (8 KiB) allocated on first touch, found through a
- * directory that is itself allocated on the first write to the device.
+ * Done bitmaps: a 256 TiB device has 2^32 clusters; one bit each would be 512 MiB. So
+ * each device's is a util/bitmap.h SparseBitmap (no budget): chunks allocated on first
+ * touch, so memory grows with the clusters written, not with the declared size.
  */
 #include <errno.h>
 #include <signal.h>
@@ -85,12 +85,10 @@
 #include "vma-internal.h"
 #include "vma-output.h"
 #include "vma.h"
+#include "util/bitmap.h"
 
 #define DEFAULT_QUEUE_CLUSTERS 64
 #define EXTENT_FILL_WAIT_US 2000 /* how long a partial extent waits for more records */
-#define DONE_CHUNK_SHIFT 16 /* clusters per done-bitmap chunk: 2^16 */
-#define DONE_CHUNK_CLUSTERS (UINT64_C(1) << DONE_CHUNK_SHIFT)
-#define DONE_CHUNK_BYTES (DONE_CHUNK_CLUSTERS / 8)
 /* 1 header iovec + at most 8 runs of set bits per cluster mask */
 #define EXTENT_MAX_IOV (1 + VMA_WRITER_EXTENT_SLOTS * 8)
 
@@ -108,7 +106,7 @@ typedef struct WriterDevice {
     bool vmstate;
 
     /* Protected by VmaWriter.lock. */
-    uint8_t **done;        /* directory of bitmap chunks, NULL until the first write */
+    SparseBitmap *done;    /* clusters queued; NULL until the first write */
     uint64_t done_count;   /* clusters accepted */
     uint64_t next_vmstate; /* vmstate: the cluster expected next */
     uint64_t transferred;
@@ -713,52 +711,17 @@ bool vma_writer_start(VmaWriter *w, GError **errp)
 
 static bool test_and_set_done_locked(WriterDevice *d, uint32_t cluster)
 {
-    uint64_t chunk = cluster >> DONE_CHUNK_SHIFT;
-    uint64_t bit = cluster & (DONE_CHUNK_CLUSTERS - 1);
-
     if (!d->done) {
-        uint64_t nchunks = (d->nclusters + DONE_CHUNK_CLUSTERS - 1) >> DONE_CHUNK_SHIFT;
-        d->done = g_new0(uint8_t *, nchunks);
+        d->done = sparse_bitmap_new(d->nclusters, NULL);
     }
-    if (!d->done[chunk]) {
-        d->done[chunk] = g_malloc0(DONE_CHUNK_BYTES);
-    }
-    uint8_t *byte = &d->done[chunk][bit / 8];
-    uint8_t m = (uint8_t)(1u << (bit % 8));
-    if (*byte & m) {
-        return true;
-    }
-    *byte |= m;
-    return false;
+    return sparse_bitmap_test_and_set(d->done, cluster) == 0;   /* no budget: never -ENOSPC */
 }
 
-/* First cluster of d never written, or d->nclusters when complete. Scans 64 clusters
- * per step, so even a 2^32-cluster device is checked quickly. */
+/* First cluster of d never written, or d->nclusters when complete: chunks never touched
+ * are skipped whole, so even a 2^32-cluster device is checked quickly. */
 static uint64_t first_missing_locked(const WriterDevice *d)
 {
-    uint64_t nchunks = (d->nclusters + DONE_CHUNK_CLUSTERS - 1) >> DONE_CHUNK_SHIFT;
-
-    for (uint64_t ch = 0; ch < nchunks; ch++) {
-        uint64_t base = ch << DONE_CHUNK_SHIFT;
-        if (!d->done || !d->done[ch]) {
-            return base;
-        }
-        const uint8_t *bm = d->done[ch];
-        uint64_t limit = MIN(DONE_CHUNK_CLUSTERS, d->nclusters - base);
-        for (uint64_t i = 0; i < limit; i += 64) {
-            uint64_t word;
-            memcpy(&word, bm + i / 8, sizeof(word));
-            if (word == UINT64_MAX) {
-                continue;
-            }
-            for (uint64_t b = i; b < MIN(i + 64, limit); b++) {
-                if (!(bm[b / 8] & (1u << (b % 8)))) {
-                    return base + b;
-                }
-            }
-        }
-    }
-    return d->nclusters;
+    return d->done ? sparse_bitmap_find_next_clear(d->done, 0) : 0;
 }
 
 static void account_locked(WriterDevice *d, uint32_t cluster, uint16_t mask)
@@ -1032,13 +995,7 @@ void vma_writer_free(VmaWriter *w)
     g_ptr_array_free(w->configs, true);
     for (unsigned id = 1; id <= w->ndevs; id++) {
         WriterDevice *d = &w->devs[id];
-        if (d->done) {
-            uint64_t nchunks = (d->nclusters + DONE_CHUNK_CLUSTERS - 1) >> DONE_CHUNK_SHIFT;
-            for (uint64_t c = 0; c < nchunks; c++) {
-                g_free(d->done[c]);
-            }
-            g_free(d->done);
-        }
+        sparse_bitmap_free(d->done);
         g_free(d->name);
     }
     if (w->error) {

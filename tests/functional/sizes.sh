@@ -41,12 +41,17 @@ out=$(timeout 10 "$VMAD" --backup-buffer-size 63K 2>&1)
 
 # ---- vma backup --speed -----------------------------------------------------------------
 cat >"$T/fake.py" <<'PYEOF'
-import json, socket, sys
+import json, os, socket, sys
 path, log = sys.argv[1:3]
 srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-srv.bind(path)
+# the socket appears under its name only once it listens (a client that sees the file
+# must not be refused), and the server gives up if no client comes
+srv.bind(path + ".new")
 srv.listen(1)
+os.rename(path + ".new", path)
+srv.settimeout(30)
 conn, _ = srv.accept()
+conn.settimeout(None)
 f = conn.makefile("rwb")
 f.write(b'{"QMP": {"version": {}, "capabilities": []}}\r\n'); f.flush()
 for line in f:

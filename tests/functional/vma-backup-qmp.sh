@@ -20,9 +20,14 @@ import json, os, socket, sys, time
 
 path, scenario, log = sys.argv[1:4]
 srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-srv.bind(path)
+# the socket appears under its name only once it listens (a client that sees the file
+# must not be refused), and the server gives up if no client comes
+srv.bind(path + ".new")
 srv.listen(1)
+os.rename(path + ".new", path)
+srv.settimeout(30)
 conn, _ = srv.accept()
+conn.settimeout(None)
 buf = b""
 fds = []
 
