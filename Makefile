@@ -59,7 +59,9 @@ endif
 CPPFLAGS += -Iinclude -I. -D_GNU_SOURCE -DG_LOG_DOMAIN=\"vmabackup\"
 ALL_CFLAGS = -std=c11 $(OPT) $(WARN) -pthread -MMD -MP $(call pkg_cflags,$(DAEMON_PKGS) $(TEST_PKGS)) $(CFLAGS)
 LIB_LDLIBS = $(call pkg_libs,$(LIB_PKGS)) -lbz2 -pthread
-DAEMON_LDLIBS = $(call pkg_libs,$(DAEMON_PKGS)) -lbz2 -pthread
+# librbd and librados (block/rbd.c): Debian 12 ships no pkg-config files for them
+RBD_LDLIBS = $(or $(call pkg_libs,librbd),-lrbd -lrados)
+DAEMON_LDLIBS = $(call pkg_libs,$(DAEMON_PKGS)) $(RBD_LDLIBS) -lbz2 -pthread
 ALL_LDFLAGS = $(LDSAN) $(LDFLAGS)
 
 LIB_SRCS := $(sort $(wildcard vma-*.c util/*.c))
@@ -243,7 +245,7 @@ CPPFLAGS += -include tests/tsan/tsan-glib.h
 endif
 TSAN_TESTS ?= unit/test-backup unit/test-blockdev unit/test-nbd-server unit/test-writer \
               unit/test-alloc-track \
-              functional/nbd- functional/qmp-backup functional/vma-backup.sh functional/faults- \
+              functional/nbd- functional/qmp-backup functional/vma-backup-vmad- functional/faults- \
               functional/backup- functional/restore-
 FAULTINJ := $(BUILDDIR)/tests/faultinj.so
 test-build: $(FAULTINJ)

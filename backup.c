@@ -81,6 +81,7 @@
 #include "backup.h"
 #include "block/block-copy.h"
 #include "block/copy-before-write.h"
+#include "block/dirty-bitmap.h"
 #include "blockdev.h"
 #include "util/fd.h"
 #include "util/ratelimit.h"
@@ -113,6 +114,10 @@ typedef struct BackupDisk {
     uint64_t nclusters;
     BlockCopy *bc;            /* the claim/copy state; freed when the job ends */
     BlockNode *filter;        /* our reference to the disk's copy-before-write filter */
+    DirtyBitmap *bitmap;      /* the backup's change bitmap (busy while we hold it), or
+                               * NULL; released by the controller before the job ends */
+    uint64_t dirty_bytes;     /* bytes to copy: size, or the dirty clusters' bytes (set
+                               * at the instant) */
 
     /* BackupJob.lock: */
     const char *job_status;   /* QEMU JobStatus word */
@@ -132,6 +137,9 @@ struct BackupJob {
     unsigned nworkers;
     uint64_t mem_limit;
     BackupSpill *spill;       /* NULL: no fleecing file; freed by the controller */
+    bool delta;               /* incremental/differential: only the bitmap's clusters */
+    bool bitmap_reset;        /* the bitmap restarts at the instant (on success) */
+    uint8_t uuid_raw[16];
     uint64_t spill_limit;     /* 0: unlimited */
 
     gint failed;              /* atomic; set once job->error is latched */
@@ -462,6 +470,18 @@ static void emit_end_events(BackupJob *job, const char *error, bool cancelled)
 
 /* ---- the controller ------------------------------------------------------------------- */
 
+static void release_bitmaps(BackupJob *job, bool ok)
+{
+    for (unsigned i = 0; i < job->ndisks; i++) {
+        BackupDisk *d = &job->disks[i];
+        if (d->bitmap != NULL) {
+            dirty_bitmap_release(d->bitmap, ok, ok && job->bitmap_reset ? job->uuid_raw
+                                                                         : NULL);
+            d->bitmap = NULL;
+        }
+    }
+}
+
 static void disks_remove_filters(BackupJob *job)
 {
     g_autofree BlockDev **bds = g_new(BlockDev *, job->ndisks);
@@ -529,6 +549,10 @@ static gpointer controller_main(gpointer opaque)
 
     GError *close_err = NULL;
     bool ok = vma_writer_close(job->writer, &close_err);
+    /* Before anyone can see the end (query-backup, events): a next backup may use the
+     * bitmap right away. Success: it counts from this archive when it was reset;
+     * failure: the bits it gave up come back. */
+    release_bitmaps(job, ok);
 
     g_mutex_lock(&job->lock);
     for (unsigned i = 0; i < job->ndisks; i++) {
@@ -584,6 +608,7 @@ static void job_free(BackupJob *job)
         return;
     }
     g_assert(job->controller == NULL && job->writer == NULL);
+    release_bitmaps(job, false);
     for (unsigned i = 0; i < job->ndisks; i++) {
         BackupDisk *d = &job->disks[i];
         bnode_unref(d->filter);
@@ -667,6 +692,38 @@ static bool add_config_file(VmaWriter *w, const char *path, const char *name, GE
     return vma_writer_add_config(w, name, data, len, errp);
 }
 
+/*
+ * At the instant (inside the gates that install the filters: no request is running on
+ * any disk of the backup, every earlier write has marked the bitmaps): take each disk's
+ * bitmap — the todo of a delta backup is its dirty clusters — and reset it for
+ * on-success (its successor records every write from here on).
+ */
+static void at_instant(void *opaque)
+{
+    BackupJob *job = opaque;
+
+    for (unsigned i = 0; i < job->ndisks; i++) {
+        BackupDisk *d = &job->disks[i];
+        if (d->bitmap == NULL) {
+            continue;
+        }
+        uint32_t gran = 0;
+        const Bitmap *frozen = dirty_bitmap_freeze(d->bitmap, job->bitmap_reset, &gran);
+        if (!job->delta) {
+            continue;
+        }
+        g_autoptr(Bitmap) todo = dirty_bits_to_clusters(frozen, gran, d->size, CLUSTER);
+        uint64_t left = block_copy_restrict(d->bc, todo);
+        d->dirty_bytes = left * CLUSTER;
+        if (left > 0 && d->size % CLUSTER != 0 && bitmap_test(todo, d->nclusters - 1)) {
+            d->dirty_bytes -= CLUSTER - d->size % CLUSTER;
+        }
+        g_mutex_lock(&job->lock);
+        job->remaining -= d->nclusters - left;
+        g_mutex_unlock(&job->lock);
+    }
+}
+
 /* The point in time: a copy-before-write filter on every disk at one instant. */
 static bool disks_insert_filters(BackupJob *job, GError **errp)
 {
@@ -681,7 +738,59 @@ static bool disks_insert_filters(BackupJob *job, GError **errp)
         bds[i] = d->bd;
         filters[i] = d->filter;
     }
-    return blockdev_insert_filters(bds, job->ndisks, filters, errp);
+    return blockdev_insert_filters_at(bds, job->ndisks, filters, at_instant, job, errp);
+}
+
+/*
+ * Take the bitmap on every disk of bds (busy from now on) into bms[] and decide: a
+ * delta backup when each disk's bitmap counts from the same base archive (*delta,
+ * base), else a full one that becomes the base. A disk resized since the base is
+ * refused. On failure the bitmaps taken are given back.
+ */
+static bool acquire_bitmaps(GPtrArray *bds, const char *name, DirtyBitmap **bms,
+                            bool *delta, uint8_t base[16], GError **errp)
+{
+    bool all_based = true;
+
+    for (guint i = 0; i < bds->len; i++) {
+        BlockDev *bd = g_ptr_array_index(bds, i);
+        bool has_base = false;
+        uint8_t b[16];
+        uint64_t base_size = 0;
+        GError *err = NULL;
+        bms[i] = dirty_bitmap_acquire(blockdev_get_dirty_bitmaps(bd), name, &has_base, b,
+                                      &base_size, &err);
+        if (bms[i] == NULL) {
+            g_set_error(errp, BACKUP_ERROR, BACKUP_ERROR_BITMAP, "backup: %s: %s",
+                        blockdev_get_name(bd), err->message);
+            g_error_free(err);
+            goto fail;
+        }
+        if (has_base && base_size != blockdev_get_size(bd)) {
+            g_set_error(errp, BACKUP_ERROR, BACKUP_ERROR_BITMAP,
+                        "backup: %s: the disk's size changed since the base backup of bitmap "
+                        "'%s' (%" G_GUINT64_FORMAT " bytes then, %" G_GUINT64_FORMAT " now): "
+                        "an incremental backup needs a new full one first (clear the bitmap)",
+                        blockdev_get_name(bd), name, base_size, blockdev_get_size(bd));
+            i++;
+            goto fail;
+        }
+        if (!has_base || (i > 0 && memcmp(b, base, 16) != 0)) {
+            all_based = false;
+        }
+        memcpy(base, b, 16);
+        continue;
+fail:
+        for (guint j = 0; j < i; j++) {
+            if (bms[j] != NULL) {
+                dirty_bitmap_release(bms[j], false, NULL);
+                bms[j] = NULL;
+            }
+        }
+        return false;
+    }
+    *delta = all_based;
+    return true;
 }
 
 char *backup_start(const BackupOptions *o, GError **errp)
@@ -691,6 +800,7 @@ char *backup_start(const BackupOptions *o, GError **errp)
     BackupJob *job = NULL;
     VmaWriter *w = NULL;
     g_autoptr(GPtrArray) bds = NULL;
+    g_autofree DirtyBitmap **bms = NULL;     /* taken bitmaps until the job holds them */
 
     if (target == NULL || (!o->use_fd && target[0] == '\0')) {
         g_set_error_literal(errp, BACKUP_ERROR, BACKUP_ERROR_FAILED,
@@ -730,8 +840,16 @@ char *backup_start(const BackupOptions *o, GError **errp)
         }
     }
 
+    bms = g_new0(DirtyBitmap *, bds->len);
+    bool delta = false;
+    uint8_t base[16] = {0};
+    if (o->bitmap != NULL && !acquire_bitmaps(bds, o->bitmap, bms, &delta, base, errp)) {
+        goto fail;
+    }
+
     uint64_t mem_limit = o->mem_limit ? o->mem_limit : BACKUP_DEFAULT_MEM_LIMIT;
     VmaWriterOptions wopts = {
+        .delta = delta,
         .queue_clusters = (size_t)CLAMP(mem_limit / 4 / CLUSTER, WRITER_QUEUE_MIN,
                                         WRITER_QUEUE_MAX),
     };
@@ -770,6 +888,8 @@ char *backup_start(const BackupOptions *o, GError **errp)
         d->size = blockdev_get_size(d->bd);
         d->nclusters = (d->size + CLUSTER - 1) / CLUSTER;
         d->job_status = "created";
+        d->dirty_bytes = d->size;
+        d->bitmap = g_steal_pointer(&bms[i]);  /* the job gives it back from now on */
         int id = vma_writer_register_device(w, d->name, d->size, errp);
         if (id < 0) {
             goto fail;
@@ -777,6 +897,24 @@ char *backup_start(const BackupOptions *o, GError **errp)
         d->dev_id = (uint8_t)id;
         job->total += d->size;
         job->remaining += d->nclusters;
+    }
+
+    if (o->bitmap != NULL) {
+        job->delta = delta;
+        /* the first backup from a bitmap (a full one) always makes it count from here */
+        job->bitmap_reset = !o->differential || !delta;
+        if (delta) {
+            VmaChainInfo ci = {
+                .kind = o->differential ? VMA_CHAIN_DIFFERENTIAL : VMA_CHAIN_INCREMENTAL,
+                .bitmap = (char *)o->bitmap,
+            };
+            memcpy(ci.base_uuid, base, 16);
+            size_t len = 0;
+            g_autofree char *text = vma_chain_info_format(&ci, &len);
+            if (!vma_writer_add_config(w, VMA_CHAIN_CONFIG_NAME, text, len, errp)) {
+                goto fail;
+            }
+        }
     }
 
     if (o->fleecing_dir != NULL || o->fleecing) {
@@ -792,6 +930,7 @@ char *backup_start(const BackupOptions *o, GError **errp)
         goto fail;
     }
     vma_writer_get_uuid_str(w, job->uuid);
+    vma_writer_get_uuid(w, job->uuid_raw);
     job->writer = w;
     job->start_time = (int64_t)time(NULL);
 
@@ -824,6 +963,11 @@ char *backup_start(const BackupOptions *o, GError **errp)
     return g_strdup(job->uuid);
 
 fail:
+    for (guint i = 0; bms != NULL && bds != NULL && i < bds->len; i++) {
+        if (bms[i] != NULL) {
+            dirty_bitmap_release(bms[i], false, NULL);
+        }
+    }
     close_fd(&out_fd);
     /* frees a partial output file the writer created; waits for an exec: command */
     vma_writer_free(w);
@@ -891,14 +1035,17 @@ void backup_query(BackupStatus *st)
         break;
     }
     st->total = job->total;
-    st->dirty = job->total;
+    st->dirty = 0;
+    for (unsigned i = 0; i < job->ndisks; i++) {
+        st->dirty += job->disks[i].dirty_bytes;
+    }
     for (unsigned i = 0; i < job->ndisks; i++) {
         uint64_t t = 0, z = 0;
         disk_progress_locked(job, &job->disks[i], &t, &z);
         st->transferred += t;
         st->zero_bytes += z;
     }
-    st->reused = 0;
+    st->reused = job->total - st->dirty;
     st->start_time = job->start_time;
     st->end_time = job->state == JOB_ACTIVE ? 0 : job->end_time;
     st->backup_file = g_strdup(job->backup_file);
@@ -942,7 +1089,7 @@ GPtrArray *backup_query_jobs(void)
             info->type = "backup";
             info->status = d->job_status;
             disk_progress_locked(job, d, &info->current_progress, &z);
-            info->total_progress = d->size;
+            info->total_progress = d->dirty_bytes;
             if (job->error != NULL && job->state != JOB_DONE) {
                 info->error = g_strdup(job->error->message);
             }

@@ -32,6 +32,7 @@
 
 #include "block/block.h"
 #include "blockdev.h"
+#include "block/dirty-bitmap.h"
 #include "block/node-name.h"
 
 struct BlockDev {
@@ -187,11 +188,28 @@ bool blockdev_is_direct(BlockDev *bd)
     return bd->base->direct;
 }
 
+DirtyBitmapSet *blockdev_get_dirty_bitmaps(BlockDev *bd)
+{
+    return bd->base->dirty;
+}
+
+bool blockdev_save_bitmaps(BlockDev *bd, GError **errp)
+{
+    return dirty_state_save(bd->base->dirty, bd->name, bd->base->filename,
+                            !bd->base->read_only, errp);
+}
+
 /* ---- open / close / references ---- */
 
 static void blockdev_free(BlockDev *bd)
 {
     assert(bd->top == bd->base);
+    /* a clean close: no request runs any more; record the bitmaps and the image's
+     * identity, clear the in-use mark */
+    g_autoptr(GError) err = NULL;
+    if (!dirty_state_save(bd->base->dirty, bd->name, bd->base->filename, false, &err)) {
+        g_warning("close %s: %s", bd->name, err->message);
+    }
     bnode_unref(bd->top);
     bnode_unref(bd->base);
     g_mutex_clear(&bd->gate_lock);
@@ -229,6 +247,13 @@ static BlockDev *blockdev_open(const BlockDevOptions *opts, GError **errp)
     if (base == NULL) {
         return NULL;
     }
+    /* persistent bitmaps: marked in use (durably) before the disk can take a write */
+    if (!dirty_state_load(base->dirty, opts->node_name, base->filename, !base->read_only,
+                          errp)) {
+        g_prefix_error(errp, "add %s: ", opts->node_name);
+        bnode_unref(base);
+        return NULL;
+    }
     BlockDev *bd = g_new0(BlockDev, 1);
     bd->refcount = 1;
     bd->name = g_strdup(opts->node_name);
@@ -263,7 +288,8 @@ bool blockdev_add(const BlockDevOptions *opts, GError **errp)
     if (!node_name_check(opts->node_name, errp)) {
         return false;
     }
-    if (opts->file == NULL && (opts->filename == NULL || opts->filename[0] == '\0')) {
+    bool has_file = g_strcmp0(opts->driver, "rbd") != 0 && opts->file == NULL;
+    if (has_file && (opts->filename == NULL || opts->filename[0] == '\0')) {
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                     "add %s: no file name given", opts->node_name);
         return false;
@@ -398,6 +424,13 @@ static bool chain_has_driver(BlockDev *bd, const BlockDriver *drv)
 bool blockdev_insert_filters(BlockDev *const *bds, size_t n, BlockNode *const *filters,
                              GError **errp)
 {
+    return blockdev_insert_filters_at(bds, n, filters, NULL, NULL, errp);
+}
+
+bool blockdev_insert_filters_at(BlockDev *const *bds, size_t n, BlockNode *const *filters,
+                                void (*at_instant)(void *opaque), void *opaque,
+                                GError **errp)
+{
     g_mutex_lock(&graph_lock);
     for (size_t i = 0; i < n; i++) {
         assert(filters[i]->drv->is_filter);
@@ -424,6 +457,10 @@ bool blockdev_insert_filters(BlockDev *const *bds, size_t n, BlockNode *const *f
         bds[i]->top = bnode_ref(filters[i]);
         g_mutex_unlock(&bds[i]->gate_lock);
         bnode_unref(old);
+    }
+    if (at_instant != NULL) {
+        /* still no request inside any gate of the set: the same instant */
+        at_instant(opaque);
     }
     gates_open(bds, n);
     g_mutex_unlock(&graph_lock);

@@ -37,6 +37,7 @@
 #include "monitor.h"
 #include "monitor/qapi-schema.h"
 #include "monitor/qmp-commands.h"
+#include "block/dirty-bitmap.h"
 #include "util/fd.h"
 #include "util/io.h"
 #include "util/size.h"
@@ -62,6 +63,7 @@ typedef enum OptKind {
     OPT_PIDFILE,
     OPT_FLEECING_DIR,
     OPT_BACKUP_BUFFER_SIZE,
+    OPT_STATE_DIR,
     OPT_NBD_BUFFER_BUDGET,
 } OptKind;
 
@@ -74,6 +76,7 @@ static const struct option long_options[] = {
     {"pidfile", required_argument, NULL, OPT_PIDFILE},
     {"fleecing-dir", required_argument, NULL, OPT_FLEECING_DIR},
     {"backup-buffer-size", required_argument, NULL, OPT_BACKUP_BUFFER_SIZE},
+    {"state-dir", required_argument, NULL, OPT_STATE_DIR},
     {"nbd-buffer-budget", required_argument, NULL, OPT_NBD_BUFFER_BUDGET},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
@@ -104,6 +107,9 @@ static void usage(FILE *out)
 "  --blockdev driver=file|host_device,node-name=NAME,filename=PATH\n"
 "             [,read-only=on|off][,cache.direct=on|off][,locking=auto|on|off]\n"
 "                         open a disk (QMP blockdev-add)\n"
+"  --blockdev driver=rbd,node-name=NAME,pool=POOL,image=IMAGE[,namespace=NS]\n"
+"             [,conf=CEPHCONF][,user=ID][,snapshot=SNAP][,read-only=on|off]\n"
+"                         open a Ceph RBD image through librbd\n"
 "  --nbd-server addr.type=unix,addr.path=PATH[,max-connections=N]\n"
 "  --nbd-server addr.type=inet,addr.host=HOST,addr.port=PORT[,max-connections=N]\n"
 "                         start the NBD server (QMP nbd-server-start)\n"
@@ -119,6 +125,8 @@ static void usage(FILE *out)
 "                         (copy-before-write; default 256M)\n"
 "  --fleecing-dir DIR     spill that data to a temporary file in DIR when the\n"
 "                         memory is full (else the backup fails, not the guest)\n"
+"  --state-dir DIR        where persistent dirty bitmaps are kept (default\n"
+"                         /var/lib/vmad for root, else ~/.local/state/vmad)\n"
 "  --nbd-buffer-budget SIZE\n"
 "                         memory all NBD connections share for request and reply\n"
 "                         data (default 256M; each also has 2M of its own)\n"
@@ -455,6 +463,10 @@ int main(int argc, char **argv)
         case OPT_PIDFILE:
             g_free(d.pidfile);
             d.pidfile = g_strdup(optarg);
+            break;
+        case OPT_STATE_DIR:
+            /* before any --blockdev, whatever the order: disks load their bitmaps */
+            dirty_state_set_dir(optarg);
             break;
         case OPT_NBD_BUFFER_BUDGET: {
             /* applied at once, so that it holds whatever the order of --nbd-server */

@@ -71,6 +71,23 @@ BlockCopy *block_copy_new(BlockNode *source, const BlockCopyOps *ops, void *opaq
     return bc;
 }
 
+uint64_t block_copy_restrict(BlockCopy *bc, const Bitmap *dirty)
+{
+    uint64_t left = 0;
+
+    assert(bitmap_size(dirty) == bc->nclusters);
+    g_mutex_lock(&bc->lock);
+    for (uint64_t c = 0; c < bc->nclusters; c++) {
+        if (bitmap_test(dirty, c)) {
+            left++;
+        } else {
+            bitmap_clear(bc->todo, c);
+        }
+    }
+    g_mutex_unlock(&bc->lock);
+    return left;
+}
+
 void block_copy_free(BlockCopy *bc)
 {
     if (bc == NULL) {

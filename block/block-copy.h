@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "block/block.h"
+#include "util/bitmap.h"
 
 /* Clusters merged into one read at most: a chunk of the background copy, and the
  * longest run a copy-before-write claims at once (memory: one run per writing thread). */
@@ -39,6 +40,11 @@ typedef struct BlockCopyOps {
 
 /* Every cluster of source is to be copied; source gets a new reference. Main loop. */
 BlockCopy *block_copy_new(BlockNode *source, const BlockCopyOps *ops, void *opaque);
+/* Only the clusters set in dirty (one bit per cluster) are to be copied; the rest
+ * count as copied already (an incremental backup). At the instant, before any copy or
+ * filter runs. Returns the clusters left to copy. */
+uint64_t block_copy_restrict(BlockCopy *bc, const Bitmap *dirty);
+
 /* No copy may be running (the filter removed, the workers joined). Accepts NULL. */
 void block_copy_free(BlockCopy *bc);
 

@@ -15,8 +15,10 @@
 
 #include "block/alloc-track.h"
 #include "block/block.h"
+#include "block/dirty-bitmap.h"
 
-static const BlockDriver *const drivers[] = { &bdrv_file, &bdrv_host_device, &bdrv_alloc_track };
+static const BlockDriver *const drivers[] = { &bdrv_file, &bdrv_host_device, &bdrv_rbd,
+                                                &bdrv_alloc_track };
 
 const BlockDriver *bnode_find_driver(const char *name)
 {
@@ -47,9 +49,11 @@ BlockNode *bnode_open(const BlockDriver *drv, const BlockDevOptions *opts, GErro
         return NULL;
     }
     if (n->filename == NULL) {
-        /* a driver over other nodes (alloc-track) names its own */
+        /* a driver without a file (rbd) or over other nodes (alloc-track) names the
+         * node itself */
         n->filename = g_strdup(opts->filename);
     }
+    n->dirty = dirty_set_new(n->size);
     return n;
 }
 
@@ -83,6 +87,7 @@ void bnode_unref(BlockNode *n)
         n->drv->close(n);
     }
     g_clear_pointer(&n->child, bnode_unref);
+    dirty_set_free(n->dirty);
     g_free(n->filename);
     g_free(n);
 }
@@ -126,6 +131,21 @@ int bnode_pread(BlockNode *n, void *buf, uint64_t len, uint64_t offset)
     return bnode_preadv(n, &iov, 1, offset);
 }
 
+/*
+ * A write request entered at n ran (on `to`, n itself or the child it was passed to):
+ * mark the change bitmaps of every node it crossed, also when it failed (r < 0), as
+ * QEMU does: a failed write may have changed part of the range.
+ */
+static int write_done(BlockNode *n, BlockNode *to, uint64_t len, uint64_t offset, int r)
+{
+    for (BlockNode *m = n;; m = m->child) {
+        dirty_set_mark(m->dirty, offset, len);
+        if (m == to) {
+            return r;
+        }
+    }
+}
+
 /* Checks common to every write path; 1 when the request goes on to the driver. */
 static int write_check(BlockNode *n, uint64_t len, uint64_t offset, bool discard,
                        unsigned flags)
@@ -151,10 +171,12 @@ int bnode_pwritev(BlockNode *n, const struct iovec *iov, int iovcnt, uint64_t of
     if (r <= 0) {
         return r;
     }
-    while (n->drv->pwritev == NULL) {
-        n = n->child;
+    BlockNode *to = n;
+    while (to->drv->pwritev == NULL) {
+        to = to->child;
     }
-    return n->drv->pwritev(n, iov, iovcnt, len, offset, flags & BLOCKDEV_FUA);
+    r = to->drv->pwritev(to, iov, iovcnt, len, offset, flags & BLOCKDEV_FUA);
+    return write_done(n, to, len, offset, r);
 }
 
 int bnode_pwrite(BlockNode *n, const void *buf, uint64_t len, uint64_t offset,
@@ -171,10 +193,11 @@ int bnode_write_zeroes(BlockNode *n, uint64_t len, uint64_t offset, unsigned fla
     if (r <= 0) {
         return r;
     }
-    while (n->drv->write_zeroes == NULL) {
-        n = n->child;
+    BlockNode *to = n;
+    while (to->drv->write_zeroes == NULL) {
+        to = to->child;
     }
-    return n->drv->write_zeroes(n, len, offset, flags);
+    return write_done(n, to, len, offset, to->drv->write_zeroes(to, len, offset, flags));
 }
 
 int bnode_discard(BlockNode *n, uint64_t len, uint64_t offset)
@@ -184,10 +207,11 @@ int bnode_discard(BlockNode *n, uint64_t len, uint64_t offset)
     if (r <= 0) {
         return r;
     }
-    while (n->drv->discard == NULL) {
-        n = n->child;
+    BlockNode *to = n;
+    while (to->drv->discard == NULL) {
+        to = to->child;
     }
-    return n->drv->discard(n, len, offset);
+    return write_done(n, to, len, offset, to->drv->discard(to, len, offset));
 }
 
 int bnode_flush(BlockNode *n)

@@ -66,11 +66,16 @@ struct BlockNode {
      * of the node's disk closed, so an I/O call that reached the filter sees one value. */
     BlockNode *child;
     void *opaque;             /* the driver's state */
+    /* Protocol nodes: the change bitmaps (block/dirty-bitmap.h), made at open; every
+     * write, write-zeroes and discard that reaches the node marks them (NULL: filters,
+     * which pass the request down to a node that has them). */
+    struct DirtyBitmapSet *dirty;
 };
 
-/* The drivers (block/file.c). */
+/* The drivers (block/file.c, block/rbd.c). */
 extern const BlockDriver bdrv_file;
 extern const BlockDriver bdrv_host_device;
+extern const BlockDriver bdrv_rbd;
 
 /* The protocol driver named name, or NULL. */
 const BlockDriver *bnode_find_driver(const char *name);
@@ -115,6 +120,16 @@ BlockNode *blockdev_get_top(BlockDev *bd);
  */
 bool blockdev_insert_filters(BlockDev *const *bds, size_t n, BlockNode *const *filters,
                              GError **errp);
+/* The same, calling at_instant(opaque) at the instant itself: every request before it
+ * has finished (and marked the change bitmaps), none after it has started. */
+bool blockdev_insert_filters_at(BlockDev *const *bds, size_t n, BlockNode *const *filters,
+                                void (*at_instant)(void *opaque), void *opaque,
+                                GError **errp);
+/* The change bitmaps of bd's protocol node (block/dirty-bitmap.h). */
+struct DirtyBitmapSet *blockdev_get_dirty_bitmaps(BlockDev *bd);
+/* Write bd's bitmap state file now (in use when bd is writable), e.g. after a persistent
+ * bitmap was added: from then on a crash leaves it inconsistent, never silently stale. */
+bool blockdev_save_bitmaps(BlockDev *bd, GError **errp);
 /* Take filters[i] out of bds[i]'s chain, all at one instant as above. Returns after every
  * request that ran through them has finished; drops the chains' references. */
 void blockdev_remove_filters(BlockDev *const *bds, size_t n, BlockNode *const *filters);

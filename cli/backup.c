@@ -58,6 +58,8 @@ enum {
     OPT_SPEED,
     OPT_MAX_WORKERS,
     OPT_FLEECING,
+    OPT_BITMAP,
+    OPT_DIFFERENTIAL,
     OPT_INTERVAL,
     OPT_JSON,
 };
@@ -76,6 +78,9 @@ typedef struct BackupArgs {
     gint64 speed;        /* -1: not given */
     int max_workers;     /* 0: not given */
     bool fleecing;
+    const char *bitmap;  /* --bitmap: an incremental (or, with differential, a
+                          * differential) backup from this change bitmap */
+    bool differential;
     double interval;
     bool json;
     bool quiet;
@@ -125,6 +130,11 @@ static void backup_usage(FILE *out)
             "                       (512, 64K, 10MB, 1GiB: powers of 1024); 0: no limit\n"
             "      --max-workers N  copy threads in vmad (1-64)\n"
             "      --fleecing       spill copy-before-write data to a file when needed\n"
+            "      --bitmap NAME    store only what changed since the last backup from the\n"
+            "                       change bitmap NAME (present on every disk); its first\n"
+            "                       backup is a full one\n"
+            "      --differential   with --bitmap: relative to the bitmap's full backup\n"
+            "                       (bitmap-mode never) instead of the previous one\n"
             "      --interval SECS  how often to ask vmad for progress (default 1)\n"
             "      --json           print the final status as a JSON object on stdout\n"
             "  -q, --quiet          print no progress\n"
@@ -485,6 +495,11 @@ static JsonObject *backup_arguments(const BackupArgs *a, const char *backup_file
     if (a->fleecing) {
         json_object_set_boolean_member(args, "fleecing", TRUE);
     }
+    if (a->bitmap != NULL) {
+        json_object_set_string_member(args, "bitmap", a->bitmap);
+        json_object_set_string_member(args, "bitmap-mode",
+                                      a->differential ? "never" : "on-success");
+    }
     return args;
 }
 
@@ -641,6 +656,8 @@ int cli_backup_main(int argc, char **argv)
         {"speed", required_argument, NULL, OPT_SPEED},
         {"max-workers", required_argument, NULL, OPT_MAX_WORKERS},
         {"fleecing", no_argument, NULL, OPT_FLEECING},
+        {"bitmap", required_argument, NULL, OPT_BITMAP},
+        {"differential", no_argument, NULL, OPT_DIFFERENTIAL},
         {"interval", required_argument, NULL, OPT_INTERVAL},
         {"json", no_argument, NULL, OPT_JSON},
         {"quiet", no_argument, NULL, 'q'},
@@ -658,6 +675,12 @@ int cli_backup_main(int argc, char **argv)
             break;
         case 'd':
             a.devlist = optarg;
+            break;
+        case OPT_BITMAP:
+            a.bitmap = optarg;
+            break;
+        case OPT_DIFFERENTIAL:
+            a.differential = true;
             break;
         case 'c':
             a.config = optarg;
@@ -719,6 +742,9 @@ int cli_backup_main(int argc, char **argv)
     a.output = argv[optind];
     if (a.qmp == NULL) {
         return cli_usage_error("backup", "--qmp SOCKET is required");
+    }
+    if (a.differential && a.bitmap == NULL) {
+        return cli_usage_error("backup", "--differential needs --bitmap NAME");
     }
     if (a.output[0] == '\0' || strcmp(a.output, "exec:") == 0) {
         return cli_usage_error("backup", "empty OUTPUT");

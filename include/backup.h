@@ -32,6 +32,8 @@ typedef enum BackupErrorCode {
     BACKUP_ERROR_FAILED,           /* QMP GenericError */
     BACKUP_ERROR_DEVICE_NOT_FOUND, /* QMP DeviceNotFound ("Device 'X' not found") */
     BACKUP_ERROR_CANCELLED,        /* backup_cancel() ended it ("backup canceled") */
+    BACKUP_ERROR_BITMAP,           /* the bitmap cannot be used (missing, busy,
+                                    * inconsistent, disk resized) */
 } BackupErrorCode;
 
 /* ---- starting ---------------------------------------------------------------------- */
@@ -56,6 +58,13 @@ typedef struct BackupOptions {
     int max_workers;            /* background copy threads; <= 0: default (2) */
     bool fleecing;              /* spill copy-before-write data to a file when memory is
                                  * full even without fleecing_dir (then in $TMPDIR) */
+
+    const char *bitmap;         /* NULL: a full backup; else a change bitmap on every disk:
+                                 * only its clusters are stored (a delta archive), or a
+                                 * full backup that becomes its base when no backup has
+                                 * used it yet */
+    bool differential;          /* bitmap-mode never: the bitmap keeps its bits; else
+                                 * (on-success) it restarts at the instant */
 
     /* From vmad's command line (not QMP arguments). */
     uint64_t mem_limit;         /* copy-before-write data held in memory; 0: 256 MiB */
@@ -100,10 +109,10 @@ typedef struct BackupStatus {
     char *status;          /* NULL, "active", "done" or "error" */
     char *errmsg;          /* status "error": the first error */
     uint64_t total;        /* sum of the disks' sizes */
-    uint64_t dirty;        /* = total (no incremental backups) */
+    uint64_t dirty;        /* bytes to back up: total, or the changed clusters' bytes */
     uint64_t transferred;  /* bytes of the disks handed to the archive */
     uint64_t zero_bytes;   /* of those, bytes in zero 4 KiB blocks */
-    uint64_t reused;       /* always 0 */
+    uint64_t reused;       /* bytes skipped as unchanged since the base (total - dirty) */
     int64_t start_time;    /* epoch seconds */
     int64_t end_time;      /* epoch seconds; 0 while active */
     char *backup_file;

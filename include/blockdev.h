@@ -32,6 +32,13 @@ typedef struct BlockDevOptions {
     /* alloc-track (live restore): node names of the target and of the source */
     const char *file;
     const char *backing;
+    /* driver "rbd" (QEMU's BlockdevOptionsRbd; filename unused): */
+    const char *pool;
+    const char *rbd_namespace; /* QEMU's "namespace"; NULL: none */
+    const char *image;
+    const char *conf;        /* ceph.conf; NULL: librbd's default search */
+    const char *user;        /* cephx id without "client."; NULL: admin */
+    const char *snapshot;    /* open this snapshot, read-only */
 } BlockDevOptions;
 
 /* Flags for blockdev_pwrite / blockdev_write_zeroes */

@@ -83,6 +83,14 @@ JsonNode *qmp_cmd_backup(QmpSession *s, JsonObject *args, GError **errp)
     const char *format = json_object_get_string_member_with_default(args, "format", "vma");
     gint64 workers = json_object_get_int_member_with_default(args, "max-workers", 0);
 
+    o.bitmap = json_object_get_string_member_with_default(args, "bitmap", NULL);
+    const char *mode = json_object_get_string_member_with_default(args, "bitmap-mode", NULL);
+    if (mode != NULL && o.bitmap == NULL) {
+        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+                            "Cannot specify bitmap sync mode without a bitmap");
+        return NULL;
+    }
+    o.differential = mode != NULL && strcmp(mode, "never") == 0;
     if (strcmp(format, "vma") != 0) {
         g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, "unknown backup format");
         return NULL;

@@ -14,6 +14,8 @@
 #include <string.h>
 
 #include "blockdev.h"
+#include "block/block.h"
+#include "block/dirty-bitmap.h"
 #include "block/node-name.h"
 #include "nbd-server.h"
 #include "monitor.h"
@@ -65,6 +67,12 @@ JsonNode *qmp_cmd_blockdev_add(QmpSession *s, JsonObject *args, GError **errp)
         .locking = opt_str(args, "locking", NULL),
         .file = opt_str(args, "file", NULL),
         .backing = opt_str(args, "backing", NULL),
+        .pool = opt_str(args, "pool", NULL),
+        .rbd_namespace = opt_str(args, "namespace", NULL),
+        .image = opt_str(args, "image", NULL),
+        .conf = opt_str(args, "conf", NULL),
+        .user = opt_str(args, "user", NULL),
+        .snapshot = opt_str(args, "snapshot", NULL),
     };
     if (!blockdev_add(&opts, errp)) {
         return NULL;
@@ -120,6 +128,10 @@ static JsonObject *block_info(BlockDev *bd)
     }
     json_object_set_object_member(ins, "cache", cache);
     json_object_set_object_member(ins, "image", image);
+    JsonArray *bitmaps = qmp_dirty_bitmaps_info(blockdev_get_dirty_bitmaps(bd));
+    if (bitmaps != NULL) {
+        json_object_set_array_member(ins, "dirty-bitmaps", bitmaps);
+    }
 
     json_object_set_string_member(info, "device", name);
     json_object_set_string_member(info, "type", "unknown");

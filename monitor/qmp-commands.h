@@ -29,6 +29,17 @@ JsonNode *qmp_cmd_block_export_add(QmpSession *s, JsonObject *args, GError **err
 JsonNode *qmp_cmd_block_export_del(QmpSession *s, JsonObject *args, GError **errp);
 JsonNode *qmp_cmd_query_block_exports(QmpSession *s, JsonObject *args, GError **errp);
 
+/* change bitmaps (qmp-cmds-bitmap.c) */
+JsonNode *qmp_cmd_block_dirty_bitmap_add(QmpSession *s, JsonObject *args, GError **errp);
+JsonNode *qmp_cmd_block_dirty_bitmap_remove(QmpSession *s, JsonObject *args, GError **errp);
+JsonNode *qmp_cmd_block_dirty_bitmap_clear(QmpSession *s, JsonObject *args, GError **errp);
+JsonNode *qmp_cmd_block_dirty_bitmap_enable(QmpSession *s, JsonObject *args, GError **errp);
+JsonNode *qmp_cmd_block_dirty_bitmap_disable(QmpSession *s, JsonObject *args, GError **errp);
+JsonNode *qmp_cmd_block_dirty_bitmap_merge(QmpSession *s, JsonObject *args, GError **errp);
+/* query-block's dirty-bitmaps list of a disk (BlockDirtyInfo), NULL when it has none. */
+struct DirtyBitmapSet;
+JsonArray *qmp_dirty_bitmaps_info(struct DirtyBitmapSet *set);
+
 /* the backup job (qmp-cmds-backup.c) */
 JsonNode *qmp_cmd_backup(QmpSession *s, JsonObject *args, GError **errp);
 JsonNode *qmp_cmd_backup_cancel(QmpSession *s, JsonObject *args, GError **errp);

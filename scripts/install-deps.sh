@@ -48,6 +48,15 @@ cmd_deps=(
     "clang:clang"
     "afl-clang-fast:afl++"
     "valgrind:valgrind"
+    "ceph-mon:ceph-mon"
+    "ceph-mgr:ceph-mgr"
+    "ceph-osd:ceph-osd"
+    "ceph:ceph-common"
+    "rbd:ceph-common"
+    "ceph-authtool:ceph-common"
+    "monmaptool:ceph-base"
+    "uuidgen:uuid-runtime"
+    "jq:jq"
 )
 
 missing=()
@@ -69,6 +78,18 @@ done
 # libbz2 has no pkg-config file on Debian 12: look for its header.
 if ! printf '#include <bzlib.h>\n' | cc -E -x c - >/dev/null 2>&1; then
     missing+=(libbz2-dev)
+fi
+
+# librbd and librados ship no pkg-config file on Debian 12: look for their headers. QEMU's
+# rbd driver (the RBD tests' second client) is a module of its own package.
+if ! printf '#include <rbd/librbd.h>\n' | cc -E -x c - >/dev/null 2>&1; then
+    missing+=(librbd-dev)
+fi
+if ! printf '#include <rados/librados.h>\n' | cc -E -x c - >/dev/null 2>&1; then
+    missing+=(librados-dev)
+fi
+if ! ls /usr/lib/*/qemu/block-rbd.so >/dev/null 2>&1; then
+    missing+=(qemu-block-extra)
 fi
 
 # The fuzz harnesses (make fuzz, and the short run in make check) link libFuzzer, which

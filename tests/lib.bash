@@ -51,6 +51,12 @@
 #   stop_vmad SIGNAL [SECS]  the same, ended by SIGNAL (TERM, INT)
 #   check_log              fail if the vmad log holds a GLib critical/error or a
 #                          sanitizer report
+#   expect_startup_error [-F] [--absent FILE]... MESSAGE ARGS...
+#                          run $VMAD ARGS (10 s at most): exit status 1, nothing on
+#                          stdout, one stderr line "vmad: MESSAGE", where MESSAGE is an
+#                          extended regex (matched whole) or with -F a fixed string; each
+#                          FILE must not exist afterwards (sockets, pid files). The output
+#                          is left in $T/out and $T/err.
 #   py ARGS... <<'EOF'     run a python3 script from stdin, tests/functional on its path
 #                          (qmp.py: QMP client; pitlib.py)
 #
@@ -323,6 +329,32 @@ check_log() {
 
 py() {
     PYTHONPATH="$SRCDIR/tests/functional${PYTHONPATH:+:$PYTHONPATH}" python3 - "$@"
+}
+
+expect_startup_error() {
+    local fixed=0 absent=() msg rc=0 f
+    while [ $# -gt 0 ]; do
+        case $1 in
+        -F) fixed=1; shift ;;
+        --absent) absent+=("$2"); shift 2 ;;
+        *) break ;;
+        esac
+    done
+    msg=$1
+    shift
+    timeout 10 "$VMAD" "$@" >"$T/out" 2>"$T/err" || rc=$?
+    [ $rc = 1 ] || fail "vmad $*: exit status $rc, expected 1 ($(cat "$T/err"))"
+    [ ! -s "$T/out" ] || fail "vmad $*: wrote to stdout: $(cat "$T/out")"
+    [ "$(wc -l <"$T/err")" = 1 ] || fail "vmad $*: stderr is not one line: $(cat "$T/err")"
+    if [ $fixed = 1 ]; then
+        grep -qxF "vmad: $msg" "$T/err" ||
+            fail "vmad $*: stderr '$(cat "$T/err")' != 'vmad: $msg'"
+    else
+        grep -qE "^vmad: $msg\$" "$T/err" || fail "vmad $*: stderr '$(cat "$T/err")' !~ '$msg'"
+    fi
+    for f in "${absent[@]}"; do
+        [ ! -e "$f" ] || fail "vmad $*: left $f behind"
+    done
 }
 
 # ---- small helpers ---------------------------------------------------------------------

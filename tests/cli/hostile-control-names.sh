@@ -6,11 +6,6 @@
 # and prints nothing of it on stdout (docs/security.md, "What vmad and vma now refuse").
 . "$(dirname "$0")/lib.bash"
 
-spec() { # NAME JSON: build $T/NAME.vma from a mkvma.py spec
-    printf '%s\n' "$2" >"$T/$1.json"
-    $MKVMA "$T/$1.json" "$T/$1.vma" || fail "mkvma $1"
-}
-
 forged='DEV: dev_id=9 size: 1099511627776 devname: drive-scsi9'
 spec dev "{\"configs\": [[\"qemu-server.conf\", \"name: x\\n\"]],
           \"devices\": [{\"name\": \"drive-scsi0\\n$forged\", \"size\": 70000, \"fill\": 7}]}"

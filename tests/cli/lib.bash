@@ -9,12 +9,19 @@
 #   expect_fail GIST ARGS...  exit 1, exactly one stderr line "vma: ...GIST..."
 #   expect_usage ARGS...   exit 2 with a message
 #   MKVMA                  the command that builds hand-made archives (mkvma.py)
+#   spec NAME JSON         build $T/NAME.vma from the mkvma.py spec JSON (kept in
+#                          $T/NAME.json)
 . "$(dirname "${BASH_SOURCE[0]}")/../lib.bash"
 
 [ -x "$VMA" ] || fail "vma binary $VMA missing"
 
 TESTDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 MKVMA="python3 $TESTDIR/mkvma.py"
+
+spec() {
+    printf '%s\n' "$2" >"$T/$1.json"
+    $MKVMA "$T/$1.json" "$T/$1.vma" || fail "mkvma $1"
+}
 
 check() {
     local what=$1

@@ -15,25 +15,17 @@ LONG31=a123456789012345678901234567890      # 31 bytes: the longest QEMU allows
 LONG32=${LONG31}x
 
 # ---- the command line ----
-expect_startup_error() {
-    local pattern=$1 rc=0
-    shift
-    timeout 10 "$VMAD" "$@" >"$T/out" 2>"$T/err" || rc=$?
-    [ $rc = 1 ] || fail "vmad $*: exit status $rc, expected 1 ($(cat "$T/err"))"
-    [ "$(wc -l <"$T/err")" = 1 ] || fail "vmad $*: stderr is not one line: $(cat "$T/err")"
-    grep -qxF "vmad: $pattern" "$T/err" || fail "vmad $*: stderr '$(cat "$T/err")' != 'vmad: $pattern'"
-}
 for n in ../x .hidden a/b 1disk _x "a b" "dré" "a:b" "a@b"; do
     arg="driver=file,node-name=$n,filename=$T/a.raw"
-    expect_startup_error "--blockdev $arg: Invalid node-name: '$n'" --blockdev "$arg"
+    expect_startup_error -F "--blockdev $arg: Invalid node-name: '$n'" --blockdev "$arg"
 done
 arg="driver=file,node-name=,filename=$T/a.raw"
-expect_startup_error "--blockdev $arg: Invalid node-name: ''" --blockdev "$arg"
+expect_startup_error -F "--blockdev $arg: Invalid node-name: ''" --blockdev "$arg"
 arg="driver=file,node-name=$LONG32,filename=$T/a.raw"
-expect_startup_error "--blockdev $arg: Node name too long" --blockdev "$arg"
+expect_startup_error -F "--blockdev $arg: Node name too long" --blockdev "$arg"
 # the node-name is checked before the file is looked at, as in QEMU
 arg="driver=file,node-name=../x,filename=$T/nosuch.raw"
-expect_startup_error "--blockdev $arg: Invalid node-name: '../x'" --blockdev "$arg"
+expect_startup_error -F "--blockdev $arg: Invalid node-name: '../x'" --blockdev "$arg"
 
 # ---- QMP ----
 start_vmad --monitor "$T/qmp.sock"

@@ -13,57 +13,51 @@ truncate -s 16M "$T/a.raw"
 grep -q "^Usage: vmad" "$T/out" || fail "--help text"
 [ "$("$VMAD" --version)" = "vmad 0.1.0" ] || fail "--version: $("$VMAD" --version)"
 
-# expect_startup_error PATTERN ARGS...: exit 1, one stderr line matching PATTERN, nothing
-# left in $T but a.raw and the files the case made itself
-expect_startup_error() {
-    local pattern=$1 rc
-    shift
-    timeout 10 "$VMAD" "$@" >"$T/out" 2>"$T/err"
-    rc=$?
-    [ $rc = 1 ] || fail "vmad $*: exit status $rc, expected 1 ($(cat "$T/err"))"
-    [ ! -s "$T/out" ] || fail "vmad $*: wrote to stdout: $(cat "$T/out")"
-    [ "$(wc -l <"$T/err")" = 1 ] || fail "vmad $*: stderr is not one line: $(cat "$T/err")"
-    grep -qE "^vmad: $pattern\$" "$T/err" || fail "vmad $*: stderr '$(cat "$T/err")' !~ '$pattern'"
-    for f in "$T/m.sock" "$T/n.sock" "$T/pid"; do
-        [ ! -e "$f" ] || fail "vmad $*: left $f behind"
-    done
-}
+# a refused start leaves nothing in $T but a.raw and the files the case made itself
+left=(--absent "$T/m.sock" --absent "$T/n.sock" --absent "$T/pid")
 
 D="driver=file,node-name=d0,filename=$T/a.raw"
-expect_startup_error "unknown option --bogus \(see vmad --help\)" --bogus
-expect_startup_error "--blockdev needs an argument \(see vmad --help\)" --blockdev
-expect_startup_error "unexpected argument 'stray' \(see vmad --help\)" stray
-expect_startup_error "--blockdev driver=file,node-name=d0: Parameter 'filename' is missing" \
+expect_startup_error "${left[@]}" "unknown option --bogus \(see vmad --help\)" --bogus
+expect_startup_error "${left[@]}" "--blockdev needs an argument \(see vmad --help\)" --blockdev
+expect_startup_error "${left[@]}" "unexpected argument 'stray' \(see vmad --help\)" stray
+expect_startup_error "${left[@]}" \
+    "--blockdev driver=file,node-name=d0: Parameter 'filename' is missing" \
     --monitor "$T/m.sock" --blockdev driver=file,node-name=d0
-expect_startup_error "--blockdev .*: Parameter 'read-only' expects 'on' or 'off'" \
+expect_startup_error "${left[@]}" "--blockdev .*: Parameter 'read-only' expects 'on' or 'off'" \
     --blockdev "$D,read-only=maybe"
-expect_startup_error "--blockdev .*: Parameter 'driver' does not accept value 'qcow2'" \
+expect_startup_error "${left[@]}" \
+    "--blockdev .*: Parameter 'driver' does not accept value 'qcow2'" \
     --blockdev "driver=qcow2,node-name=d0,filename=$T/a.raw"
-expect_startup_error "--blockdev .*: Parameter 'bogus' is unexpected" --blockdev "$D,bogus=1"
-expect_startup_error "--blockdev .*nope.raw.*" \
+expect_startup_error "${left[@]}" \
+    "--blockdev .*: Parameter 'bogus' is unexpected" --blockdev "$D,bogus=1"
+expect_startup_error "${left[@]}" "--blockdev .*nope.raw.*" \
     --blockdev "driver=file,node-name=d0,filename=$T/nope.raw"
-expect_startup_error "--export nbd,id=e0,node-name=d0: NBD server not running" \
+expect_startup_error "${left[@]}" "--export nbd,id=e0,node-name=d0: NBD server not running" \
     --blockdev "$D" --export nbd,id=e0,node-name=d0
-expect_startup_error "--export .*" --monitor "$T/m.sock" --blockdev "$D" \
+expect_startup_error "${left[@]}" "--export .*" --monitor "$T/m.sock" --blockdev "$D" \
     --nbd-server "addr.type=unix,addr.path=$T/n.sock" --export nbd,id=e0,node-name=nosuch
-expect_startup_error "--nbd-server .*: Parameter 'addr.path' is missing" \
+expect_startup_error "${left[@]}" "--nbd-server .*: Parameter 'addr.path' is missing" \
     --nbd-server addr.type=unix
-expect_startup_error "--nbd-server .*: Parameter 'max-connections' expects uint32" \
+expect_startup_error "${left[@]}" "--nbd-server .*: Parameter 'max-connections' expects uint32" \
     --nbd-server "addr.type=unix,addr.path=$T/n.sock,max-connections=x"
-expect_startup_error "--monitor chardev=c9: chardev 'c9' not found" --monitor chardev=c9
-expect_startup_error "--monitor .*: Parameter 'mode' expects an octal permission .*" \
+expect_startup_error "${left[@]}" \
+    "--monitor chardev=c9: chardev 'c9' not found" --monitor chardev=c9
+expect_startup_error "${left[@]}" "--monitor .*: Parameter 'mode' expects an octal permission .*" \
     --monitor "$T/m.sock,mode=999"
-expect_startup_error "--monitor .*: mode=readline: .*" --monitor "$T/m.sock,mode=readline"
-expect_startup_error "--monitor .*: Parameter 'colour' is unexpected" \
+expect_startup_error "${left[@]}" \
+    "--monitor .*: mode=readline: .*" --monitor "$T/m.sock,mode=readline"
+expect_startup_error "${left[@]}" "--monitor .*: Parameter 'colour' is unexpected" \
     --monitor "$T/m.sock,colour=red"
-expect_startup_error "--chardev .*: only a listening socket is supported .*" \
+expect_startup_error "${left[@]}" "--chardev .*: only a listening socket is supported .*" \
     --chardev "socket,id=c0,path=$T/m.sock,server=on,wait=on"
-expect_startup_error "--chardev .*: chardev backend 'pty' is not supported: use socket" \
+expect_startup_error "${left[@]}" \
+    "--chardev .*: chardev backend 'pty' is not supported: use socket" \
     --chardev pty,id=c0
 touch "$T/plain"
-expect_startup_error "--monitor .*: monitor socket .*/plain: file exists and is not a socket" \
+expect_startup_error "${left[@]}" \
+    "--monitor .*: monitor socket .*/plain: file exists and is not a socket" \
     --monitor "$T/plain"
-expect_startup_error "--pidfile: .*/nodir/pid: No such file or directory" \
+expect_startup_error "${left[@]}" "--pidfile: .*/nodir/pid: No such file or directory" \
     --monitor "$T/m.sock" --pidfile "$T/nodir/pid"
 
 # a stale socket file (nobody listening) is replaced

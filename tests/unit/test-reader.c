@@ -34,44 +34,16 @@
 #include "vma-input.h"
 #include "vma.h"
 
+#include "test-helpers.h"
+
 /* ---- helpers --------------------------------------------------------------------- */
 
 static char *tmpdir;
 
-static char *data_path(const char *name)
-{
-    const char *dir = g_getenv("TESTDATA");
-    return g_build_filename(dir != NULL ? dir : "tests/data", name, NULL);
-}
-
-static GBytes *load(const char *name)
-{
-    g_autofree char *path = data_path(name);
-    g_autoptr(GError) err = NULL;
-    char *contents = NULL;
-    gsize len = 0;
-
-    if (!g_file_get_contents(path, &contents, &len, &err)) {
-        fail_msg("cannot read %s: %s", path, err->message);
-    }
-    return g_bytes_new_take(contents, len);
-}
-
-static char *tmp_file(const char *name, const void *data, size_t len)
-{
-    char *path = g_build_filename(tmpdir, name, NULL);
-    g_autoptr(GError) err = NULL;
-
-    if (!g_file_set_contents(path, data, (gssize)len, &err)) {
-        fail_msg("cannot write %s: %s", path, err->message);
-    }
-    return path;
-}
-
 /* Open an in-memory archive through a temporary file. */
 static VmaReader *open_bytes(const void *data, size_t len, GError **errp)
 {
-    g_autofree char *path = tmp_file("archive.vma", data, len);
+    g_autofree char *path = th_file_write(tmpdir, "archive.vma", data, len);
     VmaReader *r = vma_reader_open(path, errp);
     g_unlink(path);
     return r;
@@ -150,7 +122,7 @@ static int read_all(VmaReader *r, Disks *d, GError **errp)
 
 static void assert_image(GByteArray *img, const char *name)
 {
-    g_autoptr(GBytes) want = load(name);
+    g_autoptr(GBytes) want = th_testdata_read(name);
 
     assert_non_null(img);
     assert_int_equal(img->len, g_bytes_get_size(want));
@@ -161,7 +133,7 @@ static void assert_image(GByteArray *img, const char *name)
 
 static void assert_config(VmaReader *r, guint index, const char *name)
 {
-    g_autoptr(GBytes) want = load(name);
+    g_autoptr(GBytes) want = th_testdata_read(name);
     const char *got_name = NULL;
     const uint8_t *data = NULL;
     size_t len = 0;
@@ -254,7 +226,7 @@ static void check_ref_2dev(VmaReader *r, VmaCompression comp, uint64_t file_size
 
 static void test_ref_2dev_file(const char *name, VmaCompression comp)
 {
-    g_autofree char *path = data_path(name);
+    g_autofree char *path = th_testdata_path(name);
     g_autoptr(GError) err = NULL;
     g_autoptr(VmaReader) r = vma_reader_open(path, &err);
     GStatBuf st;
@@ -297,11 +269,11 @@ static GBytes *bzip2_bytes(const void *data, size_t len, int level)
 
 static void test_ref_2dev_bz2(void **state)
 {
-    g_autoptr(GBytes) plain = load("ref-2dev.vma");
+    g_autoptr(GBytes) plain = th_testdata_read("ref-2dev.vma");
     g_autoptr(GBytes) bz = bzip2_bytes(g_bytes_get_data(plain, NULL),
                                        g_bytes_get_size(plain), 9);
-    g_autofree char *path = tmp_file("ref-2dev.vma.bz2", g_bytes_get_data(bz, NULL),
-                                     g_bytes_get_size(bz));
+    g_autofree char *path = th_file_write(tmpdir, "ref-2dev.vma.bz2",
+                                          g_bytes_get_data(bz, NULL), g_bytes_get_size(bz));
     g_autoptr(GError) err = NULL;
     g_autoptr(VmaReader) r = vma_reader_open(path, &err);
 
@@ -312,7 +284,7 @@ static void test_ref_2dev_bz2(void **state)
 
 static void test_multiextent(void **state)
 {
-    g_autofree char *path = data_path("ref-multiextent.vma");
+    g_autofree char *path = th_testdata_path("ref-multiextent.vma");
     g_autoptr(GError) err = NULL;
     g_autoptr(VmaReader) r = vma_reader_open(path, &err);
     Disks d = { 0 };
@@ -359,7 +331,7 @@ static void test_multiextent(void **state)
 
 static void test_tiny(void **state)
 {
-    g_autofree char *path = data_path("tiny.vma");
+    g_autofree char *path = th_testdata_path("tiny.vma");
     g_autoptr(GError) err = NULL;
     g_autoptr(VmaReader) r = vma_reader_open(path, &err);
     Disks d = { 0 };
@@ -377,7 +349,7 @@ static void test_tiny(void **state)
 
 static void test_vmstate(void **state)
 {
-    g_autofree char *path = data_path("vms.vma");
+    g_autofree char *path = th_testdata_path("vms.vma");
     g_autoptr(GError) err = NULL;
     g_autoptr(VmaReader) r = vma_reader_open(path, &err);
     Disks d = { 0 };
@@ -402,7 +374,7 @@ static void test_vmstate(void **state)
 
 static void test_nodisk(void **state)
 {
-    g_autofree char *path = data_path("ref-nodisk.vma");
+    g_autofree char *path = th_testdata_path("ref-nodisk.vma");
     g_autoptr(GError) err = NULL;
     g_autoptr(VmaReader) r = vma_reader_open(path, &err);
     VmaCluster c;
@@ -430,7 +402,7 @@ static void test_nodisk(void **state)
 /* Open a fixture and read it to the end; returns the error (NULL if none). */
 static GError *run_fixture(const char *name, bool check_complete, Disks *d)
 {
-    g_autofree char *path = data_path(name);
+    g_autofree char *path = th_testdata_path(name);
     GError *err = NULL;
     g_autoptr(VmaReader) r = vma_reader_open(path, &err);
     Disks local = { 0 };
@@ -466,8 +438,8 @@ static void test_neg_bad_data(void **state)
     /* payload has no checksum in this format: it passes, with wrong data */
     Disks d = { 0 };
     g_autoptr(GError) err = run_fixture("negative/bad-data.vma", true, &d);
-    g_autoptr(GBytes) a = load("a.raw");
-    g_autoptr(GBytes) b = load("b.raw");
+    g_autoptr(GBytes) a = th_testdata_read("a.raw");
+    g_autoptr(GBytes) b = th_testdata_read("b.raw");
 
     assert_null(err);
     assert_true(memcmp(d.dev[1]->data, g_bytes_get_data(a, NULL), d.dev[1]->len) != 0 ||
@@ -483,7 +455,7 @@ static void test_neg_trunc_mid(void **state)
 
 static void test_neg_trunc_ext_boundary(void **state)
 {
-    g_autofree char *path = data_path("negative/trunc-ext-boundary.vma");
+    g_autofree char *path = th_testdata_path("negative/trunc-ext-boundary.vma");
     g_autoptr(GError) err = NULL;
     g_autoptr(VmaReader) r = vma_reader_open(path, &err);
     VmaCluster c;
@@ -523,24 +495,6 @@ static void test_neg_noblob(void **state)
 
 static const uint8_t test_uuid[16] = { 0x5e, 0x1f, 0x00, 0x42, 0x9a, 0x3b, 0x4c, 0x7d,
                                        0x8e, 0x21, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88 };
-
-static void put_be16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-    put_be16(p, (uint16_t)(v >> 16));
-    put_be16(p + 2, (uint16_t)v);
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-    put_be32(p, (uint32_t)(v >> 32));
-    put_be32(p + 4, (uint32_t)v);
-}
 
 static void md5(const uint8_t *data, size_t len, uint8_t out[16])
 {
@@ -626,17 +580,17 @@ static void hdr_write(const Hdr *h, GByteArray *out)
     g_autofree uint8_t *buf = g_malloc0(len);
 
     memcpy(buf, "VMA", 4);
-    put_be32(buf + 4, h->version);
+    th_put_be32(buf, 4, h->version);
     memcpy(buf + 8, h->uuid, 16);
-    put_be64(buf + 24, (uint64_t)h->ctime);
-    put_be32(buf + 48, blob_off);
-    put_be32(buf + 52, blob_size);
-    put_be32(buf + 56, size);
+    th_put_be64(buf, 24, (uint64_t)h->ctime);
+    th_put_be32(buf, 48, blob_off);
+    th_put_be32(buf, 52, blob_size);
+    th_put_be32(buf, 56, size);
     for (unsigned i = 0; i < 256; i++) {
-        put_be32(buf + 2044 + 4 * i, h->cfg_name[i]);
-        put_be32(buf + 3068 + 4 * i, h->cfg_data[i]);
-        put_be32(buf + 4096 + 32 * i, h->dev_name[i]);
-        put_be64(buf + 4096 + 32 * i + 8, h->dev_size[i]);
+        th_put_be32(buf, 2044 + 4 * i, h->cfg_name[i]);
+        th_put_be32(buf, 3068 + 4 * i, h->cfg_data[i]);
+        th_put_be32(buf, 4096 + 32 * i, h->dev_name[i]);
+        th_put_be64(buf, 4096 + 32 * i + 8, h->dev_size[i]);
     }
     if ((size_t)blob_off + h->blob->len <= len) {
         memcpy(buf + blob_off, h->blob->data, h->blob->len);
@@ -677,19 +631,19 @@ static void ext_write(GByteArray *out, const Entry *e, unsigned n, const ExtOpts
     assert_true(n <= VMA_EXTENT_SLOTS);
     o = o != NULL ? o : &defaults;
     memcpy(hdr, o->magic != NULL ? o->magic : "VMAE", 4);
-    put_be16(hdr + 4, o->reserved);
+    th_put_be16(hdr, 4, o->reserved);
     memcpy(hdr + 8, o->uuid != NULL ? o->uuid : test_uuid, 16);
     for (unsigned i = 0; i < n; i++) {
         uint64_t bi = vma_blockinfo_pack(e[i].mask, e[i].dev, e[i].cluster);
         if (i == n - 1) {
             bi |= (uint64_t)o->entry_reserved << 40;
         }
-        put_be64(hdr + 40 + 8 * i, bi);
+        th_put_be64(hdr, 40 + 8 * i, bi);
         if (e[i].dev != 0) {
             blocks += (unsigned)__builtin_popcount(e[i].mask);
         }
     }
-    put_be16(hdr + 6, o->set_block_count ? o->block_count : (uint16_t)blocks);
+    th_put_be16(hdr, 6, o->set_block_count ? o->block_count : (uint16_t)blocks);
     md5(hdr, sizeof(hdr), hdr + 24);
     if (o->bad_md5) {
         hdr[24] ^= 1;
@@ -1532,7 +1486,7 @@ static GBytes *zstd_bytes(const uint8_t *data, size_t len)
 static void append_be32(GByteArray *out, uint32_t v)
 {
     uint8_t b[4];
-    put_be32(b, v);
+    th_put_be32(b, 0, v);
     g_byte_array_append(out, b, 4);
 }
 
@@ -1748,7 +1702,7 @@ static void test_lzop_errors(void **state)
 
     /* a block larger than lzop allows */
     memcpy(copy, p, len);
-    put_be32(copy + hdr_len, (64u << 20) + 1);
+    th_put_be32(copy, hdr_len, (64u << 20) + 1);
     g_autoptr(GBytes) b4 = g_bytes_new_static(copy, len);
     err = read_small(b4, VMA_COMPRESSION_LZOP, false);
     assert_error(err, VMA_ERROR_FORMAT, "has invalid sizes");
@@ -1800,7 +1754,7 @@ static void pipe_ref_2dev(const char *name, VmaCompression comp, bool use_stdin)
 
     assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
     f.fd = fds[1];
-    f.bytes = load(name);
+    f.bytes = th_testdata_read(name);
     assert_int_equal(pthread_create(&tid, NULL, feeder_thread, &f), 0);
     if (use_stdin) {
         saved_stdin = dup(STDIN_FILENO);
@@ -1874,13 +1828,7 @@ static int setup_all(void **state)
 static int teardown_all(void **state)
 {
     if (tmpdir != NULL) {
-        g_autoptr(GDir) dir = g_dir_open(tmpdir, 0, NULL);
-        const char *name;
-        while (dir != NULL && (name = g_dir_read_name(dir)) != NULL) {
-            g_autofree char *path = g_build_filename(tmpdir, name, NULL);
-            g_unlink(path);
-        }
-        g_rmdir(tmpdir);
+        th_tmpdir_remove(tmpdir);
         g_clear_pointer(&tmpdir, g_free);
     }
     return 0;

@@ -33,63 +33,9 @@
 #include "vma-format.h"
 #include "vma.h"
 
+#include "test-helpers.h"
+
 /* ---- helpers ----------------------------------------------------------------------- */
-
-static const char *testdata(void)
-{
-    const char *d = getenv("TESTDATA");
-    return d && *d ? d : "tests/data";
-}
-
-static GBytes *read_data_file(const char *name)
-{
-    g_autofree char *path = g_build_filename(testdata(), name, NULL);
-    g_autoptr(GError) err = NULL;
-    char *contents = NULL;
-    gsize len = 0;
-
-    if (!g_file_get_contents(path, &contents, &len, &err)) {
-        fail_msg("read %s: %s", path, err->message);
-    }
-    return g_bytes_new_take(contents, len);
-}
-
-static GBytes *read_path(const char *path)
-{
-    g_autoptr(GError) err = NULL;
-    char *contents = NULL;
-    gsize len = 0;
-
-    if (!g_file_get_contents(path, &contents, &len, &err)) {
-        fail_msg("read %s: %s", path, err->message);
-    }
-    return g_bytes_new_take(contents, len);
-}
-
-static char *make_tmpdir(void)
-{
-    g_autoptr(GError) err = NULL;
-    char *dir = g_dir_make_tmp("test-writer-XXXXXX", &err);
-
-    assert_non_null(dir);
-    return dir;
-}
-
-static void remove_tmpdir(char *dir)
-{
-    GDir *d = g_dir_open(dir, 0, NULL);
-    const char *name;
-
-    if (d) {
-        while ((name = g_dir_read_name(d)) != NULL) {
-            g_autofree char *p = g_build_filename(dir, name, NULL);
-            g_unlink(p);
-        }
-        g_dir_close(d);
-    }
-    g_rmdir(dir);
-    g_free(dir);
-}
 
 /* The path of the one temporary file ".BASE.tmp-XXXXXX" of a new archive in dir (the
  * name it has until it is complete), or NULL if there is none; fails on two. */
@@ -212,16 +158,6 @@ typedef struct Decoded {
     unsigned nextents;
 } Decoded;
 
-static uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t be64(const uint8_t *p)
-{
-    return (uint64_t)be32(p) << 32 | be32(p + 4);
-}
-
 static void md5_with_zeroed(const uint8_t *buf, size_t len, size_t field, uint8_t out[16])
 {
     g_autofree uint8_t *copy = g_memdup2(buf, len);
@@ -253,12 +189,12 @@ static void decode(const uint8_t *buf, size_t len, Decoded *d)
     d->len = len;
     assert_true(len >= VMA_HEADER_FIXED_SIZE);
     assert_memory_equal(buf, "VMA\0", 4);
-    assert_int_equal(be32(buf + 4), 1);
+    assert_int_equal(th_get_be32(buf + 4), 1);
     memcpy(d->uuid, buf + 8, 16);
-    d->ctime = (int64_t)be64(buf + 24);
-    assert_int_equal(be32(buf + 48), VMA_HEADER_FIXED_SIZE);
-    d->blob_size = be32(buf + 52);
-    d->header_size = be32(buf + 56);
+    d->ctime = (int64_t)th_get_be64(buf + 24);
+    assert_int_equal(th_get_be32(buf + 48), VMA_HEADER_FIXED_SIZE);
+    d->blob_size = th_get_be32(buf + 52);
+    d->header_size = th_get_be32(buf + 56);
     assert_true(d->header_size > VMA_HEADER_FIXED_SIZE);
     assert_int_equal(d->header_size % 512, 0);
     assert_true(d->header_size <= len);
@@ -268,7 +204,7 @@ static void decode(const uint8_t *buf, size_t len, Decoded *d)
     assert_int_equal(buf[VMA_HEADER_FIXED_SIZE], 0); /* byte 0 of the blob region */
 
     for (unsigned i = 0; i < 256; i++) {
-        uint32_t n = be32(buf + 2044 + 4 * i), v = be32(buf + 3068 + 4 * i);
+        uint32_t n = th_get_be32(buf + 2044 + 4 * i), v = th_get_be32(buf + 3068 + 4 * i);
         if (!n && !v) {
             continue;
         }
@@ -283,8 +219,8 @@ static void decode(const uint8_t *buf, size_t len, Decoded *d)
     }
     for (unsigned id = 0; id < 256; id++) {
         const uint8_t *e = buf + 4096 + 32 * id;
-        uint32_t np = be32(e);
-        uint64_t size = be64(e + 8);
+        uint32_t np = th_get_be32(e);
+        uint64_t size = th_get_be64(e + 8);
         if (!np && !size) {
             continue;
         }
@@ -309,11 +245,11 @@ static void decode(const uint8_t *buf, size_t len, Decoded *d)
         assert_int_equal(eh[4] | eh[5], 0);
         assert_memory_equal(eh + 8, d->uuid, 16);
         unsigned block_count = (unsigned)eh[6] << 8 | eh[7];
-        assert_int_equal(be64(eh + 40 + 8 * 58), 0); /* the deployed writer uses 58 */
+        assert_int_equal(th_get_be64(eh + 40 + 8 * 58), 0); /* the deployed writer uses 58 */
         const uint8_t *data = eh + VMA_EXTENT_HEADER_SIZE;
         unsigned blocks = 0;
         for (unsigned s = 0; s < VMA_EXTENT_SLOTS; s++) {
-            uint64_t bi = be64(eh + 40 + 8 * s);
+            uint64_t bi = th_get_be64(eh + 40 + 8 * s);
             if (vma_blockinfo_dev_id(bi) == 0) {
                 assert_int_equal(bi, 0);
                 continue;
@@ -475,7 +411,7 @@ typedef struct ReplayDev {
 static void replay_fixture(const char *fixture, const char *const *configs,
                            const ReplayDev *devs, unsigned ndevs)
 {
-    g_autoptr(GBytes) ref = read_data_file(fixture);
+    g_autoptr(GBytes) ref = th_testdata_read(fixture);
     g_autoptr(GError) err = NULL;
     Decoded d;
     gsize ref_len;
@@ -488,14 +424,14 @@ static void replay_fixture(const char *fixture, const char *const *configs,
     VmaWriter *w = capture_writer(&cap, &opts);
 
     for (unsigned i = 0; configs[i]; i++) {
-        g_autoptr(GBytes) c = read_data_file(configs[i]);
+        g_autoptr(GBytes) c = th_testdata_read(configs[i]);
         gsize clen;
         const void *cdata = g_bytes_get_data(c, &clen);
         assert_ok(vma_writer_add_config(w, configs[i], cdata, clen, &err), err);
     }
     GBytes *images[256] = { NULL };
     for (unsigned i = 0; i < ndevs; i++) {
-        images[i + 1] = read_data_file(devs[i].file);
+        images[i + 1] = th_testdata_read(devs[i].file);
         int id = vma_writer_register_device(w, devs[i].name, g_bytes_get_size(images[i + 1]),
                                             &err);
         assert_int_equal(id, (int)i + 1);
@@ -589,18 +525,18 @@ static void test_replay_vmstate(void **state)
  * the writer must emit byte-identical header bytes. */
 static void test_header_ref_2dev(void **state)
 {
-    g_autoptr(GBytes) ref = read_data_file("ref-2dev.vma");
-    g_autoptr(GBytes) conf = read_data_file("qemu-server.conf");
-    g_autoptr(GBytes) fw = read_data_file("qemu-server.fw");
+    g_autoptr(GBytes) ref = th_testdata_read("ref-2dev.vma");
+    g_autoptr(GBytes) conf = th_testdata_read("qemu-server.conf");
+    g_autoptr(GBytes) fw = th_testdata_read("qemu-server.fw");
     g_autoptr(GError) err = NULL;
     const uint8_t *rb = g_bytes_get_data(ref, NULL);
     uint8_t uuid[16];
-    int64_t ctime = (int64_t)be64(rb + 24);
-    uint32_t hsize = be32(rb + 56);
+    int64_t ctime = (int64_t)th_get_be64(rb + 24);
+    uint32_t hsize = th_get_be32(rb + 56);
 
     memcpy(uuid, rb + 8, 16);
     VmaWriterOptions opts = { .uuid = uuid, .ctime = ctime };
-    char *dir = make_tmpdir();
+    char *dir = th_tmpdir_new("test-writer");
     g_autofree char *path = g_build_filename(dir, "out.vma", NULL);
     VmaWriter *w = vma_writer_new(path, &opts, &err);
     assert_non_null(w);
@@ -620,7 +556,7 @@ static void test_header_ref_2dev(void **state)
     assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
     g_autofree char *tmp = find_tmp(dir, "out.vma");
     assert_non_null(tmp);
-    g_autoptr(GBytes) out = read_path(tmp);
+    g_autoptr(GBytes) out = th_file_read(tmp);
     assert_int_equal(g_bytes_get_size(out), hsize);
     assert_memory_equal(g_bytes_get_data(out, NULL), rb, hsize);
 
@@ -631,7 +567,8 @@ static void test_header_ref_2dev(void **state)
     vma_writer_free(w); /* cancels, removes the partial file */
     assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
     assert_false(g_file_test(tmp, G_FILE_TEST_EXISTS));
-    remove_tmpdir(dir);
+    th_tmpdir_remove(dir);
+    g_free(dir);
 }
 
 /* ---- header rules --------------------------------------------------------------------- */
@@ -643,13 +580,13 @@ static GBytes *finish_to_bytes(VmaWriter *w, const char *path)
 
     assert_ok(vma_writer_close(w, &err), err);
     vma_writer_free(w);
-    return read_path(path);
+    return th_file_read(path);
 }
 
 static void test_blob_little_endian(void **state)
 {
     g_autoptr(GError) err = NULL;
-    char *dir = make_tmpdir();
+    char *dir = th_tmpdir_new("test-writer");
     g_autofree char *path = g_build_filename(dir, "out.vma", NULL);
     uint8_t data[300];
 
@@ -681,13 +618,14 @@ static void test_blob_little_endian(void **state)
     assert_int_equal(d.recs->len, 0);
     assert_int_equal(g_bytes_get_size(out), d.header_size + 512);
     decoded_clear(&d);
-    remove_tmpdir(dir);
+    th_tmpdir_remove(dir);
+    g_free(dir);
 }
 
 static void test_config_limits(void **state)
 {
     g_autoptr(GError) err = NULL;
-    char *dir = make_tmpdir();
+    char *dir = th_tmpdir_new("test-writer");
     g_autofree char *path = g_build_filename(dir, "out.vma", NULL);
     g_autofree uint8_t *big = g_malloc(65536);
     g_autofree char *long_name = g_malloc(65536);
@@ -732,13 +670,14 @@ static void test_config_limits(void **state)
      * the region by 65537 rounded up to 66048, and the later names fit in the slack */
     assert_int_equal(d.header_size, VMA_HEADER_FIXED_SIZE + 512 + 7 * 66048);
     decoded_clear(&d);
-    remove_tmpdir(dir);
+    th_tmpdir_remove(dir);
+    g_free(dir);
 }
 
 static void test_config_count(void **state)
 {
     g_autoptr(GError) err = NULL;
-    char *dir = make_tmpdir();
+    char *dir = th_tmpdir_new("test-writer");
     g_autofree char *path = g_build_filename(dir, "out.vma", NULL);
 
     VmaWriter *w = vma_writer_new(path, NULL, &err);
@@ -764,13 +703,14 @@ static void test_config_count(void **state)
         assert_memory_equal(d.cfg_data[i], data, strlen(data));
     }
     decoded_clear(&d);
-    remove_tmpdir(dir);
+    th_tmpdir_remove(dir);
+    g_free(dir);
 }
 
 static void test_device_limits(void **state)
 {
     g_autoptr(GError) err = NULL;
-    char *dir = make_tmpdir();
+    char *dir = th_tmpdir_new("test-writer");
     g_autofree char *path = g_build_filename(dir, "out.vma", NULL);
 
     VmaWriter *w = vma_writer_new(path, NULL, &err);
@@ -821,13 +761,14 @@ static void test_device_limits(void **state)
     g_clear_error(&err);
     vma_writer_free(w);
     assert_false(g_file_test(path2, G_FILE_TEST_EXISTS));
-    remove_tmpdir(dir);
+    th_tmpdir_remove(dir);
+    g_free(dir);
 }
 
 static void test_random_uuid_and_time(void **state)
 {
     g_autoptr(GError) err = NULL;
-    char *dir = make_tmpdir();
+    char *dir = th_tmpdir_new("test-writer");
     g_autofree char *path = g_build_filename(dir, "out.vma", NULL);
     static const uint8_t zero[16];
     uint8_t uuid[16];
@@ -851,7 +792,8 @@ static void test_random_uuid_and_time(void **state)
     assert_memory_equal(d.uuid, uuid, 16);
     assert_true(d.ctime >= before && d.ctime <= (int64_t)time(NULL));
     decoded_clear(&d);
-    remove_tmpdir(dir);
+    th_tmpdir_remove(dir);
+    g_free(dir);
 }
 
 /* ---- clusters ------------------------------------------------------------------------- */
@@ -879,7 +821,7 @@ static void test_odd_sizes(void **state)
     static const uint64_t sizes[] = { 1, 511, 4096, 4097, 65535, 65536, 65537, 200000 };
     const unsigned n = G_N_ELEMENTS(sizes);
     g_autoptr(GError) err = NULL;
-    char *dir = make_tmpdir();
+    char *dir = th_tmpdir_new("test-writer");
     g_autofree char *path = g_build_filename(dir, "out.vma", NULL);
 
     VmaWriter *w = vma_writer_new(path, NULL, &err);
@@ -929,14 +871,15 @@ static void test_odd_sizes(void **state)
         }
     }
     decoded_clear(&d);
-    remove_tmpdir(dir);
+    th_tmpdir_remove(dir);
+    g_free(dir);
 }
 
 /* Zero accounting counts zero blocks only up to the device size. */
 static void test_zero_accounting(void **state)
 {
     g_autoptr(GError) err = NULL;
-    char *dir = make_tmpdir();
+    char *dir = th_tmpdir_new("test-writer");
     g_autofree char *path = g_build_filename(dir, "out.vma", NULL);
 
     VmaWriter *w = vma_writer_new(path, NULL, &err);
@@ -966,7 +909,8 @@ static void test_zero_accounting(void **state)
         assert_int_equal(r->mask, r->cluster == 0 ? 0x0008 : 0);
     }
     decoded_clear(&d);
-    remove_tmpdir(dir);
+    th_tmpdir_remove(dir);
+    g_free(dir);
 }
 
 /* A 256 TiB device costs nothing at registration; writing its first and last cluster
@@ -974,7 +918,7 @@ static void test_zero_accounting(void **state)
 static void test_max_device(void **state)
 {
     g_autoptr(GError) err = NULL;
-    char *dir = make_tmpdir();
+    char *dir = th_tmpdir_new("test-writer");
     g_autofree char *path = g_build_filename(dir, "out.vma", NULL);
 
     VmaWriter *w = vma_writer_new(path, NULL, &err);
@@ -997,7 +941,8 @@ static void test_max_device(void **state)
     g_clear_error(&err);
     assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
     vma_writer_free(w);
-    remove_tmpdir(dir);
+    th_tmpdir_remove(dir);
+    g_free(dir);
 }
 
 typedef struct Job {
@@ -1055,7 +1000,7 @@ static gpointer mt_thread(gpointer opaque)
 static void test_threads_out_of_order(void **state)
 {
     g_autoptr(GError) err = NULL;
-    char *dir = make_tmpdir();
+    char *dir = th_tmpdir_new("test-writer");
     g_autofree char *path = g_build_filename(dir, "out.vma", NULL);
     MtShared sh = { .nthreads = 4, .sizes = { 0, 300 * (uint64_t)VMA_CLUSTER_SIZE - 1000,
                                                77 * (uint64_t)VMA_CLUSTER_SIZE } };
@@ -1104,7 +1049,7 @@ static void test_threads_out_of_order(void **state)
     assert_int_equal(vma_writer_get_queued_bytes(sh.w), 0);
     uint64_t output_bytes = vma_writer_get_output_bytes(sh.w);
     vma_writer_free(sh.w);
-    g_autoptr(GBytes) out = read_path(path);
+    g_autoptr(GBytes) out = th_file_read(path);
     assert_int_equal(g_bytes_get_size(out), output_bytes);
 
     struct stat st;
@@ -1120,13 +1065,14 @@ static void test_threads_out_of_order(void **state)
     g_free(sh.jobs);
     g_free(sh.first_error);
     g_mutex_clear(&sh.lock);
-    remove_tmpdir(dir);
+    th_tmpdir_remove(dir);
+    g_free(dir);
 }
 
 static void test_duplicate_cluster(void **state)
 {
     g_autoptr(GError) err = NULL;
-    char *dir = make_tmpdir();
+    char *dir = th_tmpdir_new("test-writer");
     g_autofree char *path = g_build_filename(dir, "out.vma", NULL);
 
     VmaWriter *w = vma_writer_new(path, NULL, &err);
@@ -1152,13 +1098,14 @@ static void test_duplicate_cluster(void **state)
     decode(g_bytes_get_data(out, NULL), g_bytes_get_size(out), &d);
     check_device(&d, 1, expect_pattern, NULL);
     decoded_clear(&d);
-    remove_tmpdir(dir);
+    th_tmpdir_remove(dir);
+    g_free(dir);
 }
 
 static void test_invalid_clusters(void **state)
 {
     g_autoptr(GError) err = NULL;
-    char *dir = make_tmpdir();
+    char *dir = th_tmpdir_new("test-writer");
     g_autofree char *path = g_build_filename(dir, "out.vma", NULL);
 
     VmaWriter *w = vma_writer_new(path, NULL, &err);
@@ -1209,13 +1156,14 @@ static void test_invalid_clusters(void **state)
     }
     assert_int_equal(next, 3);
     decoded_clear(&d);
-    remove_tmpdir(dir);
+    th_tmpdir_remove(dir);
+    g_free(dir);
 }
 
 static void test_missing_cluster(void **state)
 {
     g_autoptr(GError) err = NULL;
-    char *dir = make_tmpdir();
+    char *dir = th_tmpdir_new("test-writer");
     g_autofree char *path = g_build_filename(dir, "out.vma", NULL);
 
     VmaWriter *w = vma_writer_new(path, NULL, &err);
@@ -1250,13 +1198,14 @@ static void test_missing_cluster(void **state)
     g_clear_error(&err);
     assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
     vma_writer_free(w);
-    remove_tmpdir(dir);
+    th_tmpdir_remove(dir);
+    g_free(dir);
 }
 
 static void test_cancel(void **state)
 {
     g_autoptr(GError) err = NULL;
-    char *dir = make_tmpdir();
+    char *dir = th_tmpdir_new("test-writer");
     g_autofree char *path = g_build_filename(dir, "out.vma", NULL);
 
     VmaWriter *w = vma_writer_new(path, NULL, &err);
@@ -1285,7 +1234,8 @@ static void test_cancel(void **state)
     assert_ok(vma_writer_write_cluster(w, 1, 0, pattern_cluster(), 0, &err), err);
     vma_writer_free(w);
     assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
-    remove_tmpdir(dir);
+    th_tmpdir_remove(dir);
+    g_free(dir);
 }
 
 /* Cancel wakes a writer thread blocked on a pipe nobody reads, and producers blocked on
@@ -1374,7 +1324,7 @@ static void check_tiny(GBytes *out)
 static void test_exec_target(void **state)
 {
     g_autoptr(GError) err = NULL;
-    char *dir = make_tmpdir();
+    char *dir = th_tmpdir_new("test-writer");
     g_autofree char *path = g_build_filename(dir, "out.vma", NULL);
     g_autofree char *quoted = g_shell_quote(path);
     g_autofree char *target = g_strdup_printf("exec:cat > %s", quoted);
@@ -1384,7 +1334,7 @@ static void test_exec_target(void **state)
     write_tiny(w);
     assert_ok(vma_writer_close(w, &err), err);
     vma_writer_free(w);
-    g_autoptr(GBytes) out = read_path(path);
+    g_autoptr(GBytes) out = th_file_read(path);
     check_tiny(out);
 
     /* a failing command: its exit status is the error, not the broken pipe */
@@ -1418,13 +1368,14 @@ static void test_exec_target(void **state)
     assert_null(vma_writer_new("exec:", NULL, &err));
     assert_error(err, VMA_ERROR_INVALID, "empty command");
     g_clear_error(&err);
-    remove_tmpdir(dir);
+    th_tmpdir_remove(dir);
+    g_free(dir);
 }
 
 static void test_existing_file(void **state)
 {
     g_autoptr(GError) err = NULL;
-    char *dir = make_tmpdir();
+    char *dir = th_tmpdir_new("test-writer");
     g_autofree char *path = g_build_filename(dir, "out.vma", NULL);
 
     assert_true(g_file_set_contents(path, "keep", 4, NULL));
@@ -1432,14 +1383,15 @@ static void test_existing_file(void **state)
     assert_error(err, VMA_ERROR_EXISTS, "File exists");
     assert_non_null(strstr(err->message, path));
     g_clear_error(&err);
-    g_autoptr(GBytes) kept = read_path(path);
+    g_autoptr(GBytes) kept = th_file_read(path);
     assert_int_equal(g_bytes_get_size(kept), 4);
 
     g_autofree char *nodir = g_build_filename(dir, "no", "such", "dir.vma", NULL);
     assert_null(vma_writer_new(nodir, NULL, &err));
     assert_error(err, VMA_ERROR_IO, "No such file or directory");
     g_clear_error(&err);
-    remove_tmpdir(dir);
+    th_tmpdir_remove(dir);
+    g_free(dir);
 }
 
 /* A new file is written as ".NAME.tmp-XXXXXX" (mode 0600) and appears under NAME only
@@ -1447,7 +1399,7 @@ static void test_existing_file(void **state)
 static void test_new_file_tempname(void **state)
 {
     g_autoptr(GError) err = NULL;
-    char *dir = make_tmpdir();
+    char *dir = th_tmpdir_new("test-writer");
     g_autofree char *path = g_build_filename(dir, "out.vma", NULL);
     struct stat st;
 
@@ -1468,7 +1420,7 @@ static void test_new_file_tempname(void **state)
     assert_int_equal(lstat(path, &st), 0);
     assert_int_equal(st.st_mode & 07777, 0600);
     vma_writer_free(w);
-    g_autoptr(GBytes) out = read_path(path);
+    g_autoptr(GBytes) out = th_file_read(path);
     check_tiny(out);
 
     /* cancelled: neither name remains */
@@ -1495,7 +1447,8 @@ static void test_new_file_tempname(void **state)
     vma_writer_free(w);
     assert_true(g_file_test(longpath, G_FILE_TEST_IS_REGULAR));
     assert_int_equal(count_entries(dir), 2);
-    remove_tmpdir(dir);
+    th_tmpdir_remove(dir);
+    g_free(dir);
 }
 
 /* A file created under the final name while the archive was written is never replaced;
@@ -1503,7 +1456,7 @@ static void test_new_file_tempname(void **state)
 static void test_final_name_taken(void **state)
 {
     g_autoptr(GError) err = NULL;
-    char *dir = make_tmpdir();
+    char *dir = th_tmpdir_new("test-writer");
     g_autofree char *path = g_build_filename(dir, "out.vma", NULL);
 
     VmaWriter *w = vma_writer_new(path, NULL, &err);
@@ -1515,7 +1468,7 @@ static void test_final_name_taken(void **state)
     assert_non_null(strstr(err->message, path));
     g_clear_error(&err);
     vma_writer_free(w);
-    g_autoptr(GBytes) kept = read_path(path);
+    g_autoptr(GBytes) kept = th_file_read(path);
     assert_int_equal(g_bytes_get_size(kept), 4);
     assert_memory_equal(g_bytes_get_data(kept, NULL), "mine", 4);
     g_autofree char *tmp = find_tmp(dir, "out.vma");
@@ -1528,13 +1481,14 @@ static void test_final_name_taken(void **state)
     assert_error(err, VMA_ERROR_EXISTS, "File exists");
     g_clear_error(&err);
     assert_int_equal(count_entries(dir), 2);
-    remove_tmpdir(dir);
+    th_tmpdir_remove(dir);
+    g_free(dir);
 }
 
 static void test_fifo_target(void **state)
 {
     g_autoptr(GError) err = NULL;
-    char *dir = make_tmpdir();
+    char *dir = th_tmpdir_new("test-writer");
     g_autofree char *fifo = g_build_filename(dir, "fifo", NULL);
 
     assert_int_equal(mkfifo(fifo, 0600), 0);
@@ -1556,7 +1510,8 @@ static void test_fifo_target(void **state)
     g_autoptr(GBytes) out = capture_finish(&cap);
     check_tiny(out);
     assert_true(g_file_test(fifo, G_FILE_TEST_EXISTS)); /* never removed */
-    remove_tmpdir(dir);
+    th_tmpdir_remove(dir);
+    g_free(dir);
 }
 
 static void test_broken_pipe(void **state)
@@ -1588,7 +1543,7 @@ static void test_broken_pipe(void **state)
 static void test_fd_regular_file(void **state)
 {
     g_autoptr(GError) err = NULL;
-    char *dir = make_tmpdir();
+    char *dir = th_tmpdir_new("test-writer");
     g_autofree char *path = g_build_filename(dir, "out.vma", NULL);
 
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -1598,7 +1553,7 @@ static void test_fd_regular_file(void **state)
     write_tiny(w);
     assert_ok(vma_writer_close(w, &err), err);
     vma_writer_free(w);
-    g_autoptr(GBytes) out = read_path(path);
+    g_autoptr(GBytes) out = th_file_read(path);
     check_tiny(out);
     g_unlink(path);
 
@@ -1612,13 +1567,14 @@ static void test_fd_regular_file(void **state)
     g_clear_error(&err);
     vma_writer_free(w);
     assert_true(g_file_test(path, G_FILE_TEST_EXISTS));
-    remove_tmpdir(dir);
+    th_tmpdir_remove(dir);
+    g_free(dir);
 }
 
 static void test_direct(void **state)
 {
     g_autoptr(GError) err = NULL;
-    char *dir = make_tmpdir();
+    char *dir = th_tmpdir_new("test-writer");
     g_autofree char *path = g_build_filename(dir, "out.vma", NULL);
     VmaWriterOptions opts = { .direct = true, .queue_clusters = 8 };
     const uint64_t size = 40 * (uint64_t)VMA_CLUSTER_SIZE - 3000;
@@ -1635,14 +1591,15 @@ static void test_direct(void **state)
     assert_ok(vma_writer_close(w, &err), err);
     uint64_t written = vma_writer_get_output_bytes(w);
     vma_writer_free(w);
-    g_autoptr(GBytes) out = read_path(path);
+    g_autoptr(GBytes) out = th_file_read(path);
     assert_int_equal(g_bytes_get_size(out), written);
 
     Decoded d;
     decode(g_bytes_get_data(out, NULL), g_bytes_get_size(out), &d);
     check_device(&d, 1, expect_generated, NULL);
     decoded_clear(&d);
-    remove_tmpdir(dir);
+    th_tmpdir_remove(dir);
+    g_free(dir);
 }
 
 /*
