@@ -67,6 +67,7 @@
 #include <gio/gio.h>
 
 #include "block/alloc-track.h"
+#include "block/dirty-bitmap.h"
 #include "util/bitmap.h"
 #include "util/fd.h"
 #include "util/io.h"
@@ -114,7 +115,7 @@ typedef struct AllocTrack {
     char *backing_filename;
     unsigned backing_users;
 
-    /* The record; rec_fd < 0: none (memory only, durable == NULL). */
+    /* The record in the state directory (rec_fd < 0 only while opening). */
     int rec_fd;
     char *rec_path;
     uint8_t *durable;          /* bitmap bytes as written in the record */
@@ -123,14 +124,6 @@ typedef struct AllocTrack {
     bool committing;
     int rec_err;               /* latched record write error (-errno) */
 } AllocTrack;
-
-static char *state_dir;
-
-void alloc_track_set_state_dir(const char *dir)
-{
-    g_free(state_dir);
-    state_dir = g_strdup(dir);
-}
 
 char *alloc_track_record_path(const char *dir, const char *node, const char *target)
 {
@@ -867,7 +860,8 @@ static bool at_open(BlockNode *n, const BlockDevOptions *opts, GError **errp)
     uint64_t tail = (at->backing_size + CL - 1) / CL;
     bitmap_set_range(at->alloc, tail, at->nclusters - tail);
 
-    if (state_dir != NULL && !record_open(at, state_dir, errp)) {
+    /* vmad's state directory (--state-dir, or its default), as the bitmaps use */
+    if (!record_open(at, dirty_state_get_dir(), errp)) {
         goto fail;
     }
     if (bitmap_count(at->alloc) == at->nclusters) {

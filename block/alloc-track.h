@@ -34,10 +34,8 @@
 
 extern const BlockDriver bdrv_alloc_track;
 
-/* The directory where the allocation records live; NULL: none (the state is kept in
- * memory only, and a restart starts the restore over). Main loop, before nodes open. */
-void alloc_track_set_state_dir(const char *dir);
-/* The record path of node `node` over the target image `target` in dir (g_free):
+/* The records live in vmad's state directory (dirty_state_get_dir(), vmad --state-dir).
+ * The record path of node `node` over the target image `target` in dir (g_free):
  * NODE-<16 hex digits of the SHA-256 of the target's real path>.alloc-track. */
 char *alloc_track_record_path(const char *dir, const char *node, const char *target);
 

@@ -15,8 +15,9 @@ make_random "$T/src.raw" $SIZE_MIB
 fallocate -p -o $((16 << 20)) -l $((8 << 20)) "$T/src.raw" || fail "punch a hole"
 truncate -s ${SIZE_MIB}M "$T/tgt.raw"
 cp "$T/src.raw" "$T/src.orig"
+mkdir "$T/state"
 
-start_vmad --monitor "$T/qmp.sock" \
+start_vmad --monitor "$T/qmp.sock" --state-dir "$T/state" \
     --blockdev "driver=file,node-name=arch0,filename=$T/src.raw,read-only=on" \
     --blockdev "driver=file,node-name=tgt0,filename=$T/tgt.raw" \
     --blockdev "driver=alloc-track,node-name=drive-scsi0,file=tgt0,backing=arch0" \

@@ -30,6 +30,7 @@
 
 #include "block/alloc-track.h"
 #include "block/block.h"
+#include "block/dirty-bitmap.h"
 #include "block/job.h"
 #include "block/stream.h"
 #include "blockdev.h"
@@ -108,7 +109,7 @@ static int setup(void **state)
     fd = open(f->tgt, O_CREAT | O_TRUNC | O_RDWR, 0600);
     assert_int_equal(ftruncate(fd, (off_t)SIZE), 0);
     close(fd);
-    alloc_track_set_state_dir(f->state);
+    dirty_state_set_dir(f->state);
     add("arch0", f->src, true);
     add("tgt0", f->tgt, false);
     *state = f;
@@ -120,7 +121,7 @@ static int teardown(void **state)
     Fixture *f = *state;
     stream_shutdown();
     blockdev_close_all();
-    alloc_track_set_state_dir(NULL);
+    dirty_state_set_dir(NULL);
     g_autoptr(GDir) d = g_dir_open(f->state, 0, NULL);
     const char *name;
     while (d != NULL && (name = g_dir_read_name(d)) != NULL) {
