@@ -38,7 +38,7 @@ import sys
 from qmp import QMP
 q = QMP(sys.argv[1] + "/qmp.sock")
 q.negotiate()
-q.ok("block-stream", {"job-id": "restore0", "device": "drive-scsi0", "speed": 2 << 20})
+q.ok("block-stream", {"job-id": "restore0", "device": "drive-scsi0", "speed": 1 << 19})
 PYEOF
 
 guest_boot "$T/nbd.sock" drive-scsi0 verify seed=31 regions="$R1" || fail "guest_boot verify"
