@@ -280,8 +280,9 @@ ifneq ($(findstring thread,$(SANITIZE)),)
 CPPFLAGS += -include tests/tsan/tsan-glib.h
 endif
 TSAN_TESTS ?= unit/test-backup unit/test-blockdev unit/test-nbd-server unit/test-writer \
+              unit/test-alloc-track \
               functional/nbd- functional/qmp-backup functional/vma-backup-vmad- functional/faults- \
-              functional/backup-
+              functional/backup- functional/restore-
 FAULTINJ := $(BUILDDIR)/tests/faultinj.so
 test-build: $(FAULTINJ)
 $(FAULTINJ): tests/faultinj/faultinj.c

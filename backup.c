@@ -63,7 +63,7 @@
  * reported.
  *
  * Locks (none is held across our own I/O or a BlockCopy/spill call that may block):
- *   state_lock  — the global `cur` job pointer and the event handler;
+ *   state_lock  — the global `cur` job pointer (events go through block/job.c);
  *   job->lock   — the job's mutable state (see BackupJob);
  *     -> the writer's internal lock (vma_writer_* calls),
  *     -> a BlockCopy's lock, the spill's lock (their cancel, from job_fail): neither
@@ -168,10 +168,8 @@ struct BackupJob {
     GThread *controller;      /* state_lock: joined and cleared by backup_wait/start */
 };
 
-static GMutex state_lock;     /* protects cur, event_fn, event_opaque */
+static GMutex state_lock;     /* protects cur */
 static BackupJob *cur;        /* the current or last backup */
-static BackupEventFn event_fn;
-static void *event_opaque;
 
 static bool job_failed(BackupJob *job)
 {
@@ -425,13 +423,9 @@ static gpointer worker_main(gpointer opaque)
 
 static void emit(const BackupEvent *ev)
 {
-    g_mutex_lock(&state_lock);
-    BackupEventFn fn = event_fn;
-    void *opaque = event_opaque;
-    g_mutex_unlock(&state_lock);
-    if (fn != NULL) {
-        fn(ev, opaque);
-    }
+    BackupEvent e = *ev;
+    e.type = "backup";
+    job_emit(&e);
 }
 
 static void set_job_status(BackupJob *job, const char *status)
@@ -1073,12 +1067,7 @@ void backup_status_clear(BackupStatus *st)
 
 void backup_job_info_free(BackupJobInfo *info)
 {
-    if (info == NULL) {
-        return;
-    }
-    g_free(info->id);
-    g_free(info->error);
-    g_free(info);
+    job_info_free(info);
 }
 
 GPtrArray *backup_query_jobs(void)
@@ -1114,8 +1103,5 @@ GPtrArray *backup_query_jobs(void)
 
 void backup_set_event_handler(BackupEventFn fn, void *opaque)
 {
-    g_mutex_lock(&state_lock);
-    event_fn = fn;
-    event_opaque = opaque;
-    g_mutex_unlock(&state_lock);
+    job_set_event_handler(fn, opaque);
 }

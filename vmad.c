@@ -125,7 +125,8 @@ static void usage(FILE *out)
 "                         (copy-before-write; default 256M)\n"
 "  --fleecing-dir DIR     spill that data to a temporary file in DIR when the\n"
 "                         memory is full (else the backup fails, not the guest)\n"
-"  --state-dir DIR        where persistent dirty bitmaps are kept (default\n"
+"  --state-dir DIR        where persistent dirty bitmaps and live-restore records\n"
+"                         are kept (default\n"
 "                         /var/lib/vmad for root, else ~/.local/state/vmad)\n"
 "  --nbd-buffer-budget SIZE\n"
 "                         memory all NBD connections share for request and reply\n"
@@ -412,6 +413,7 @@ static void teardown(Daemon *d, bool emit)
     for (guint i = 0; i < d->monitors->len; i++) {
         qmp_monitor_stop_listening(g_ptr_array_index(d->monitors, i));
     }
+    qmp_stream_shutdown();
     qmp_backup_shutdown();
     qmp_block_shutdown();
     remove_pidfile(d);

@@ -13,11 +13,12 @@
 
 #include <gio/gio.h>
 
+#include "block/alloc-track.h"
 #include "block/block.h"
 #include "block/dirty-bitmap.h"
 
 static const BlockDriver *const drivers[] = { &bdrv_file, &bdrv_host_device, &bdrv_rbd,
-                                              &bdrv_vma };
+                                              &bdrv_vma, &bdrv_alloc_track };
 
 const BlockDriver *bnode_find_driver(const char *name)
 {
@@ -48,7 +49,8 @@ BlockNode *bnode_open(const BlockDriver *drv, const BlockDevOptions *opts, GErro
         return NULL;
     }
     if (n->filename == NULL) {
-        /* a driver without a file (rbd) names the node itself */
+        /* a driver without a file (rbd) or over other nodes (alloc-track) names the
+         * node itself */
         n->filename = g_strdup(opts->filename);
     }
     n->dirty = dirty_set_new(n->size);

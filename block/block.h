@@ -106,6 +106,9 @@ int bnode_block_status(BlockNode *n, uint64_t offset, uint64_t len, uint64_t *pn
 
 /* ---- graph changes on registered disks (blockdev.c; main loop thread) ---- */
 
+/* The disk's own node (its protocol node, or a driver over other disks such as
+ * alloc-track), below every filter; a new reference. */
+BlockNode *blockdev_get_base(BlockDev *bd);
 /* The top node of bd's chain, a new reference: what a new filter goes above. */
 BlockNode *blockdev_get_top(BlockDev *bd);
 

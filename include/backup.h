@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "block/job.h"
 #include "blockdev.h"
 
 /* ---- errors ------------------------------------------------------------------------ */
@@ -136,14 +137,8 @@ void backup_status_clear(BackupStatus *st);
  * "aborting", "concluded", "null" on failure or cancel. Jobs are dismissed
  * automatically, so query-jobs lists them only while the backup is active.
  */
-typedef struct BackupJobInfo {
-    char *id;                 /* the disk's name */
-    const char *type;         /* "backup" */
-    const char *status;       /* JobStatus word */
-    uint64_t current_progress; /* bytes handed to the archive */
-    uint64_t total_progress;   /* the disk's size */
-    char *error;              /* NULL, or the backup's error once it failed */
-} BackupJobInfo;
+typedef JobInfo BackupJobInfo;  /* type "backup"; progress: bytes handed to the archive
+                                 * of the disk's size (block/job.h) */
 
 void backup_job_info_free(BackupJobInfo *info);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(BackupJobInfo, backup_job_info_free)
@@ -152,30 +147,19 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(BackupJobInfo, backup_job_info_free)
  * when no backup is active). Main loop thread. */
 GPtrArray *backup_query_jobs(void);
 
-typedef enum BackupEventKind {
-    BACKUP_EVENT_JOB_STATUS_CHANGE, /* JOB_STATUS_CHANGE {id, status} */
-    BACKUP_EVENT_JOB_COMPLETED,     /* BLOCK_JOB_COMPLETED {type, device, len, offset,
-                                     * speed, error?} */
-    BACKUP_EVENT_JOB_CANCELLED,     /* BLOCK_JOB_CANCELLED {type, device, len, offset,
-                                     * speed} */
-} BackupEventKind;
-
-typedef struct BackupEvent {
-    BackupEventKind kind;
-    const char *id;       /* job id = device name */
-    const char *status;   /* STATUS_CHANGE: the new JobStatus word */
-    uint64_t len;         /* COMPLETED/CANCELLED: the disk's size */
-    uint64_t offset;      /* COMPLETED/CANCELLED: bytes transferred */
-    int64_t speed;        /* COMPLETED/CANCELLED: the speed limit (0 = none) */
-    const char *error;    /* COMPLETED: NULL on success, else the backup's error */
-} BackupEvent;
+/* The job events (block/job.h), sent with type "backup". */
+typedef JobEvent BackupEvent;
+#define BACKUP_EVENT_JOB_STATUS_CHANGE JOB_EVENT_STATUS_CHANGE
+#define BACKUP_EVENT_JOB_COMPLETED JOB_EVENT_COMPLETED
+#define BACKUP_EVENT_JOB_CANCELLED JOB_EVENT_CANCELLED
 
 /*
  * Called for every job event, in order, from the main loop thread (backup_start: created,
  * running) or the job's controller thread (the end of the backup). The event and its
  * strings are valid only during the call. Set before starting backups; NULL disables.
+ * It is the handler of every job (job_set_event_handler()).
  */
-typedef void (*BackupEventFn)(const BackupEvent *ev, void *opaque);
+typedef JobEventFn BackupEventFn;
 void backup_set_event_handler(BackupEventFn fn, void *opaque);
 
 #endif /* BACKUP_H */

@@ -29,6 +29,9 @@ typedef struct BlockDevOptions {
     bool read_only;
     bool direct;             /* O_DIRECT; unaligned requests are handled by bouncing */
     const char *locking;     /* QEMU's locking option: "on", "off", "auto" (NULL: auto) */
+    /* alloc-track (live restore): node names of the target and of the source */
+    const char *file;
+    const char *backing;
     /* driver "rbd" (QEMU's BlockdevOptionsRbd; filename unused): */
     const char *pool;
     const char *rbd_namespace; /* QEMU's "namespace"; NULL: none */

@@ -1,12 +1,11 @@
 /*
  * qmp-cmds-backup.c — QMP glue of the backup job (backup.h): the commands backup,
- * backup-cancel, query-backup and query-jobs, the job events, and vmad's backup
- * settings (--fleecing-dir, --backup-buffer-size).
+ * backup-cancel and query-backup, and vmad's backup settings (--fleecing-dir,
+ * --backup-buffer-size). query-jobs and the job events are qmp-cmds-job.c's.
  *
  * backup.c knows nothing of QMP; this file turns arguments into BackupOptions (taking a
  * /dev/fdname/NAME descriptor from the session), BACKUP_ERROR_DEVICE_NOT_FOUND into the
- * DeviceNotFound class, BackupStatus/BackupJobInfo into the schema's objects, and job
- * events into QMP events (qmp_event_emit() may be called from the job's threads).
+ * DeviceNotFound class and BackupStatus into the schema's object.
  *
  * State below is touched only on the main loop thread.
  */
@@ -65,39 +64,6 @@ void qmp_backup_shutdown(void)
     g_clear_pointer(&fleecing_dir, g_free);
 }
 
-/* ---- events --------------------------------------------------------------------------- */
-
-/* Any thread (the job's controller sends the end of a backup). */
-static void on_backup_event(const BackupEvent *ev, void *opaque)
-{
-    JsonObject *data = json_object_new();
-
-    switch (ev->kind) {
-    case BACKUP_EVENT_JOB_STATUS_CHANGE:
-        json_object_set_string_member(data, "id", ev->id);
-        json_object_set_string_member(data, "status", ev->status);
-        qmp_event_emit("JOB_STATUS_CHANGE", data);
-        return;
-    case BACKUP_EVENT_JOB_COMPLETED:
-    case BACKUP_EVENT_JOB_CANCELLED:
-        json_object_set_string_member(data, "type", "backup");
-        json_object_set_string_member(data, "device", ev->id);
-        json_object_set_int_member(data, "len", (gint64)ev->len);
-        json_object_set_int_member(data, "offset", (gint64)ev->offset);
-        json_object_set_int_member(data, "speed", ev->speed);
-        if (ev->kind == BACKUP_EVENT_JOB_CANCELLED) {
-            qmp_event_emit("BLOCK_JOB_CANCELLED", data);
-            return;
-        }
-        if (ev->error != NULL) {
-            json_object_set_string_member(data, "error", ev->error);
-        }
-        qmp_event_emit("BLOCK_JOB_COMPLETED", data);
-        return;
-    }
-    json_object_unref(data);
-}
-
 /* ---- commands ------------------------------------------------------------------------- */
 
 JsonNode *qmp_cmd_backup(QmpSession *s, JsonObject *args, GError **errp)
@@ -143,7 +109,7 @@ JsonNode *qmp_cmd_backup(QmpSession *s, JsonObject *args, GError **errp)
         }
     }
 
-    backup_set_event_handler(on_backup_event, NULL);
+    qmp_job_events_enable();
     /* BACKUP_ERROR as it is: qmp-error.c gives DEVICE_NOT_FOUND its class */
     g_autofree char *uuid = backup_start(&o, errp);
     if (uuid == NULL) {
@@ -197,28 +163,5 @@ JsonNode *qmp_cmd_query_backup(QmpSession *s, JsonObject *args, GError **errp)
 
     JsonNode *n = json_node_new(JSON_NODE_OBJECT);
     json_node_take_object(n, ret);
-    return n;
-}
-
-JsonNode *qmp_cmd_query_jobs(QmpSession *s, JsonObject *args, GError **errp)
-{
-    g_autoptr(GPtrArray) jobs = backup_query_jobs();
-    JsonArray *list = json_array_new();
-
-    for (guint i = 0; i < jobs->len; i++) {
-        const BackupJobInfo *ji = g_ptr_array_index(jobs, i);
-        JsonObject *o = json_object_new();
-        json_object_set_string_member(o, "id", ji->id);
-        json_object_set_string_member(o, "type", ji->type);
-        json_object_set_string_member(o, "status", ji->status);
-        json_object_set_int_member(o, "current-progress", (gint64)ji->current_progress);
-        json_object_set_int_member(o, "total-progress", (gint64)ji->total_progress);
-        if (ji->error != NULL) {
-            json_object_set_string_member(o, "error", ji->error);
-        }
-        json_array_add_object_element(list, o);
-    }
-    JsonNode *n = json_node_new(JSON_NODE_ARRAY);
-    json_node_take_array(n, list);
     return n;
 }

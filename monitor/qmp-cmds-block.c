@@ -75,6 +75,8 @@ JsonNode *qmp_cmd_blockdev_add(QmpSession *s, JsonObject *args, GError **errp)
         .read_only = opt_bool(args, "read-only", is_vma),
         .direct = direct,
         .locking = opt_str(args, "locking", NULL),
+        .file = opt_str(args, "file", NULL),
+        .backing = opt_str(args, "backing", NULL),
         .pool = opt_str(args, "pool", NULL),
         .rbd_namespace = opt_str(args, "namespace", NULL),
         .image = opt_str(args, "image", NULL),

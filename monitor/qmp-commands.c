@@ -41,6 +41,10 @@ const QmpCommand qmp_commands[] = {
     {"backup-cancel", qmp_cmd_backup_cancel},
     {"query-backup", qmp_cmd_query_backup},
     {"query-jobs", qmp_cmd_query_jobs},
+    {"job-cancel", qmp_cmd_job_cancel},
+    {"block-job-cancel", qmp_cmd_block_job_cancel},
+    {"block-job-set-speed", qmp_cmd_block_job_set_speed},
+    {"block-stream", qmp_cmd_block_stream},
     {NULL, NULL},
 };
 

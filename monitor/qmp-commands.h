@@ -44,7 +44,22 @@ JsonArray *qmp_dirty_bitmaps_info(struct DirtyBitmapSet *set);
 JsonNode *qmp_cmd_backup(QmpSession *s, JsonObject *args, GError **errp);
 JsonNode *qmp_cmd_backup_cancel(QmpSession *s, JsonObject *args, GError **errp);
 JsonNode *qmp_cmd_query_backup(QmpSession *s, JsonObject *args, GError **errp);
+
+/* jobs of every kind (qmp-cmds-job.c) */
 JsonNode *qmp_cmd_query_jobs(QmpSession *s, JsonObject *args, GError **errp);
+JsonNode *qmp_cmd_job_cancel(QmpSession *s, JsonObject *args, GError **errp);
+JsonNode *qmp_cmd_block_job_cancel(QmpSession *s, JsonObject *args, GError **errp);
+JsonNode *qmp_cmd_block_job_set_speed(QmpSession *s, JsonObject *args, GError **errp);
+/* Send job events as QMP events from now on (idempotent). */
+void qmp_job_events_enable(void);
+/* Is id the id of a running job of any kind? */
+bool qmp_job_id_in_use(const char *id);
+
+/* live restore (qmp-cmds-stream.c) */
+JsonNode *qmp_cmd_block_stream(QmpSession *s, JsonObject *args, GError **errp);
+/* Daemon shutdown, stream side: cancel every stream job and wait until each has ended
+ * (what was copied stays recorded). Before qmp_backup_shutdown(). */
+void qmp_stream_shutdown(void);
 
 /* vmad --fleecing-dir DIR (must be a directory) and --backup-buffer-size SIZE (a size as
  * util/size.h parses it, docs/sizes.md; at least 64K): where and how much copy-before-write data a

@@ -9,6 +9,7 @@
  * message unchanged.
  */
 #include "backup.h"
+#include "block/stream.h"
 #include "monitor.h"
 
 G_DEFINE_QUARK(qmp-error-quark, qmp_error)
@@ -30,6 +31,8 @@ static const struct {
 } owner_classes[] = {
     /* backup's "Device 'X' not found", as QEMU's backup command reports it */
     {backup_error_quark, BACKUP_ERROR_DEVICE_NOT_FOUND, QMP_ERROR_DEVICE_NOT_FOUND},
+    /* block-job-cancel / block-job-set-speed: "Block job 'X' not found" */
+    {stream_error_quark, STREAM_ERROR_NO_JOB, QMP_ERROR_DEVICE_NOT_ACTIVE},
 };
 
 const char *qmp_error_class(const GError *err)
