@@ -19,8 +19,17 @@ WEB_PID= WEB_URL= WEB_TOKEN=
 WEB_LOG=$T/web.log
 show_on_fail "$WEB_LOG" "vma-web log"
 
+# In a sanitizer build: full stacks for leaks (glib has no frame pointers, so the fast
+# unwinder stops at g_malloc) and the suppression of libsoup 3.2's own leak
+# (tests/asan/lsan-suppressions.txt); vma-web is no hot path.
+web_san_env=()
+if [ -n "${ASAN_OPTIONS:-}" ]; then
+    web_san_env=(ASAN_OPTIONS="$ASAN_OPTIONS:fast_unwind_on_malloc=0"
+                 LSAN_OPTIONS="suppressions=$SRCDIR/tests/asan/lsan-suppressions.txt${LSAN_OPTIONS:+:$LSAN_OPTIONS}")
+fi
+
 start_web() {
-    "$VMA_WEB" --listen 127.0.0.1:0 --run-dir "$WEB_RUN" --backup-dir "$WEB_BACKUP" "$@" \
+    env "${web_san_env[@]}" "$VMA_WEB" --listen 127.0.0.1:0 --run-dir "$WEB_RUN" --backup-dir "$WEB_BACKUP" "$@" \
         >>"$WEB_LOG" 2>&1 </dev/null &
     WEB_PID=$!
     cleanup_pid "$WEB_PID"
