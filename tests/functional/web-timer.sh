@@ -7,7 +7,7 @@
 requires curl
 truncate -s 1M "$T/d0.raw"
 web_vmad 100 --blockdev "driver=file,node-name=drive-scsi0,filename=$T/d0.raw"
-"$VMA_WEB" --listen "unix:$T/web.sock" --run-dir "$WEB_RUN" --backup-dir "$WEB_BACKUP" \
+env "${web_san_env[@]}" "$VMA_WEB" --listen "unix:$T/web.sock" --run-dir "$WEB_RUN" --backup-dir "$WEB_BACKUP" \
     >>"$WEB_LOG" 2>&1 </dev/null &
 WEB_PID=$!
 cleanup_pid "$WEB_PID"
