@@ -57,11 +57,11 @@ LDSAN := -fsanitize=$(SANITIZE)
 endif
 
 CPPFLAGS += -Iinclude -I. -D_GNU_SOURCE -DG_LOG_DOMAIN=\"vmabackup\"
-ALL_CFLAGS = -std=c11 $(OPT) $(WARN) -pthread -MMD -MP $(call pkg_cflags,$(DAEMON_PKGS) $(TEST_PKGS)) $(CFLAGS)
+ALL_CFLAGS = -std=c11 $(OPT) $(WARN) -pthread -MMD -MP $(call pkg_cflags,$(DAEMON_PKGS) $(TEST_PKGS) libnbd) $(CFLAGS)
 LIB_LDLIBS = $(call pkg_libs,$(LIB_PKGS)) -lbz2 -pthread
 # librbd and librados (block/rbd.c): Debian 12 ships no pkg-config files for them
 RBD_LDLIBS = $(or $(call pkg_libs,librbd),-lrbd -lrados)
-DAEMON_LDLIBS = $(call pkg_libs,$(DAEMON_PKGS)) $(RBD_LDLIBS) -lbz2 -pthread
+DAEMON_LDLIBS = $(call pkg_libs,$(DAEMON_PKGS) libnbd) $(RBD_LDLIBS) -lbz2 -pthread
 ALL_LDFLAGS = $(LDSAN) $(LDFLAGS)
 
 LIB_SRCS := $(sort $(wildcard vma-*.c util/*.c))

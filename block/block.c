@@ -16,7 +16,8 @@
 #include "block/block.h"
 #include "block/dirty-bitmap.h"
 
-static const BlockDriver *const drivers[] = { &bdrv_file, &bdrv_host_device, &bdrv_rbd };
+static const BlockDriver *const drivers[] = { &bdrv_file, &bdrv_host_device, &bdrv_rbd,
+                                              &bdrv_nbd };
 
 const BlockDriver *bnode_find_driver(const char *name)
 {

@@ -36,6 +36,12 @@ typedef struct BlockDevOptions {
     const char *conf;        /* ceph.conf; NULL: librbd's default search */
     const char *user;        /* cephx id without "client."; NULL: admin */
     const char *snapshot;    /* open this snapshot, read-only */
+    /* driver "nbd" (QEMU's BlockdevOptionsNbd; filename unused): */
+    const char *server_type; /* server.type: "unix" or "inet" */
+    const char *server_path; /* server.path (unix) */
+    const char *server_host; /* server.host, server.port (inet) */
+    const char *server_port;
+    const char *nbd_export;  /* QEMU's "export"; NULL: "" */
 } BlockDevOptions;
 
 /* Flags for blockdev_pwrite / blockdev_write_zeroes */
