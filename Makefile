@@ -128,7 +128,7 @@ $(LIBVMAD): $(DAEMON_OBJS)
 	rm -f $@ && ar rcs $@ $^
 
 $(BUILDDIR)/vma: $(CLI_OBJS) $(LIBVMA)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIB_LDLIBS) $(call pkg_libs,json-glib-1.0)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIB_LDLIBS) $(call pkg_libs,json-glib-1.0 libnbd)
 
 $(BUILDDIR)/vmad: $(call obj,$(VMAD_MAIN)) $(LIBVMAD) $(LIBVMA)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DAEMON_LDLIBS)
