@@ -345,20 +345,6 @@ static gpointer reader_thread(gpointer opaque)
 
 /* ---- operands --------------------------------------------------------------------- */
 
-/* A format name as qemu-img spells them: lower-case letters, digits, '_' and '-'. */
-static bool format_name_ok(const char *f)
-{
-    if (f[0] == '\0' || strlen(f) > 32) {
-        return false;
-    }
-    for (; *f; f++) {
-        if (!g_ascii_islower(*f) && !g_ascii_isdigit(*f) && *f != '_' && *f != '-') {
-            return false;
-        }
-    }
-    return true;
-}
-
 /* Split "[format=F:][NAME=]PATH" (-d and the legacy operands alike; without format=
  * the image is probed when it is opened). */
 static bool parse_device(const char *spec, guint index, Image *im, GError **errp)
@@ -373,7 +359,7 @@ static bool parse_device(const char *spec, guint index, Image *im, GError **errp
             return false;
         }
         g_autofree char *fmt = g_strndup(p + 7, (gsize)(colon - (p + 7)));
-        if (!format_name_ok(fmt)) {
+        if (!cli_map_format_ok(fmt)) {
             g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
                         "device '%s': bad format name '%s'", spec, fmt);
             return false;
