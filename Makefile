@@ -59,11 +59,11 @@ LDSAN := -fsanitize=$(SANITIZE)
 endif
 
 CPPFLAGS += -Iinclude -I. -D_GNU_SOURCE -DG_LOG_DOMAIN=\"vmabackup\"
-ALL_CFLAGS = -std=c11 $(OPT) $(WARN) -pthread -MMD -MP $(call pkg_cflags,$(DAEMON_PKGS) $(TEST_PKGS)) $(CFLAGS)
+ALL_CFLAGS = -std=c11 $(OPT) $(WARN) -pthread -MMD -MP $(call pkg_cflags,$(DAEMON_PKGS) $(TEST_PKGS) libnbd) $(CFLAGS)
 LIB_LDLIBS = $(call pkg_libs,$(LIB_PKGS)) -lbz2 -pthread
 # librbd and librados (block/rbd.c): Debian 12 ships no pkg-config files for them
 RBD_LDLIBS = $(or $(call pkg_libs,librbd),-lrbd -lrados)
-DAEMON_LDLIBS = $(call pkg_libs,$(DAEMON_PKGS)) $(RBD_LDLIBS) -lbz2 -pthread
+DAEMON_LDLIBS = $(call pkg_libs,$(DAEMON_PKGS) libnbd) $(RBD_LDLIBS) -lbz2 -pthread
 ALL_LDFLAGS = $(LDSAN) $(LDFLAGS)
 
 LIB_SRCS := $(sort $(wildcard vma-*.c util/*.c))
@@ -148,9 +148,10 @@ $(LIBVMAD): $(DAEMON_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-# vma serve runs vmad's block layer and NBD server: the CLI links the daemon's library
+# vma serve runs vmad's block layer and NBD server: the CLI links the daemon's library;
+# vma create / extract -r drive qemu-nbd through libnbd
 $(BUILDDIR)/vma: $(CLI_OBJS) $(LIBVMAD) $(LIBVMA)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DAEMON_LDLIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DAEMON_LDLIBS) $(call pkg_libs,libnbd)
 
 $(BUILDDIR)/vmad: $(call obj,$(VMAD_MAIN)) $(LIBVMAD) $(LIBVMA)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DAEMON_LDLIBS)

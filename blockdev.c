@@ -288,7 +288,8 @@ bool blockdev_add(const BlockDevOptions *opts, GError **errp)
     if (!node_name_check(opts->node_name, errp)) {
         return false;
     }
-    bool has_file = g_strcmp0(opts->driver, "rbd") != 0 && opts->file == NULL;
+    bool has_file = g_strcmp0(opts->driver, "rbd") != 0 && g_strcmp0(opts->driver, "nbd") != 0 &&
+                    opts->file == NULL;
     if (has_file && (opts->filename == NULL || opts->filename[0] == '\0')) {
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                     "add %s: no file name given", opts->node_name);

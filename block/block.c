@@ -18,7 +18,7 @@
 #include "block/dirty-bitmap.h"
 
 static const BlockDriver *const drivers[] = { &bdrv_file, &bdrv_host_device, &bdrv_rbd,
-                                              &bdrv_vma, &bdrv_alloc_track };
+                                              &bdrv_vma, &bdrv_alloc_track, &bdrv_nbd };
 
 const BlockDriver *bnode_find_driver(const char *name)
 {

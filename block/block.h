@@ -72,11 +72,12 @@ struct BlockNode {
     struct DirtyBitmapSet *dirty;
 };
 
-/* The drivers (block/file.c, block/rbd.c). */
+/* The drivers (block/file.c, block/rbd.c, block/nbd.c). */
 extern const BlockDriver bdrv_file;
 extern const BlockDriver bdrv_host_device;
 extern const BlockDriver bdrv_rbd;
 extern const BlockDriver bdrv_vma;           /* block/vma.c */
+extern const BlockDriver bdrv_nbd;
 
 /* The protocol driver named name, or NULL. */
 const BlockDriver *bnode_find_driver(const char *name);

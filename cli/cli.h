@@ -189,6 +189,8 @@ typedef struct CliMapEntry {
 void cli_map_entry_free(CliMapEntry *e);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(CliMapEntry, cli_map_entry_free)
 
+/* A format name as qemu-img spells them (lower-case letters, digits, '_', '-'; 1..32). */
+bool cli_map_format_ok(const char *format);
 /* Parse one map line (without its newline). */
 CliMapEntry *cli_map_parse_line(const char *line, GError **errp);
 /* Read map lines from path (a FIFO) until EOF, an empty line or "done". Returns a table

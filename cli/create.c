@@ -1,13 +1,22 @@
 /*
  * create.c — `vma create [-v] [-c CFG]... ARCHIVE [-d format=raw:NAME=PATH]... | [NAME=PATH]...`
  *
- * Writes a new archive from raw images (regular files or block devices) and config
- * files. ARCHIVE is a new file (it must not exist), an existing FIFO, exec:<command>
- * (the stream goes to the command's stdin), or - for standard output (not a terminal). Devices are given either all with -d (a
- * format is required, and only raw exists here) or all as legacy positional operands
- * (format optional); a device without "NAME=" is called disk<index> (index from 0 in
- * the order given); the name "vmstate" makes the image a VM state stream. A config is
- * stored under the base name of its file.
+ * Writes a new archive from disk images and config files. ARCHIVE is a new file (it must not exist), an existing FIFO, exec:<command>
+ * (the stream goes to the command's stdin), or - for standard output (not a terminal).
+ * Devices are given either all with -d or all as legacy positional operands; a device
+ * without "NAME=" is called disk<index> (index from 0 in the order given); the name
+ * "vmstate" makes the image a VM state stream. A config is stored under the base name of
+ * its file.
+ *
+ * Formats: format=raw images (regular files, block devices) are read here; any other
+ * format name is passed to a private qemu-nbd (cli/nbd-image.c), which opens the image
+ * (qcow2 with its backing chain, vmdk, ...) read-only. Without format= the image is
+ * probed as the deployed tool does, but only by magic numbers of formats that announce
+ * themselves (cli_nbd_probe_format: qcow2, qed, vmdk, vdi, vhdx, vpc); everything else
+ * is raw, never guessed further. Through qemu-nbd, block status (base:allocation) finds
+ * the clusters that read as zeros — unallocated in the whole backing chain, or zero
+ * clusters — and they become zero clusters without being read; data is read in 1 MiB
+ * requests.
  *
  * Reading: everything is opened and checked before the archive is created, so a bad
  * operand leaves nothing behind. Up to two threads read images, one image each at a
@@ -32,6 +41,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/nbd-image.h"
 #include "util/fd.h"
 #include "util/io.h"
 
@@ -41,6 +51,8 @@
 typedef struct Image {
     char *name;
     char *path;
+    char *format;          /* given with format=, or probed; "raw": read directly */
+    CliNbdImage *nbd;      /* other formats: through qemu-nbd (fd is then -1) */
     int fd;
     uint64_t size;
     bool is_blockdev;
@@ -64,6 +76,8 @@ static void image_free(Image *im)
         return;
     }
     close_fd(&im->fd);
+    cli_nbd_image_free(im->nbd);
+    g_free(im->format);
     g_free(im->name);
     g_free(im->path);
     g_free(im);
@@ -72,10 +86,13 @@ static void image_free(Image *im)
 static void create_usage(FILE *out)
 {
     fprintf(out,
-            "Usage: vma create [-v] [-c CONFIG]... ARCHIVE -d format=raw:NAME=PATH...\n"
+            "Usage: vma create [-v] [-c CONFIG]... ARCHIVE -d [format=FMT:]NAME=PATH...\n"
             "       vma create [-v] [-c CONFIG]... ARCHIVE [NAME=]PATH...\n"
             "\n"
-            "Write a new VMA archive from raw images and config files. ARCHIVE must not\n"
+            "Write a new VMA archive from disk images and config files. Images in a format\n"
+            "other than raw (qcow2, vmdk, ... any format qemu-img knows) are read through\n"
+            "qemu-nbd; without format= the format is probed (qcow2, qed, vmdk, vdi, vhdx,\n"
+            "vpc by their magic, else raw). ARCHIVE must not\n"
             "exist; it is written under a hidden temporary name in the same directory and\n"
             "renamed when complete. It may also be an existing FIFO, exec:COMMAND (the\n"
             "stream goes to the command's stdin) or - (standard output, not a terminal).\n"
@@ -83,7 +100,7 @@ static void create_usage(FILE *out)
             "image as a VM state stream.\n"
             "\n"
             "  -c, --config FILE  store FILE as a config (under its base name); repeatable\n"
-            "  -d, --device SPEC  add a device: format=raw:NAME=PATH; repeatable\n"
+            "  -d, --device SPEC  add a device: [format=FMT:]NAME=PATH; repeatable\n"
             "  -v, --verbose      print progress and per-image statistics on stderr\n"
             "  -h, --help         show this help\n");
 }
@@ -125,6 +142,29 @@ static bool send_cluster(Create *cr, Image *im, uint64_t cl, void *buf, GError *
     return vma_writer_write_cluster(cr->w, (uint8_t)im->dev_id, (uint32_t)cl, buf, 0, errp);
 }
 
+/* Read want bytes at off through qemu-nbd into the cluster buffers of iov: one request
+ * into a bounce buffer (one round trip per MiB, not per cluster). */
+static int nbd_preadv(Image *im, struct iovec *iov, unsigned n, size_t want, uint64_t off,
+                      size_t *got)
+{
+    static __thread uint8_t *bounce;
+
+    if (!bounce) {
+        bounce = g_malloc((size_t)READ_BATCH * VMA_CLUSTER_SIZE); /* per thread, kept */
+    }
+    int r = cli_nbd_image_pread(im->nbd, bounce, want, off);
+    if (r < 0) {
+        return r;
+    }
+    size_t done = 0;
+    for (unsigned i = 0; i < n; i++) {
+        memcpy(iov[i].iov_base, bounce + done, iov[i].iov_len);
+        done += iov[i].iov_len;
+    }
+    *got = want;
+    return 0;
+}
+
 /* Reader thread: read clusters [cl, end) of an image and hand them to the writer. */
 static bool copy_clusters(Create *cr, Image *im, uint64_t cl, uint64_t end, GError **errp)
 {
@@ -150,12 +190,18 @@ static bool copy_clusters(Create *cr, Image *im, uint64_t cl, uint64_t end, GErr
         /* the last cluster of the image may be partial: read only what the image has */
         iov[n - 1].iov_len = want - (size_t)(n - 1) * VMA_CLUSTER_SIZE;
         size_t got = 0;
-        int r = full_preadv_upto(im->fd, iov, (int)n, off, &got);
+        int r = im->nbd ? nbd_preadv(im, iov, n, want, off, &got)
+                        : full_preadv_upto(im->fd, iov, (int)n, off, &got);
         if (r < 0 || got < want) {
             for (unsigned i = 0; i < n; i++) {
                 vma_cluster_free(bufs[i]);
             }
-            if (r < 0) {
+            if (r < 0 && im->nbd) {
+                g_autofree char *msg = cli_nbd_image_last_error(im->nbd);
+                g_set_error(errp, VMA_ERROR, VMA_ERROR_IO,
+                            "read image %s (%s) at offset %" G_GUINT64_FORMAT ": %s", im->path,
+                            im->format, off, msg);
+            } else if (r < 0) {
                 g_set_error(errp, VMA_ERROR, VMA_ERROR_IO,
                             "read image %s at offset %" G_GUINT64_FORMAT ": %s", im->path, off,
                             g_strerror(-r));
@@ -185,8 +231,13 @@ static bool copy_clusters(Create *cr, Image *im, uint64_t cl, uint64_t end, GErr
 }
 
 /* Reader thread: one image, front to back; holes become zero clusters unread. */
+static bool copy_image_nbd(Create *cr, Image *im, GError **errp);
+
 static bool copy_image(Create *cr, Image *im, GError **errp)
 {
+    if (im->nbd) {
+        return copy_image_nbd(cr, im, errp);
+    }
     uint64_t ncl = (im->size + VMA_CLUSTER_SIZE - 1) / VMA_CLUSTER_SIZE;
     bool seek_ok = !im->is_blockdev;
     uint64_t cl = 0;
@@ -226,6 +277,49 @@ static bool copy_image(Create *cr, Image *im, GError **errp)
     return true;
 }
 
+/* Reader thread: an image through qemu-nbd, front to back. Block status says which
+ * clusters read as zeros: those become zero clusters without being read. */
+static bool copy_image_nbd(Create *cr, Image *im, GError **errp)
+{
+    uint64_t ncl = (im->size + VMA_CLUSTER_SIZE - 1) / VMA_CLUSTER_SIZE;
+    uint64_t cl = 0;
+
+    while (cl < ncl) {
+        uint64_t off = cl * VMA_CLUSTER_SIZE, pnum = 0;
+        bool zero = false;
+        int r = cli_nbd_image_block_status(im->nbd, off, im->size - off, &pnum, &zero);
+        if (r < 0) {
+            g_autofree char *msg = cli_nbd_image_last_error(im->nbd);
+            g_set_error(errp, VMA_ERROR, VMA_ERROR_IO,
+                        "block status of image %s (%s) at offset %" G_GUINT64_FORMAT ": %s",
+                        im->path, im->format, off, msg);
+            return false;
+        }
+        uint64_t run_end = off + pnum;
+        if (zero) {
+            /* whole clusters inside the zero run (the last, partial one of the image
+             * counts when the run reaches the end) */
+            uint64_t end = run_end >= im->size ? ncl : run_end / VMA_CLUSTER_SIZE;
+            if (end > cl) {
+                for (; cl < end; cl++) {
+                    if (!send_cluster(cr, im, cl, NULL, errp)) {
+                        return false;
+                    }
+                }
+                continue;
+            }
+        }
+        /* data (or a zero run smaller than a cluster): read up to the run's end */
+        uint64_t end = MIN(ncl, (run_end + VMA_CLUSTER_SIZE - 1) / VMA_CLUSTER_SIZE);
+        end = MAX(end, cl + 1);
+        if (!copy_clusters(cr, im, cl, end, errp)) {
+            return false;
+        }
+        cl = end;
+    }
+    return true;
+}
+
 /* Reader thread: takes images one at a time until none is left or anything failed. */
 static gpointer reader_thread(gpointer opaque)
 {
@@ -251,9 +345,9 @@ static gpointer reader_thread(gpointer opaque)
 
 /* ---- operands --------------------------------------------------------------------- */
 
-/* Split "[format=F:][NAME=]PATH". need_format: the -d form. */
-static bool parse_device(const char *spec, bool need_format, guint index, Image *im,
-                         GError **errp)
+/* Split "[format=F:][NAME=]PATH" (-d and the legacy operands alike; without format=
+ * the image is probed when it is opened). */
+static bool parse_device(const char *spec, guint index, Image *im, GError **errp)
 {
     const char *p = spec;
 
@@ -265,16 +359,13 @@ static bool parse_device(const char *spec, bool need_format, guint index, Image 
             return false;
         }
         g_autofree char *fmt = g_strndup(p + 7, (gsize)(colon - (p + 7)));
-        if (strcmp(fmt, "raw") != 0) {
+        if (!cli_map_format_ok(fmt)) {
             g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
-                        "device '%s': unsupported format %s (only raw)", spec, fmt);
+                        "device '%s': bad format name '%s'", spec, fmt);
             return false;
         }
+        im->format = g_steal_pointer(&fmt);
         p = colon + 1;
-    } else if (need_format) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID,
-                    "device '%s': no format given (use format=raw:NAME=PATH)", spec);
-        return false;
     }
     const char *eq = strchr(p, '=');
     if (eq) {
@@ -307,19 +398,49 @@ static bool check_device_name(const char *name, GError **errp)
     return true;
 }
 
+/* An image in another format than raw, through qemu-nbd (read-only). */
+static bool open_image_nbd(Image *im, GError **errp)
+{
+    g_autoptr(GError) err = NULL;
+
+    im->nbd = cli_nbd_image_open(im->path, im->format, false, NULL, &err);
+    if (!im->nbd) {
+        g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "open image %s", err->message);
+        return false;
+    }
+    im->size = cli_nbd_image_size(im->nbd);
+    return true;
+}
+
 static bool open_image(Image *im, GError **errp)
 {
     g_autoptr(GError) err = NULL;
 
-    im->fd = open(im->path, O_RDONLY | O_CLOEXEC);
-    if (im->fd < 0) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "open image %s: %s", im->path,
-                    g_strerror(errno));
-        return false;
+    if (!im->format) {
+        /* probed as the deployed tool does, but only by the magic of formats that
+         * announce themselves: anything else is raw */
+        const char *f = cli_nbd_probe_format(im->path, errp);
+        if (!f) {
+            return false;
+        }
+        im->format = g_strdup(f);
     }
-    if (!cli_fd_get_size(im->fd, im->path, &im->size, &im->is_blockdev, &err)) {
-        g_set_error(errp, VMA_ERROR, err->code, "image %s", err->message);
-        return false;
+    if (strcmp(im->format, "raw") != 0) {
+        if (!open_image_nbd(im, errp)) {
+            return false;
+        }
+    } else {
+        im->fd = open(im->path, O_RDONLY | O_CLOEXEC);
+        if (im->fd < 0) {
+            g_set_error(errp, VMA_ERROR, VMA_ERROR_IO, "open image %s: %s", im->path,
+                        g_strerror(errno));
+            return false;
+        }
+        if (!cli_fd_get_size(im->fd, im->path, &im->size, &im->is_blockdev, &err)) {
+            g_set_error(errp, VMA_ERROR, err->code, "image %s", err->message);
+            return false;
+        }
+        posix_fadvise(im->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     }
     if (im->size == 0) {
         g_set_error(errp, VMA_ERROR, VMA_ERROR_INVALID, "image %s: size is 0", im->path);
@@ -331,7 +452,6 @@ static bool open_image(Image *im, GError **errp)
                     im->path, im->size);
         return false;
     }
-    posix_fadvise(im->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     return true;
 }
 
@@ -580,7 +700,7 @@ int cli_create_main(int argc, char **argv)
         Image *im = g_new0(Image, 1);
         im->fd = -1;
         g_ptr_array_add(cr.images, im);
-        if (!parse_device(g_ptr_array_index(device_specs, i), !legacy, i, im, &err)) {
+        if (!parse_device(g_ptr_array_index(device_specs, i), i, im, &err)) {
             rc = cli_usage_error("create", "%s", err->message);
             goto out;
         }

@@ -37,6 +37,17 @@
  * Failure: one error line; every file this run created inside DIR is removed (DIR itself
  * is left, as the deployed tool leaves it), so nothing remains under a final name.
  * Targets of a restore map existed before and are left as they are.
+ *
+ * Restore map targets in other formats (format=qcow2, vmdk, ...: whatever qemu-nbd can
+ * write) and rbd:POOL/IMAGE[:conf=F][:id=U]... names (Proxmox's form for Ceph volumes)
+ * are written through a private qemu-nbd each (cli/nbd-image.c; rbd: names through
+ * QEMU's rbd driver, from qemu-block-extra, with format raw). Every target is opened
+ * before the first byte is written, so a format qemu-nbd cannot open (a typo, a raw file
+ * named qcow2, a read-only format) fails the restore with qemu-nbd's reason and no
+ * target touched. The map's cache= becomes qemu-nbd's --cache. The write-zeros flag
+ * works as for raw targets: 0 leaves zero clusters alone (a new qcow2 reads as zeros),
+ * 1 sends them as NBD write-zeroes (qcow2: zero clusters, not written zeros); throttling
+ * paces the same writes. At the end qemu-nbd's writes are flushed and it exits.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -50,6 +61,7 @@
 #include <linux/fs.h>
 
 #include "cli/cli.h"
+#include "cli/nbd-image.h"
 #include "util/fd.h"
 #include "util/io.h"
 #include "util/ratelimit.h"
@@ -64,7 +76,8 @@ typedef struct OutDev {
     guint dev_id;
     const VmaDeviceInfo *di;
     bool restore;          /* restore this device (selected, not skipped) */
-    int fd;
+    int fd;                /* -1 for a target through qemu-nbd */
+    CliNbdImage *nbd;      /* a map target in another format than raw, or rbd: */
     char *path;            /* the file written: a target or DIR/tmp-disk-<name>.raw */
     char *final_path;      /* rename path → final_path on success (files only) */
     bool is_blockdev;
@@ -146,6 +159,9 @@ static void limiter_account(RateLimit *l, uint64_t bytes)
 
 static int write_zeros(OutDev *d, uint64_t off, uint64_t len)
 {
+    if (d->nbd) {
+        return cli_nbd_image_zero(d->nbd, len, off);   /* NBD write-zeroes */
+    }
     if (len >= VMA_CLUSTER_SIZE && !d->zero_fast_failed) {
         int ret;
         if (d->is_blockdev) {
@@ -182,8 +198,17 @@ static bool dev_flush(OutDev *d, GError **errp)
     limiter_account(d->limiter, d->run_len);
     if (d->run_zero) {
         ret = write_zeros(d, d->run_off, d->run_len);
+    } else if (d->nbd) {
+        ret = cli_nbd_image_pwrite(d->nbd, d->buf, (size_t)d->run_len, d->run_off);
     } else {
         ret = full_pwrite(d->fd, d->buf, (size_t)d->run_len, d->run_off);
+    }
+    if (ret < 0 && d->nbd) {
+        g_autofree char *msg = cli_nbd_image_last_error(d->nbd);
+        g_set_error(errp, CLI_ERROR, CLI_ERROR_IO,
+                    "write %s (%s) at offset %" G_GUINT64_FORMAT ": %s", d->path, d->di->name,
+                    d->run_off, msg);
+        return false;
     }
     if (ret < 0) {
         g_set_error(errp, CLI_ERROR, CLI_ERROR_IO,
@@ -421,22 +446,40 @@ static bool check_archive(Extract *x, VmaReader *r, GError **errp)
     return true;
 }
 
+/* A target Proxmox names in QEMU's rbd: syntax (rbd:POOL/IMAGE[:conf=F][:id=U]...). */
+static bool is_rbd_name(const char *path)
+{
+    return g_str_has_prefix(path, "rbd:");
+}
+
 static bool open_map_target(Extract *x, OutDev *d, const CliMapEntry *e, GError **errp)
 {
     uint64_t size = 0;
     g_autoptr(GError) err = NULL;
+    const char *format = e->format ? e->format : "raw";
 
     d->path = g_strdup(e->path);
-    d->fd = open(e->path, O_WRONLY | O_CLOEXEC);
-    if (d->fd < 0) {
-        g_set_error(errp, CLI_ERROR, CLI_ERROR_IO, "open target %s for %s: %s", e->path,
-                    d->di->name, g_strerror(errno));
-        return false;
-    }
-    if (!cli_fd_get_size(d->fd, e->path, &size, &d->is_blockdev, &err)) {
-        g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID, "target for %s: %s", d->di->name,
-                    err->message);
-        return false;
+    if (strcmp(format, "raw") != 0 || is_rbd_name(e->path)) {
+        /* qemu-nbd opens it (any format, librbd for rbd:), writable */
+        d->nbd = cli_nbd_image_open(e->path, format, true, e->cache, &err);
+        if (!d->nbd) {
+            g_set_error(errp, CLI_ERROR, err->code, "open target for %s: %s", d->di->name,
+                        err->message);
+            return false;
+        }
+        size = cli_nbd_image_size(d->nbd);
+    } else {
+        d->fd = open(e->path, O_WRONLY | O_CLOEXEC);
+        if (d->fd < 0) {
+            g_set_error(errp, CLI_ERROR, CLI_ERROR_IO, "open target %s for %s: %s", e->path,
+                        d->di->name, g_strerror(errno));
+            return false;
+        }
+        if (!cli_fd_get_size(d->fd, e->path, &size, &d->is_blockdev, &err)) {
+            g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID, "target for %s: %s", d->di->name,
+                        err->message);
+            return false;
+        }
     }
     if (size < d->di->size || size - d->di->size > MAX_TARGET_SLACK) {
         g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID,
@@ -472,13 +515,34 @@ static bool same_target(const struct stat *a, const struct stat *b)
     return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
 }
 
+/* What a target is on disk: its descriptor, or for a target through qemu-nbd its file
+ * (an rbd: name has none: those are compared by name). */
+static bool target_stat(const OutDev *d, struct stat *st)
+{
+    if (d->nbd) {
+        return !is_rbd_name(d->path) && stat(d->path, st) == 0;
+    }
+    return fstat(d->fd, st) == 0;
+}
+
 /* Two devices mapped onto the same file or block device would overwrite each other, and
  * a target that is the archive itself would destroy what is being read. */
 static bool check_distinct_targets(Extract *x, GError **errp)
 {
     for (guint a = 1; a <= VMA_MAX_DEVICES; a++) {
         struct stat sa, sb;
-        if (!x->devs[a].restore || fstat(x->devs[a].fd, &sa) < 0) {
+        if (x->devs[a].restore && x->devs[a].nbd && is_rbd_name(x->devs[a].path)) {
+            for (guint b = a + 1; b <= VMA_MAX_DEVICES; b++) {
+                if (x->devs[b].restore && x->devs[b].nbd &&
+                    strcmp(x->devs[a].path, x->devs[b].path) == 0) {
+                    g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID,
+                                "restore map: %s and %s have the same target %s",
+                                x->devs[a].di->name, x->devs[b].di->name, x->devs[b].path);
+                    return false;
+                }
+            }
+        }
+        if (!x->devs[a].restore || !target_stat(&x->devs[a], &sa)) {
             continue;
         }
         for (guint i = 0; i < x->inputs->len; i++) {
@@ -491,7 +555,7 @@ static bool check_distinct_targets(Extract *x, GError **errp)
             }
         }
         for (guint b = a + 1; b <= VMA_MAX_DEVICES; b++) {
-            if (!x->devs[b].restore || fstat(x->devs[b].fd, &sb) < 0) {
+            if (!x->devs[b].restore || !target_stat(&x->devs[b], &sb)) {
                 continue;
             }
             if (same_target(&sa, &sb)) {
@@ -726,6 +790,16 @@ static bool restore_clusters(Extract *x, GError **errp)
         if (!d->restore) {
             continue;
         }
+        if (d->nbd) {
+            /* the writes in flight, a flush, qemu-nbd's exit */
+            bool ok = cli_nbd_image_finish(d->nbd, errp);
+            g_clear_pointer(&d->nbd, cli_nbd_image_free);
+            if (!ok) {
+                g_prefix_error(errp, "%s: ", d->di->name);
+                return false;
+            }
+            continue;
+        }
         if (d->di->is_vmstate) {
             uint64_t len = MIN(d->di->size, d->vm_clusters * VMA_CLUSTER_SIZE);
             len = MAX(len, d->vm_data_end);
@@ -780,6 +854,7 @@ static void extract_cleanup(Extract *x, bool failed)
     for (guint id = 1; id <= VMA_MAX_DEVICES; id++) {
         OutDev *d = &x->devs[id];
         close_fd(&d->fd);
+        cli_nbd_image_free(d->nbd);
         g_free(d->path);
         g_free(d->final_path);
         g_free(d->buf);

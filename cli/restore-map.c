@@ -8,7 +8,9 @@
  *   skip=<devname>
  *   [<option>=<value>:]...<0|1>:<devname>=<path>
  *
- * options, each at most once, in any order: format (only "raw" is supported here),
+ * options, each at most once, in any order: format (a qemu-img format name: lower-case
+ * letters, digits, '_' and '-'; raw targets are written here, every other format and
+ * every rbd: target through qemu-nbd, which decides whether it can open it),
  * throttling.bps (bytes per second written, decimal, or hex/octal with 0x/0 prefix),
  * throttling.group (devices of one group share the limit), cache (none, writeback,
  * writethrough, directsync, unsafe: accepted; every target is flushed at the end). The
@@ -23,6 +25,19 @@
 #include "cli/cli.h"
 
 #define MAP_MAX_LINE 65536
+
+bool cli_map_format_ok(const char *f)
+{
+    if (f[0] == '\0' || strlen(f) > 32) {
+        return false;
+    }
+    for (; *f; f++) {
+        if (!g_ascii_islower(*f) && !g_ascii_isdigit(*f) && *f != '_' && *f != '-') {
+            return false;
+        }
+    }
+    return true;
+}
 
 void cli_map_entry_free(CliMapEntry *e)
 {
@@ -132,9 +147,8 @@ static bool parse_line(const char *line, CliMapEntry *e, GError **errp)
         }
         e->throttling_bps = v;
     }
-    if (e->format && strcmp(e->format, "raw") != 0) {
-        g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID,
-                    "unsupported format %s for %s (only raw targets are supported)",
+    if (e->format && !cli_map_format_ok(e->format)) {
+        g_set_error(errp, CLI_ERROR, CLI_ERROR_INVALID, "bad format name '%s' for %s",
                     e->format, e->devname);
         return false;
     }

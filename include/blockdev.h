@@ -43,6 +43,12 @@ typedef struct BlockDevOptions {
      * NULL-terminated list) */
     const char *device;
     const char *const *base;
+    /* driver "nbd" (QEMU's BlockdevOptionsNbd; filename unused): */
+    const char *server_type; /* server.type: "unix" or "inet" */
+    const char *server_path; /* server.path (unix) */
+    const char *server_host; /* server.host, server.port (inet) */
+    const char *server_port;
+    const char *nbd_export;  /* QEMU's "export"; NULL: "" */
 } BlockDevOptions;
 
 /* Flags for blockdev_pwrite / blockdev_write_zeroes */

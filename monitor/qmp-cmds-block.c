@@ -85,7 +85,15 @@ JsonNode *qmp_cmd_blockdev_add(QmpSession *s, JsonObject *args, GError **errp)
         .snapshot = opt_str(args, "snapshot", NULL),
         .device = is_vma ? opt_str(args, "device", NULL) : NULL,
         .base = (const char *const *)base->pdata,
+        .nbd_export = opt_str(args, "export", NULL),
     };
+    if (json_object_has_member(args, "server")) {
+        JsonObject *server = json_object_get_object_member(args, "server");
+        opts.server_type = opt_str(server, "type", NULL);
+        opts.server_path = opt_str(server, "path", NULL);
+        opts.server_host = opt_str(server, "host", NULL);
+        opts.server_port = opt_str(server, "port", NULL);
+    }
     if (!blockdev_add(&opts, errp)) {
         return NULL;
     }

@@ -23,7 +23,7 @@ map_fails "unexpected size" "0:drive-scsi0=$T/huge
 "
 map_fails "no mapping for device drive-scsi0" "0:drive-scsi1=$T/ok1
 "
-map_fails "unsupported format qcow2" "format=qcow2:0:drive-scsi0=$T/t0
+map_fails "not in qcow2 format" "format=qcow2:0:drive-scsi0=$T/t0
 0:drive-scsi1=$T/ok1
 "
 map_fails "No such file" "0:drive-scsi0=$T/does-not-exist

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What vma create must refuse leaves nothing behind: an empty image, an existing archive,
 # a missing image, device names that escape or hide, a name given twice, a config too
-# large, usage errors; a failing exec: target fails the create.
+# large, usage errors, a format the image is not in or that does not exist; a failing
+# exec: target fails the create.
 . "$(dirname "$0")/roundtrip.bash"
 
 # an existing archive
@@ -18,8 +19,11 @@ expect_fail "device name" create "$T/f.vma" .hidden="$I/odd-1.raw"
 expect_fail "given twice" create "$T/f.vma" x="$I/odd-1.raw" x="$I/odd-511.raw"
 head -c 70000 /dev/zero >"$I/big.conf"
 expect_fail "too large" create -c "$I/big.conf" "$T/f.vma"
-expect_usage create "$T/f.vma" -d drive-scsi0="$I/odd-1.raw"
-expect_usage create "$T/f.vma" -d format=qcow2:drive-scsi0="$I/odd-1.raw"
+expect_usage create "$T/f.vma" -d "format=qcow 2:drive-scsi0=$I/odd-1.raw"
+expect_usage create "$T/f.vma" -d format=:drive-scsi0="$I/odd-1.raw"
+# a format qemu-nbd cannot open the image in: its reason, and no archive
+expect_fail "not in qcow2 format" create "$T/f.vma" -d format=qcow2:drive-scsi0="$I/odd-1.raw"
+expect_fail "Unknown driver 'nosuch'" create "$T/f.vma" -d format=nosuch:drive-scsi0="$I/odd-1.raw"
 expect_usage create "$T/f.vma" -d format=raw:a="$I/odd-1.raw" b="$I/odd-1.raw"
 expect_usage create
 [ ! -e "$T/f.vma" ] || fail "refused create left an archive"

@@ -6,7 +6,7 @@
  * cli_map_read() from a memfd (every line parsed, duplicates, NUL bytes, the "done" and
  * empty-line ends), and the text up to its first newline or NUL also goes through
  * cli_map_parse_line() directly. Accepted entries are checked against the grammar's
- * promises: a device name, a path unless skip=, format raw if given.
+ * promises: a device name, a path unless skip=, a well-formed format name if given.
  *
  * The CLI is not a library: the Makefile links this harness with the objects of
  * cli/restore-map.c and cli/common.c only.
@@ -30,7 +30,10 @@ static void check_entry(const CliMapEntry *e)
     assert(e->devname != NULL && e->devname[0] != '\0');
     assert(e->skip == (e->path == NULL));
     assert(e->skip || (e->path[0] != '\0' && strchr(e->devname, '=') == NULL));
-    assert(e->format == NULL || strcmp(e->format, "raw") == 0);
+    assert(e->format == NULL || cli_map_format_ok(e->format));
+    for (const char *f = e->format; f && *f; f++) {
+        assert(g_ascii_islower(*f) || g_ascii_isdigit(*f) || *f == '_' || *f == '-');
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
