@@ -245,7 +245,7 @@ CPPFLAGS += -include tests/tsan/tsan-glib.h
 endif
 TSAN_TESTS ?= unit/test-backup unit/test-blockdev unit/test-nbd-server unit/test-writer \
               functional/nbd- functional/qmp-backup functional/vma-backup-vmad- functional/faults- \
-              functional/backup-
+              functional/backup- functional/bitmap-nbd-
 FAULTINJ := $(BUILDDIR)/tests/faultinj.so
 test-build: $(FAULTINJ)
 $(FAULTINJ): tests/faultinj/faultinj.c
