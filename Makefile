@@ -283,7 +283,7 @@ endif
 TSAN_TESTS ?= unit/test-backup unit/test-blockdev unit/test-nbd-server unit/test-writer \
               unit/test-alloc-track \
               functional/nbd- functional/qmp-backup functional/vma-backup-vmad- functional/faults- \
-              functional/backup- functional/restore-
+              functional/backup- functional/restore- functional/bitmap-nbd-
 FAULTINJ := $(BUILDDIR)/tests/faultinj.so
 test-build: $(FAULTINJ)
 $(FAULTINJ): tests/faultinj/faultinj.c

@@ -499,6 +499,60 @@ const char *dirty_bitmap_name(const DirtyBitmap *bm)
     return bm->name;
 }
 
+/* ---- an NBD export's use ---- */
+
+DirtyBitmap *dirty_bitmap_acquire_export(DirtyBitmapSet *set, const char *name,
+                                         bool refuse_enabled, GError **errp)
+{
+    g_mutex_lock(&set->lock);
+    DirtyBitmap *bm = lookup_locked(set, name, 0, errp);
+    if (bm != NULL && refuse_enabled && bm->enabled && !bm->inconsistent) {
+        g_set_error(errp, DIRTY_BITMAP_ERROR, DIRTY_BITMAP_ERROR_INVALID,
+                    "Enabled bitmap '%s' incompatible with readonly export", name);
+        bm = NULL;
+    }
+    if (bm != NULL) {
+        bm = lookup_locked(set, name, CHECK_BUSY | CHECK_INCONSISTENT, errp);
+    }
+    if (bm != NULL) {
+        bm->busy = true;
+    }
+    g_mutex_unlock(&set->lock);
+    return bm;
+}
+
+void dirty_bitmap_release_export(DirtyBitmap *bm)
+{
+    DirtyBitmapSet *set = bm->set;
+
+    g_mutex_lock(&set->lock);
+    assert(bm->busy && bm->frozen == NULL);
+    bm->busy = false;
+    g_mutex_unlock(&set->lock);
+}
+
+uint64_t dirty_bitmap_status(DirtyBitmap *bm, uint64_t offset, uint64_t len, bool *dirty)
+{
+    DirtyBitmapSet *set = bm->set;
+    uint64_t g = bm->granularity;
+
+    assert(len > 0 && offset < set->size && len <= set->size - offset);
+    g_mutex_lock(&set->lock);
+    uint64_t bit = offset / g;
+    bool d = bitmap_test(bm->bits, bit);
+    uint64_t next = d ? bitmap_find_next_clear(bm->bits, bit)
+                      : bitmap_find_next_set(bm->bits, bit);
+    g_mutex_unlock(&set->lock);
+    *dirty = d;
+    /* next <= nbits, and nbits * g >= size >= offset + len */
+    return MIN(next * g, offset + len) - offset;
+}
+
+uint32_t dirty_bitmap_granularity(const DirtyBitmap *bm)
+{
+    return bm->granularity;
+}
+
 Bitmap *dirty_bits_to_clusters(const Bitmap *bits, uint32_t granularity, uint64_t size,
                                uint32_t cluster_size)
 {

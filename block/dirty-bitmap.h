@@ -9,7 +9,8 @@
  * bitmap is one bit per `granularity` bytes (a power of two, 4 KiB .. 64 MiB).
  *
  * States of a bitmap (QEMU's words): enabled ("recording") or disabled; busy while a
- * backup holds it (frozen bits + a successor that records, see dirty_bitmap_freeze());
+ * backup holds it (frozen bits + a successor that records, see dirty_bitmap_freeze())
+ * or an NBD export shows it (its live bits, read by dirty_bitmap_status());
  * persistent (stored in the state directory at clean close); inconsistent (loaded from
  * a state file that says the bitmap may have missed writes: no bits, not recording, only
  * remove or clear make it usable again).
@@ -19,8 +20,9 @@
  * bitmap without a base (new, cleared, disabled, loaded inconsistent) makes the next
  * backup a full one, which becomes its base.
  *
- * Threads: dirty_set_mark() runs on any I/O thread; everything else on the main loop
- * (QMP handlers, backup start) or the backup's controller thread (dirty_bitmap_release).
+ * Threads: dirty_set_mark() and dirty_bitmap_status() run on any I/O thread; everything
+ * else on the main loop (QMP handlers, backup start) or the backup's controller thread
+ * (dirty_bitmap_release).
  * One mutex per set protects all of its bitmaps; it is taken alone and never held
  * across I/O.
  */
@@ -120,6 +122,29 @@ const Bitmap *dirty_bitmap_freeze(DirtyBitmap *bm, bool reset, uint32_t *granula
  */
 void dirty_bitmap_release(DirtyBitmap *bm, bool success, const uint8_t *new_base);
 const char *dirty_bitmap_name(const DirtyBitmap *bm);
+
+/* ---- an NBD export's use of a bitmap (nbd/server.c) ---- */
+
+/*
+ * Take bitmap name for an NBD export (main loop): it must exist (NOT_FOUND, "Dirty
+ * bitmap 'x' not found"), and, when refuse_enabled, not record ("Enabled bitmap 'x'
+ * incompatible with readonly export": QEMU's check for a read-only export of a disk that
+ * others may write); then neither busy nor inconsistent (QEMU's texts). It is busy until
+ * dirty_bitmap_release_export(): remove, clear, enable, disable, merge into it and
+ * backups from it are refused meanwhile. It keeps recording if it was enabled.
+ */
+DirtyBitmap *dirty_bitmap_acquire_export(DirtyBitmapSet *set, const char *name,
+                                         bool refuse_enabled, GError **errp);
+/* The export is gone (no reader left): not busy any more. Main loop. */
+void dirty_bitmap_release_export(DirtyBitmap *bm);
+/*
+ * The state of bytes [offset, offset + len) of the disk (len > 0, within the disk):
+ * *dirty tells whether the granule holding offset is dirty; returns how many bytes from
+ * offset share that state (1 .. len; granule-aligned ends, except at offset + len).
+ * Any thread (an NBD BLOCK_STATUS request); the live bits, as writes mark them.
+ */
+uint64_t dirty_bitmap_status(DirtyBitmap *bm, uint64_t offset, uint64_t len, bool *dirty);
+uint32_t dirty_bitmap_granularity(const DirtyBitmap *bm);
 
 /*
  * The clusters of cluster_size bytes (a power of two) of a disk of size bytes that hold

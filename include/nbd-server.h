@@ -42,6 +42,24 @@ bool nbd_server_is_running(void);
  * the export name): block-export-add's id. Both the id and the name must be unused. */
 bool nbd_server_add_export_id(const char *id, const char *node_name, const char *export_name,
                               bool writable, GError **errp);
+/* A change bitmap an export shows as the meta context "qemu:dirty-bitmap:NAME"
+ * (block-export-add's bitmaps): node NULL — bitmap name of the exported disk (QEMU's
+ * string form); else bitmap name of disk node (the {node, name} form; that disk must
+ * have the exported disk's size). The context is named after the bitmap alone. */
+typedef struct NbdExportBitmap {
+    const char *node;
+    const char *name;
+} NbdExportBitmap;
+/* Bitmaps one export may show (base:allocation + these: 16 contexts). */
+#define NBD_MAX_EXPORT_BITMAPS 15u
+/* nbd_server_add_export_id() with bitmaps[0..n_bitmaps): each must exist and be neither
+ * busy nor inconsistent; for a read-only export of a writable disk, a string-form bitmap
+ * must not be enabled (QEMU's checks and texts). Each is busy until the export is
+ * removed (nbd_server_remove_export*, nbd_server_stop). */
+bool nbd_server_add_export_bitmaps(const char *id, const char *node_name,
+                                   const char *export_name, bool writable,
+                                   const NbdExportBitmap *bitmaps, guint n_bitmaps,
+                                   GError **errp);
 /* The same, with the export name as id (nbd-server-add). */
 bool nbd_server_add_export(const char *node_name, const char *export_name, bool writable,
                            GError **errp);

@@ -122,6 +122,26 @@ JsonNode *qmp_cmd_block_dirty_bitmap_disable(QmpSession *s, JsonObject *args, GE
     return simple_op(args, dirty_set_disable, errp);
 }
 
+bool qmp_bitmap_or_str(JsonNode *el, const char **node, const char **name)
+{
+    *node = NULL;
+    *name = NULL;
+    if (JSON_NODE_HOLDS_VALUE(el) && json_node_get_value_type(el) == G_TYPE_STRING) {
+        *name = json_node_get_string(el);
+    } else if (JSON_NODE_HOLDS_OBJECT(el)) {
+        JsonObject *o = json_node_get_object(el);
+        JsonNode *nn = json_object_get_member(o, "node");
+        JsonNode *nm = json_object_get_member(o, "name");
+        if (json_object_get_size(o) == 2 && nn != NULL && nm != NULL &&
+            JSON_NODE_HOLDS_VALUE(nn) && json_node_get_value_type(nn) == G_TYPE_STRING &&
+            JSON_NODE_HOLDS_VALUE(nm) && json_node_get_value_type(nm) == G_TYPE_STRING) {
+            *node = json_node_get_string(nn);
+            *name = json_node_get_string(nm);
+        }
+    }
+    return *name != NULL;
+}
+
 JsonNode *qmp_cmd_block_dirty_bitmap_merge(QmpSession *s, JsonObject *args, GError **errp)
 {
     const char *node = json_object_get_string_member(args, "node");
@@ -139,29 +159,15 @@ JsonNode *qmp_cmd_block_dirty_bitmap_merge(QmpSession *s, JsonObject *args, GErr
         (GDestroyNotify)blockdev_unref);
     g_autoptr(GPtrArray) src_names = g_ptr_array_new();
     for (guint i = 0; i < n; i++) {
-        JsonNode *el = json_array_get_element(srcs, i);
-        const char *snode = node;
+        const char *snode = NULL;
         const char *sname = NULL;
-        if (JSON_NODE_HOLDS_VALUE(el) && json_node_get_value_type(el) == G_TYPE_STRING) {
-            sname = json_node_get_string(el);
-        } else if (JSON_NODE_HOLDS_OBJECT(el)) {
-            JsonObject *o = json_node_get_object(el);
-            JsonNode *nn = json_object_get_member(o, "node");
-            JsonNode *nm = json_object_get_member(o, "name");
-            if (json_object_get_size(o) == 2 && nn != NULL && nm != NULL &&
-                JSON_NODE_HOLDS_VALUE(nn) && json_node_get_value_type(nn) == G_TYPE_STRING &&
-                JSON_NODE_HOLDS_VALUE(nm) && json_node_get_value_type(nm) == G_TYPE_STRING) {
-                snode = json_node_get_string(nn);
-                sname = json_node_get_string(nm);
-            }
-        }
-        if (sname == NULL) {
+        if (!qmp_bitmap_or_str(json_array_get_element(srcs, i), &snode, &sname)) {
             g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
                         "Invalid parameter type for 'bitmaps[%u]', expected: "
                         "BlockDirtyBitmapOrStr", i);
             return NULL;
         }
-        BlockDev *sbd = find_node(snode, false, errp);
+        BlockDev *sbd = find_node(snode != NULL ? snode : node, false, errp);
         if (sbd == NULL) {
             return NULL;
         }

@@ -202,7 +202,7 @@ JsonNode *qmp_cmd_nbd_server_start(QmpSession *s, JsonObject *args, GError **err
 }
 
 static bool export_add(const char *id, const char *node, const char *name, bool writable,
-                       GError **errp)
+                       const NbdExportBitmap *bitmaps, guint n_bitmaps, GError **errp)
 {
     if (!nbd_server_is_running()) {
         g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "NBD server not running");
@@ -220,7 +220,7 @@ static bool export_add(const char *id, const char *node, const char *name, bool 
                     "NBD server already has export named '%s'", name);
         return false;
     }
-    return nbd_server_add_export_id(id, node, name, writable, errp);
+    return nbd_server_add_export_bitmaps(id, node, name, writable, bitmaps, n_bitmaps, errp);
 }
 
 /* Remove the export e describes and tell the monitors. */
@@ -244,8 +244,10 @@ JsonNode *qmp_cmd_nbd_server_add(QmpSession *s, JsonObject *args, GError **errp)
 {
     const char *device = json_object_get_string_member(args, "device");
     const char *name = opt_str(args, "name", device);
+    NbdExportBitmap bitmap = { .name = opt_str(args, "bitmap", NULL) };
 
-    if (!export_add(name, device, name, opt_bool(args, "writable", false), errp)) {
+    if (!export_add(name, device, name, opt_bool(args, "writable", false), &bitmap,
+                    bitmap.name != NULL ? 1 : 0, errp)) {
         return NULL;
     }
     return qmp_return_empty();
@@ -315,9 +317,22 @@ JsonNode *qmp_cmd_block_export_add(QmpSession *s, JsonObject *args, GError **err
 {
     const char *id = json_object_get_string_member(args, "id");
     const char *node = json_object_get_string_member(args, "node-name");
+    JsonArray *list = json_object_has_member(args, "bitmaps")
+                      ? json_object_get_array_member(args, "bitmaps") : NULL;
+    guint n = list != NULL ? json_array_get_length(list) : 0;
+    g_autofree NbdExportBitmap *bitmaps = g_new0(NbdExportBitmap, MAX(n, 1));
 
+    for (guint i = 0; i < n; i++) {
+        if (!qmp_bitmap_or_str(json_array_get_element(list, i), &bitmaps[i].node,
+                               &bitmaps[i].name)) {
+            g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+                        "Invalid parameter type for 'bitmaps[%u]', expected: "
+                        "BlockDirtyBitmapOrStr", i);
+            return NULL;
+        }
+    }
     if (!export_add(id, node, opt_str(args, "name", node), opt_bool(args, "writable", false),
-                    errp)) {
+                    bitmaps, n, errp)) {
         return NULL;
     }
     return qmp_return_empty();

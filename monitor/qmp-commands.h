@@ -39,6 +39,10 @@ JsonNode *qmp_cmd_block_dirty_bitmap_merge(QmpSession *s, JsonObject *args, GErr
 /* query-block's dirty-bitmaps list of a disk (BlockDirtyInfo), NULL when it has none. */
 struct DirtyBitmapSet;
 JsonArray *qmp_dirty_bitmaps_info(struct DirtyBitmapSet *set);
+/* A BlockDirtyBitmapOrStr element: a string (*node = NULL, *name) or an object with
+ * exactly the string members node and name. False for anything else. The strings
+ * point into el. */
+bool qmp_bitmap_or_str(JsonNode *el, const char **node, const char **name);
 
 /* the backup job (qmp-cmds-backup.c) */
 JsonNode *qmp_cmd_backup(QmpSession *s, JsonObject *args, GError **errp);

@@ -12,9 +12,12 @@
  * reading and the connection is dropped. Export names and meta context queries are
  * checked for length and embedded NULs before use.
  *
- * Negotiated state lives in the NbdConn: structured replies, NO_ZEROES, and whether
- * base:allocation was selected for the export that GO finally picks (a SET_META_CONTEXT
- * for another export name does not count, as the protocol says).
+ * Negotiated state lives in the NbdConn: structured replies, NO_ZEROES, and the meta
+ * contexts (base:allocation, an exported bitmap's qemu:dirty-bitmap:NAME; the export's
+ * table in nbd/internal.h) selected for the export that GO finally picks: the last
+ * SET_META_CONTEXT counts only if it named that very export (not another one, nor an
+ * earlier export of the same name that was removed since), as the protocol says.
+ * LIST_META_CONTEXT answers with id 0; SET with each context's id.
  */
 #include <endian.h>
 #include <errno.h>
@@ -27,8 +30,9 @@ typedef enum { OPT_CONTINUE, OPT_TRANSMISSION, OPT_CLOSE } OptResult;
 
 typedef struct Handshake {
     NbdConn *c;
-    char *meta_export;         /* export of the last SET_META_CONTEXT, or NULL */
-    bool meta_selected;        /* base:allocation was selected by it */
+    NbdExport *meta_export;    /* a reference to the export of the last successful
+                                * SET_META_CONTEXT, or NULL */
+    uint32_t meta_selected;    /* the contexts it selected (mask of context indexes) */
 } Handshake;
 
 /* ---- parsers (pure) ---- */
@@ -82,6 +86,8 @@ int nbd_parse_meta_request(const uint8_t *data, uint32_t len, NbdMetaRequest *ou
     memcpy(&v, data + pos, 4);
     out->n_queries = be32toh(v);
     pos += 4;
+    out->queries = data + pos;
+    out->queries_len = len - pos;
     for (uint32_t i = 0; i < out->n_queries; i++) {
         uint32_t qlen;
         if (len - pos < 4) {
@@ -106,6 +112,42 @@ int nbd_parse_meta_request(const uint8_t *data, uint32_t len, NbdMetaRequest *ou
         pos += qlen;
     }
     return pos == len ? 0 : -EINVAL;
+}
+
+static bool has_prefix(const char *name, const char *q, uint32_t qlen)
+{
+    return strlen(name) >= qlen && memcmp(name, q, qlen) == 0;
+}
+
+uint32_t nbd_meta_select(const NbdMetaRequest *mr, bool list, const char *const *names,
+                         guint n)
+{
+    uint32_t mask = 0;
+    uint32_t pos = 0;
+
+    assert(n <= 32);
+    if (list && mr->n_queries == 0) {
+        return n == 32 ? UINT32_MAX : (UINT32_C(1) << n) - 1;
+    }
+    /* the parser checked every length */
+    for (uint32_t i = 0; i < mr->n_queries; i++) {
+        uint32_t qlen;
+        memcpy(&qlen, mr->queries + pos, 4);
+        qlen = be32toh(qlen);
+        const char *q = (const char *)mr->queries + pos + 4;
+        pos += 4 + qlen;
+        bool wildcard = list && ((qlen == 5 && memcmp(q, "base:", 5) == 0) ||
+                                 (qlen == 5 && memcmp(q, "qemu:", 5) == 0) ||
+                                 (qlen == strlen(NBD_META_DIRTY_BITMAP_PREFIX) &&
+                                  memcmp(q, NBD_META_DIRTY_BITMAP_PREFIX, qlen) == 0));
+        for (guint j = 0; j < n; j++) {
+            if (wildcard ? has_prefix(names[j], q, qlen)
+                         : strlen(names[j]) == qlen && memcmp(names[j], q, qlen) == 0) {
+                mask |= UINT32_C(1) << j;
+            }
+        }
+    }
+    return mask;
 }
 
 /* ---- replies ---- */
@@ -204,7 +246,7 @@ static OptResult opt_export_name(Handshake *hs, const uint8_t *data, uint32_t le
         g_message("nbd: %s: export '%s' not found", c->peer, name);
         return OPT_CLOSE;
     }
-    c->meta_base_alloc = hs->meta_selected && g_strcmp0(hs->meta_export, name) == 0;
+    c->meta_ctx = hs->meta_export == c->exp ? hs->meta_selected : 0;
     c->tx_flags = nbd_export_tx_flags(c->exp, c->structured);
 
     static const uint8_t zeros[124];
@@ -273,7 +315,7 @@ static OptResult opt_info_go(Handshake *hs, uint32_t opt, const uint8_t *data, u
     if (r < 0) {
         return OPT_CLOSE;
     }
-    c->meta_base_alloc = hs->meta_selected && g_strcmp0(hs->meta_export, name) == 0;
+    c->meta_ctx = hs->meta_export == c->exp ? hs->meta_selected : 0;
     c->tx_flags = nbd_export_tx_flags(c->exp, c->structured);
     return OPT_TRANSMISSION;
 }
@@ -322,8 +364,8 @@ static OptResult opt_meta_context(Handshake *hs, uint32_t opt, const uint8_t *da
 
     if (opt == NBD_OPT_SET_META_CONTEXT) {
         /* SET replaces the earlier selection even when it fails */
-        hs->meta_selected = false;
-        g_clear_pointer(&hs->meta_export, g_free);
+        hs->meta_selected = 0;
+        g_clear_pointer(&hs->meta_export, nbd_export_unref);
     }
     if (!c->structured) {
         r = send_error(c, opt, NBD_REP_ERR_INVALID,
@@ -340,22 +382,29 @@ static OptResult opt_meta_context(Handshake *hs, uint32_t opt, const uint8_t *da
         r = send_error(c, opt, NBD_REP_ERR_UNKNOWN, "export '%s' not available", name);
         return r < 0 ? OPT_CLOSE : OPT_CONTINUE;
     }
-    nbd_export_unref(exp);
 
+    const char *names[NBD_MAX_CONTEXTS];
+    guint n = nbd_export_n_contexts(exp);
+    for (guint i = 0; i < n; i++) {
+        names[i] = nbd_export_context_name(exp, i);
+    }
+    bool list = opt == NBD_OPT_LIST_META_CONTEXT;
+    uint32_t mask = nbd_meta_select(&mr, list, names, n);
     r = 0;
-    if (opt == NBD_OPT_LIST_META_CONTEXT) {
-        if (mr.n_queries == 0 || mr.base_allocation || mr.base_namespace) {
-            r = send_named(c, opt, NBD_REP_META_CONTEXT, 0, NBD_META_BASE_ALLOCATION);
+    for (guint i = 0; i < n && r == 0; i++) {
+        if (mask & (UINT32_C(1) << i)) {
+            r = send_named(c, opt, NBD_REP_META_CONTEXT, list ? 0 : nbd_export_context_id(i),
+                           names[i]);
         }
-    } else if (mr.base_allocation) {
-        r = send_named(c, opt, NBD_REP_META_CONTEXT, NBD_META_ID_BASE_ALLOCATION,
-                       NBD_META_BASE_ALLOCATION);
-        hs->meta_selected = true;
-        hs->meta_export = g_steal_pointer(&name);
     }
     if (r == 0) {
         r = send_ack(c, opt);
     }
+    if (!list && r == 0 && mask != 0) {
+        hs->meta_selected = mask;
+        hs->meta_export = g_steal_pointer(&exp);
+    }
+    nbd_export_unref(exp);
     return r < 0 ? OPT_CLOSE : OPT_CONTINUE;
 }
 
@@ -449,6 +498,6 @@ bool nbd_handshake(NbdConn *c)
             break;
         }
     }
-    g_free(hs.meta_export);
+    nbd_export_unref(hs.meta_export);
     return res == OPT_TRANSMISSION;
 }

@@ -30,7 +30,9 @@
  *   buffers: the budget (NBD_DEFAULT_BUFFER_BUDGET, 256 MiB) + per connection its reserve
  *            (NBD_CONN_RESERVE, 2 MiB), its receive buffer (NBD_RBUF_SIZE) and the
  *            headers of at most NBD_CONN_MAX_REQUESTS small replies (a BLOCK_STATUS reply
- *            is at most 8 KiB); a single request larger than the budget runs alone.
+ *            is at most NBD_MAX_EXTENTS extents, 8 KiB, over all its meta contexts,
+ *            plus a header per context); a single request larger than the budget runs
+ *            alone.
  * Lock order: srv_lock (server.c) > out_lock > budget lock; the pool's lock is taken
  * with none of them held.
  *
@@ -63,10 +65,26 @@
 #define NBD_MAX_EXTENTS         1024                 /* extents of one BLOCK_STATUS reply */
 #define NBD_HANDSHAKE_TIMEOUT_S 30                   /* a silent client in the handshake */
 #define NBD_STOP_GRACE_S        10                   /* stop: wait for replies, then cut */
+#define NBD_MAX_CONTEXTS        (1 + NBD_MAX_EXPORT_BITMAPS)   /* of one export */
 #define NBD_META_ID_BASE_ALLOCATION 1
+#define NBD_META_ID_BITMAP_BASE     2                /* + index in the export's bitmaps */
 
-/* An export: a BlockDev under a name. Immutable after creation; reference counted
- * (the server's list and each connection that selected it hold one). */
+struct DirtyBitmap;
+
+/* A bitmap an export shows (its meta context "qemu:dirty-bitmap:NAME"). */
+typedef struct NbdExportedBitmap {
+    char *context;              /* the context name */
+    BlockDev *owner;            /* a reference to the disk that holds the bitmap */
+    struct DirtyBitmap *bm;     /* busy while exported (block/dirty-bitmap.h) */
+} NbdExportedBitmap;
+
+/* An export: a BlockDev under a name, with its meta contexts. Immutable after creation
+ * (but for the bitmaps' release by removal, once no connection serves it any more);
+ * reference counted (the server's list and each connection that selected it hold one).
+ *
+ * Meta contexts: index 0 is base:allocation (id NBD_META_ID_BASE_ALLOCATION), index
+ * 1 + i is bitmaps[i] (id NBD_META_ID_BITMAP_BASE + i). A connection's selection is a
+ * mask of these indexes (NbdConn.meta_ctx). */
 typedef struct NbdExport {
     gint refcount;          /* atomic */
     char *id;               /* block-export-add's id (nbd-server-add: the name) */
@@ -74,10 +92,19 @@ typedef struct NbdExport {
     BlockDev *bd;
     uint64_t size;
     bool writable;
+    guint n_bitmaps;        /* <= NBD_MAX_EXPORT_BITMAPS */
+    NbdExportedBitmap *bitmaps;
+    bool bitmaps_released;  /* main loop: removal gave them back */
 } NbdExport;
 
 NbdExport *nbd_export_ref(NbdExport *exp);
 void nbd_export_unref(NbdExport *exp);
+/* Number of meta contexts of exp, and the name of context index i. */
+guint nbd_export_n_contexts(const NbdExport *exp);
+const char *nbd_export_context_name(const NbdExport *exp, guint i);
+/* The context id on the wire of context index i. */
+uint32_t nbd_export_context_id(guint i);
+
 /* Transmission flags of an export for a client with or without structured replies. */
 uint16_t nbd_export_tx_flags(const NbdExport *exp, bool structured);
 
@@ -132,7 +159,7 @@ struct NbdConn {
     NbdExport *exp;
     bool structured;
     bool no_zeroes;
-    bool meta_base_alloc;
+    uint32_t meta_ctx;         /* selected meta contexts: bit i = context index i */
     uint16_t tx_flags;
 
     GMutex recv_lock;          /* protects rbuf, rpos, rlen and reading from fd */
@@ -195,9 +222,20 @@ typedef struct NbdMetaRequest {
     uint32_t n_queries;
     bool base_allocation;      /* a query equals "base:allocation" */
     bool base_namespace;       /* a query equals "base:" (LIST wildcard) */
+    const uint8_t *queries;    /* n_queries checked (32-bit length, string) pairs */
+    uint32_t queries_len;
 } NbdMetaRequest;
-/* 0, or -EINVAL if the data is malformed. */
+/* 0, or -EINVAL if the data is malformed (lengths, NULs). */
 int nbd_parse_meta_request(const uint8_t *data, uint32_t len, NbdMetaRequest *out);
+/*
+ * The contexts of names[0..n) (n <= 32) that request mr selects, as a mask (bit i:
+ * names[i]). A query selects the context of its exact name; for LIST (list true) also
+ * every context when there is no query, and the namespace queries "base:" (every
+ * "base:" context), "qemu:" (every "qemu:" one) and "qemu:dirty-bitmap:" (every
+ * bitmap). Other queries select nothing (not an error). Pure.
+ */
+uint32_t nbd_meta_select(const NbdMetaRequest *mr, bool list, const char *const *names,
+                         guint n);
 
 /* ---- requests.c ---- */
 
@@ -212,7 +250,7 @@ typedef struct NbdRequest {
 
 /* Check a request against an export: 0 or the -errno to answer with. Pure. */
 int nbd_request_check(const NbdRequest *req, uint64_t size, bool writable, bool structured,
-                      bool meta_base_alloc);
+                      bool meta_selected);
 /* The pool threads' job function (a Job of requests.c). */
 void nbd_request_run(void *job);
 /* Serve the transmission phase, executing requests on c->pool; returns when the

@@ -1,7 +1,8 @@
 /*
  * nbd/proto.h — the NBD wire format as our server speaks it (fixed newstyle handshake,
  * simple and structured replies, base:allocation), written from the protocol document
- * (NetworkBlockDevice/nbd doc/proto.md).
+ * (NetworkBlockDevice/nbd doc/proto.md), and QEMU's qemu:dirty-bitmap: meta contexts
+ * (QEMU's docs/interop/nbd.txt).
  *
  * Every integer on the wire is big-endian. The packed structs below mirror the wire
  * layout byte for byte; their fields hold wire (big-endian) values and are converted
@@ -100,6 +101,8 @@
 /* ---- base:allocation status flags ---- */
 #define NBD_STATE_HOLE             (1u << 0)
 #define NBD_STATE_ZERO             (1u << 1)
+/* ---- qemu:dirty-bitmap:NAME status flag (QEMU's docs/interop/nbd.txt) ---- */
+#define NBD_STATE_DIRTY            (1u << 0)
 
 /* ---- error values (the only ones a server may send) ---- */
 #define NBD_SUCCESS                0
@@ -119,6 +122,7 @@
 #define NBD_BLOCK_SIZE_MIN         1
 #define NBD_BLOCK_SIZE_PREFERRED   4096
 #define NBD_META_BASE_ALLOCATION   "base:allocation"
+#define NBD_META_DIRTY_BITMAP_PREFIX "qemu:dirty-bitmap:"   /* + the bitmap's name */
 
 /* ---- wire structs (fields big-endian) ---- */
 

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "block/dirty-bitmap.h"
 #include "nbd/internal.h"
 
 #include <poll.h>
@@ -37,6 +38,8 @@
 
 #define BUF_ALIGN 4096
 #define REPLY_IOV (3 * NBD_MAX_READ_CHUNKS)
+_Static_assert(NBD_MAX_CONTEXTS <= NBD_MAX_READ_CHUNKS && NBD_MAX_CONTEXTS <= 32,
+               "a BLOCK_STATUS reply has a chunk header per context, a mask bit each");
 
 /* One reply, built by a pool thread, sent by the connection thread. */
 typedef struct Reply {
@@ -47,7 +50,7 @@ typedef struct Reply {
     uint64_t offs[NBD_MAX_READ_CHUNKS];
     NbdChunkHole holes[NBD_MAX_READ_CHUNKS];
     NbdChunkError error;
-    uint32_t ctx;
+    uint32_t ctx[NBD_MAX_CONTEXTS];   /* BLOCK_STATUS: the context id of each chunk */
     void *data;                /* READ data (free()), or NULL */
     void *extents;             /* BLOCK_STATUS extents (g_free()), or NULL */
     size_t charged;            /* budget bytes given back once sent or dropped */
@@ -65,7 +68,7 @@ typedef struct Job {
 /* ---- request checks (pure) ---- */
 
 int nbd_request_check(const NbdRequest *req, uint64_t size, bool writable, bool structured,
-                      bool meta_base_alloc)
+                      bool meta_selected)
 {
     uint16_t allowed = NBD_CMD_FLAG_FUA;
 
@@ -84,7 +87,7 @@ int nbd_request_check(const NbdRequest *req, uint64_t size, bool writable, bool 
         allowed |= NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_FAST_ZERO;
         break;
     case NBD_CMD_BLOCK_STATUS:
-        if (!meta_base_alloc) {
+        if (!meta_selected) {
             return -EINVAL;
         }
         allowed |= NBD_CMD_FLAG_REQ_ONE;
@@ -313,12 +316,11 @@ static void do_read(NbdConn *c, Reply *r, const NbdRequest *req)
     }
 }
 
-static void do_block_status(NbdConn *c, Reply *r, const NbdRequest *req)
+/* The extents of base:allocation over [pos, end), at most max, into ext. Returns how
+ * many, or -errno when the first one failed. */
+static int extents_allocation(BlockDev *bd, uint64_t pos, uint64_t end, NbdExtent *ext,
+                              int max)
 {
-    BlockDev *bd = c->exp->bd;
-    int max = (req->flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : NBD_MAX_EXTENTS;
-    NbdExtent *ext = r->extents = g_new(NbdExtent, max);
-    uint64_t pos = req->offset, end = req->offset + req->len;
     uint32_t last_flags = 0;
     int n = 0;
 
@@ -328,13 +330,12 @@ static void do_block_status(NbdConn *c, Reply *r, const NbdRequest *req)
         int ret = blockdev_block_status(bd, pos, end - pos, &pnum, &hole);
         if (ret < 0) {
             if (n == 0) {
-                reply_error_chunk(r, req, ret);
-                return;
+                return ret;
             }
             break;
         }
         uint32_t flags = hole ? (NBD_STATE_HOLE | NBD_STATE_ZERO) : 0;
-        if (n > 0 && flags == last_flags) {
+        if (n > 0 && flags == last_flags && be32toh(ext[n - 1].length) <= UINT32_MAX - pnum) {
             ext[n - 1].length = htobe32(be32toh(ext[n - 1].length) + (uint32_t)pnum);
         } else if (n < max) {
             ext[n].length = htobe32((uint32_t)pnum);
@@ -346,13 +347,67 @@ static void do_block_status(NbdConn *c, Reply *r, const NbdRequest *req)
         }
         pos += pnum;
     }
+    return n;
+}
 
-    r->ctx = htobe32(NBD_META_ID_BASE_ALLOCATION);
-    chunk_header(&r->hdr[0], req, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS,
-                 (uint32_t)(sizeof(r->ctx) + sizeof(NbdExtent) * (size_t)n));
-    add_iov(r, &r->hdr[0], sizeof(r->hdr[0]));
-    add_iov(r, &r->ctx, sizeof(r->ctx));
-    add_iov(r, ext, sizeof(NbdExtent) * (size_t)n);
+/* The extents of a dirty bitmap over [pos, end) (dirty: NBD_STATE_DIRTY), at most max.
+ * dirty_bitmap_status() gives maximal runs already. */
+static int extents_bitmap(struct DirtyBitmap *bm, uint64_t pos, uint64_t end, NbdExtent *ext,
+                          int max)
+{
+    int n = 0;
+
+    while (pos < end && n < max) {
+        bool dirty;
+        uint64_t pnum = dirty_bitmap_status(bm, pos, end - pos, &dirty);
+        ext[n].length = htobe32((uint32_t)pnum);
+        ext[n].flags = htobe32(dirty ? NBD_STATE_DIRTY : 0);
+        n++;
+        pos += pnum;
+    }
+    return n;
+}
+
+/* One BLOCK_STATUS chunk per selected context, in the export's context order, DONE on
+ * the last (the protocol asks for one per context). The extents of one reply are at
+ * most NBD_MAX_EXTENTS over all contexts: each context gets an equal share (REQ_ONE:
+ * one), and may cover less than the request, as the protocol allows. */
+static void do_block_status(NbdConn *c, Reply *r, const NbdRequest *req)
+{
+    NbdExport *exp = c->exp;
+    guint nctx = nbd_export_n_contexts(exp);
+    int nsel = __builtin_popcount(c->meta_ctx);
+    int share = (req->flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : NBD_MAX_EXTENTS / MAX(nsel, 1);
+    NbdExtent *ext = r->extents = g_new(NbdExtent, (size_t)share * (size_t)nsel);
+    uint64_t end = req->offset + req->len;
+    int k = 0;
+    size_t used = 0;
+
+    assert(nsel > 0 && nsel <= (int)NBD_MAX_CONTEXTS);
+    for (guint i = 0; i < nctx; i++) {
+        if (!(c->meta_ctx & (UINT32_C(1) << i))) {
+            continue;
+        }
+        NbdExtent *mine = ext + used;
+        int n = i == 0 ? extents_allocation(exp->bd, req->offset, end, mine, share)
+                       : extents_bitmap(exp->bitmaps[i - 1].bm, req->offset, end, mine, share);
+        if (n < 0) {
+            /* an error chunk is the whole reply: the chunks built so far are not sent */
+            r->iovcnt = 0;
+            reply_error_chunk(r, req, n);
+            return;
+        }
+        used += (size_t)n;
+        r->ctx[k] = htobe32(nbd_export_context_id(i));
+        chunk_header(&r->hdr[k], req, k == nsel - 1 ? NBD_REPLY_FLAG_DONE : 0,
+                     NBD_REPLY_TYPE_BLOCK_STATUS,
+                     (uint32_t)(sizeof(r->ctx[k]) + sizeof(NbdExtent) * (size_t)n));
+        add_iov(r, &r->hdr[k], sizeof(r->hdr[k]));
+        add_iov(r, &r->ctx[k], sizeof(r->ctx[k]));
+        add_iov(r, mine, sizeof(NbdExtent) * (size_t)n);
+        k++;
+    }
+    assert(k == nsel);
 }
 
 static void execute(NbdConn *c, Reply *r, const NbdRequest *req, void *payload)
@@ -360,7 +415,7 @@ static void execute(NbdConn *c, Reply *r, const NbdRequest *req, void *payload)
     NbdExport *exp = c->exp;
     bool fua = (req->flags & NBD_CMD_FLAG_FUA) != 0;
     int err = nbd_request_check(req, exp->size, exp->writable, c->structured,
-                                c->meta_base_alloc);
+                                c->meta_ctx != 0);
 
     if (err == 0 && payload == NULL && req->type == NBD_CMD_WRITE && req->len > 0) {
         err = -ENOMEM;

@@ -27,6 +27,8 @@
 
 #include <gio/gio.h>
 
+#include "block/block.h"
+#include "block/dirty-bitmap.h"
 #include "nbd/internal.h"
 #include "util/listen.h"
 
@@ -61,11 +63,47 @@ NbdExport *nbd_export_ref(NbdExport *exp)
 void nbd_export_unref(NbdExport *exp)
 {
     if (exp != NULL && g_atomic_int_dec_and_test(&exp->refcount)) {
+        /* the bitmaps were given back by removal (or by a failed add) */
+        for (guint i = 0; i < exp->n_bitmaps; i++) {
+            g_free(exp->bitmaps[i].context);
+            blockdev_unref(exp->bitmaps[i].owner);
+        }
+        g_free(exp->bitmaps);
         blockdev_unref(exp->bd);
         g_free(exp->id);
         g_free(exp->name);
         g_free(exp);
     }
+}
+
+guint nbd_export_n_contexts(const NbdExport *exp)
+{
+    return 1 + exp->n_bitmaps;
+}
+
+const char *nbd_export_context_name(const NbdExport *exp, guint i)
+{
+    assert(i < nbd_export_n_contexts(exp));
+    return i == 0 ? NBD_META_BASE_ALLOCATION : exp->bitmaps[i - 1].context;
+}
+
+uint32_t nbd_export_context_id(guint i)
+{
+    return i == 0 ? NBD_META_ID_BASE_ALLOCATION : NBD_META_ID_BITMAP_BASE + (i - 1);
+}
+
+/* Give the bitmaps back (main loop, once no connection serves exp). */
+static void export_release_bitmaps(NbdExport *exp)
+{
+    if (exp->bitmaps_released) {
+        return;
+    }
+    for (guint i = 0; i < exp->n_bitmaps; i++) {
+        if (exp->bitmaps[i].bm != NULL) {
+            dirty_bitmap_release_export(exp->bitmaps[i].bm);
+        }
+    }
+    exp->bitmaps_released = true;
 }
 
 uint16_t nbd_export_tx_flags(const NbdExport *exp, bool structured)
@@ -554,6 +592,60 @@ bool nbd_server_add_export(const char *node_name, const char *export_name, bool 
 bool nbd_server_add_export_id(const char *id, const char *node_name, const char *export_name,
                               bool writable, GError **errp)
 {
+    return nbd_server_add_export_bitmaps(id, node_name, export_name, writable, NULL, 0, errp);
+}
+
+/* Take bitmap b for exp (exp->bd is the exported disk) into exp->bitmaps[i]. QEMU's
+ * checks in QEMU's order, and its texts. */
+static bool export_take_bitmap(NbdExport *exp, guint i, const NbdExportBitmap *b,
+                               GError **errp)
+{
+    NbdExportedBitmap *eb = &exp->bitmaps[i];
+    g_autoptr(GError) err = NULL;
+
+    if (b->node == NULL) {
+        /* the string form: on the exported disk (its chain ends in the node that holds
+         * the bitmaps); an enabled one is refused for a read-only export of a disk
+         * that someone may write */
+        eb->owner = blockdev_ref(exp->bd);
+        bool refuse = !exp->writable && !blockdev_is_read_only(exp->bd);
+        eb->bm = dirty_bitmap_acquire_export(blockdev_get_dirty_bitmaps(exp->bd), b->name,
+                                             refuse, &err);
+        if (eb->bm == NULL && g_error_matches(err, DIRTY_BITMAP_ERROR,
+                                              DIRTY_BITMAP_ERROR_NOT_FOUND)) {
+            g_set_error(errp, DIRTY_BITMAP_ERROR, DIRTY_BITMAP_ERROR_NOT_FOUND,
+                        "Bitmap '%s' is not found", b->name);
+            return false;
+        }
+    } else {
+        eb->owner = blockdev_find(b->node, NULL);
+        if (eb->owner == NULL) {
+            g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, "Node '%s' not found",
+                        b->node);
+            return false;
+        }
+        DirtyBitmapSet *set = blockdev_get_dirty_bitmaps(eb->owner);
+        if (dirty_set_disk_size(set) != exp->size) {
+            g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                        "Bitmap '%s' of node '%s' covers %" G_GUINT64_FORMAT " bytes, the "
+                        "export %" G_GUINT64_FORMAT, b->name, b->node,
+                        dirty_set_disk_size(set), exp->size);
+            return false;
+        }
+        eb->bm = dirty_bitmap_acquire_export(set, b->name, false, &err);
+    }
+    if (eb->bm == NULL) {
+        g_propagate_error(errp, g_steal_pointer(&err));
+        return false;
+    }
+    return true;
+}
+
+bool nbd_server_add_export_bitmaps(const char *id, const char *node_name,
+                                   const char *export_name, bool writable,
+                                   const NbdExportBitmap *bitmaps, guint n_bitmaps,
+                                   GError **errp)
+{
     const char *name = export_name != NULL ? export_name : node_name;
 
     if (id == NULL) {
@@ -587,6 +679,39 @@ bool nbd_server_add_export_id(const char *id, const char *node_name, const char 
     exp->bd = bd;
     exp->size = blockdev_get_size(bd);
     exp->writable = writable;
+    if (n_bitmaps > NBD_MAX_EXPORT_BITMAPS) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "nbd-server-add %s: %u bitmaps (at most %u per export)", name, n_bitmaps,
+                    NBD_MAX_EXPORT_BITMAPS);
+        nbd_export_unref(exp);
+        return false;
+    }
+    exp->bitmaps = g_new0(NbdExportedBitmap, n_bitmaps);
+    exp->n_bitmaps = n_bitmaps;
+    for (guint i = 0; i < n_bitmaps; i++) {
+        exp->bitmaps[i].context = g_strconcat(NBD_META_DIRTY_BITMAP_PREFIX, bitmaps[i].name,
+                                              NULL);
+        /* two bitmaps of one name (on two disks) would make one context name twice; the
+         * same bitmap twice is refused as busy by the take below */
+        for (guint j = 0; j < i; j++) {
+            if (strcmp(exp->bitmaps[j].context, exp->bitmaps[i].context) == 0 &&
+                g_strcmp0(bitmaps[j].node, bitmaps[i].node) != 0) {
+                g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                            "nbd-server-add %s: two bitmaps named '%s' (the meta context "
+                            "names only the bitmap)", name, bitmaps[i].name);
+                goto fail_bitmaps;
+            }
+        }
+        if (strlen(exp->bitmaps[i].context) > NBD_MAX_STRING) {
+            g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                        "nbd-server-add %s: bitmap name longer than %zu bytes", name,
+                        NBD_MAX_STRING - strlen(NBD_META_DIRTY_BITMAP_PREFIX));
+            goto fail_bitmaps;
+        }
+        if (!export_take_bitmap(exp, i, &bitmaps[i], errp)) {
+            goto fail_bitmaps;
+        }
+    }
 
     g_mutex_lock(&srv_lock);
     bool name_taken = lookup_export_locked(name, NULL) != NULL;
@@ -599,12 +724,16 @@ bool nbd_server_add_export_id(const char *id, const char *node_name, const char 
             g_set_error(errp, G_IO_ERROR, G_IO_ERROR_EXISTS,
                         "nbd-server-add: export id '%s' is in use already", id);
         }
-        nbd_export_unref(exp);
-        return false;
+        goto fail_bitmaps;
     }
     g_ptr_array_add(the_server->exports, exp);
     g_mutex_unlock(&srv_lock);
     return true;
+
+fail_bitmaps:
+    export_release_bitmaps(exp);
+    nbd_export_unref(exp);
+    return false;
 }
 
 static guint export_users_locked(NbdExport *exp)
@@ -676,6 +805,9 @@ static bool remove_export(const char *id, const char *name, bool hard, GError **
     g_ptr_array_remove_index(the_server->exports, index);
     close_conns_locked(exp);
     g_mutex_unlock(&srv_lock);
+    /* no connection serves exp any more (a handshake may still hold a reference, but
+     * reads only names): the bitmaps are free again when removal returns */
+    export_release_bitmaps(exp);
     nbd_export_unref(exp);
     return true;
 }
@@ -792,6 +924,7 @@ bool nbd_server_stop(GError **errp)
     g_mutex_unlock(&srv_lock);
 
     for (guint i = 0; i < exports->len; i++) {
+        export_release_bitmaps(g_ptr_array_index(exports, i));
         nbd_export_unref(g_ptr_array_index(exports, i));
     }
     g_ptr_array_unref(exports);

@@ -3,12 +3,14 @@
  * bytes: the handshake (options and their parsers) and the transmission phase
  * (request headers, payloads, every command on a real file).
  *
- * The server runs in process on a UNIX socket with two exports of a 1 MiB file (one
- * writable, one read-only). Each input is one client connection. Its first byte picks
- * the start: even — the input bytes follow the server's greeting as they are (client
- * flags, options, ...); odd — the harness negotiates structured replies,
- * base:allocation and GO itself (export chosen by bit 1) and the input is the
- * transmission stream. The client side then half-closes and reads replies until the
+ * The server runs in process on a UNIX socket with three exports of a 1 MiB file: w
+ * (writable), r (read-only) and wb (writable, with the change bitmaps b, enabled, and
+ * d, disabled, as meta contexts qemu:dirty-bitmap:b and :d). Each input is one client
+ * connection. Its first byte picks the start: even — the input bytes follow the
+ * server's greeting as they are (client flags, options, ...); odd — the harness
+ * negotiates structured replies, meta contexts and GO itself and the input is the
+ * transmission stream: bit 2 set — export wb with base:allocation and both bitmaps;
+ * else base:allocation on r (bit 1) or w. The client side then half-closes and reads replies until the
  * server hangs up. A crash, a sanitizer report or a hang is a finding.
  *
  *   make fuzz FUZZ=nbd FUZZ_SECONDS=600    (docs/fuzzing.md; it passes -detect_leaks=0)
@@ -35,6 +37,8 @@
 
 #include <glib.h>
 
+#include "block/block.h"
+#include "block/dirty-bitmap.h"
 #include "blockdev.h"
 #include "nbd-server.h"
 #include "nbd/proto.h"
@@ -70,6 +74,15 @@ static void setup_once(void)
         !nbd_server_add_export("r", NULL, false, &err)) {
         g_error("fuzz-nbd: setup: %s", err->message);
     }
+    g_autoptr(BlockDev) bd = blockdev_find("w", &err);
+    DirtyBitmapSet *set = bd != NULL ? blockdev_get_dirty_bitmaps(bd) : NULL;
+    static const NbdExportBitmap bitmaps[] = { { .name = "b" }, { .node = "w", .name = "d" } };
+    if (set == NULL || !dirty_set_add(set, "w", "b", 4096, false, false, &err) ||
+        !dirty_set_add(set, "w", "d", 65536, false, true, &err) ||
+        !nbd_server_add_export_bitmaps("wb", "w", "wb", true, bitmaps, 2, &err)) {
+        g_error("fuzz-nbd: setup bitmaps: %s", err->message);
+    }
+    dirty_set_mark(set, 65536, 4096);   /* something dirty before any input */
     g_free(dir);
 }
 
@@ -121,11 +134,20 @@ static bool final_reply(int fd)
     }
 }
 
-static bool negotiate(int fd, const char *name)
+static size_t put_string(uint8_t *buf, size_t pos, const char *str)
+{
+    uint32_t be = htobe32((uint32_t)strlen(str));
+
+    memcpy(buf + pos, &be, 4);
+    memcpy(buf + pos + 4, str, strlen(str));
+    return pos + 4 + strlen(str);
+}
+
+static bool negotiate(int fd, const char *name, bool bitmaps)
 {
     uint32_t cflags = htobe32(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
     uint32_t nl = (uint32_t)strlen(name);
-    uint8_t buf[64];
+    uint8_t buf[128];
     uint32_t be;
     uint16_t zero = 0;
     size_t pos = 0;
@@ -135,17 +157,15 @@ static bool negotiate(int fd, const char *name)
     if (!final_reply(fd)) {
         return false;
     }
-    be = htobe32(nl);
-    memcpy(buf, &be, 4);
-    memcpy(buf + 4, name, nl);
-    pos = 4 + nl;
-    be = htobe32(1);
+    pos = put_string(buf, 0, name);
+    be = htobe32(bitmaps ? 3 : 1);
     memcpy(buf + pos, &be, 4);
     pos += 4;
-    be = htobe32(15);
-    memcpy(buf + pos, &be, 4);
-    memcpy(buf + pos + 4, "base:allocation", 15);
-    pos += 19;
+    pos = put_string(buf, pos, "base:allocation");
+    if (bitmaps) {
+        pos = put_string(buf, pos, "qemu:dirty-bitmap:b");
+        pos = put_string(buf, pos, "qemu:dirty-bitmap:d");
+    }
     send_opt(fd, NBD_OPT_SET_META_CONTEXT, buf, (uint32_t)pos);
     if (!final_reply(fd)) {
         return false;
@@ -185,7 +205,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t mode = data[0];
     data++;
     size--;
-    if ((mode & 1) && !negotiate(fd, (mode & 2) ? "r" : "w")) {
+    if ((mode & 1) && !negotiate(fd, (mode & 4) ? "wb" : (mode & 2) ? "r" : "w", mode & 4)) {
         close(fd);
         return 0;
     }
