@@ -2,7 +2,7 @@
  * backup.c — `vma backup --qmp SOCKET [options] OUTPUT`: run a live backup in vmad and
  * follow it to its end.
  *
- * The command is a QMP client (cli/qmp-client.c) of a running vmad: it sends `backup`,
+ * The command is a QMP client (util/qmp-client.c) of a running vmad: it sends `backup`,
  * polls `query-backup` every --interval seconds, prints progress, and exits with the
  * backup's outcome: 0 when the status is "done", 1 with "vma: backup: <errmsg>" when it
  * is "error". A start error (a backup already running, an unknown device, an existing
@@ -45,7 +45,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "cli/qmp-client.h"
+#include "util/qmp-client.h"
 #include "util/size.h"
 
 #define FDNAME "vma-backup"
