@@ -54,6 +54,7 @@ int cli_extract_main(int argc, char **argv);
 int cli_create_main(int argc, char **argv);
 int cli_backup_main(int argc, char **argv);
 int cli_merge_main(int argc, char **argv);
+int cli_qemu_args_main(int argc, char **argv);
 
 /* ---- errors and usage -------------------------------------------------------------- */
 
