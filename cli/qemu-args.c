@@ -153,9 +153,9 @@ int cli_qemu_args_main(int argc, char **argv)
     g_autofree char *text = NULL;
     g_autoptr(GError) err = NULL;
 
-    if (!g_file_get_contents(conf_path, &text, NULL, &err)) {
-        return cli_failf("qemu-args", "%s: no %s (%s): the archive holds no VM state", dir,
-                         VMSTATE_CONFIG, err->message);
+    if (!g_file_get_contents(conf_path, &text, NULL, NULL)) {
+        return cli_failf("qemu-args", "%s: no readable %s: not an extracted archive with "
+                         "the VM's RAM state", dir, VMSTATE_CONFIG);
     }
     struct stat st;
     if (stat(state, &st) < 0 || !S_ISREG(st.st_mode)) {
