@@ -17,7 +17,8 @@
  *              backup-file is /dev/fdname/NAME, so vmad writes straight into whatever
  *              stdout is (`vma backup --qmp S - | zstd >x.vma.zst`), no copy through us.
  *              vmad makes a pipe non-blocking; the flag is restored at the end.
- * config and firewall files are also read by vmad and made absolute the same way.
+ * config and firewall files are also read by vmad and made absolute the same way, and so
+ * is --vm-monitor (QEMU's QMP socket: the archive then holds the VM's RAM state too).
  *
  * Progress (stderr; none with -q) is what vzdump logs for a VMA backup:
  *   INFO: started backup task 'UUID'
