@@ -19,7 +19,7 @@
 #   libvma (archive library):  vma-*.c util/*.c
 #   vma (CLI):                 vma.c cli/*.c (+ libvmad for vma serve)
 #   vmad (daemon):             vmad.c blockdev.c backup*.c block/*.c nbd/*.c monitor/*.c
-#   vma-web (web console):     web/*.c + cli/qmp-client.c, web/static/* embedded (libsoup 3)
+#   vma-web (web console):     web/*.c (QMP through util/qmp-client.c), web/static/* embedded (libsoup 3)
 #   unit tests:                tests/unit/test-*.c, each its own cmocka program
 
 BUILDDIR ?= build
@@ -97,7 +97,7 @@ endif
 # (web/static/*) is embedded as the C table web_static_files[] by web/embed.sh.
 WEB_SRCS := $(sort $(wildcard web/*.c))
 WEB_STATIC := $(sort $(wildcard web/static/*))
-WEB_OBJS := $(call obj,$(WEB_SRCS) cli/qmp-client.c) $(BUILDDIR)/obj/gen/web-static.o
+WEB_OBJS := $(call obj,$(WEB_SRCS)) $(BUILDDIR)/obj/gen/web-static.o
 # the pieces the unit tests link (no libsoup in them)
 WEB_LIB_OBJS := $(call obj,web/names.c web/retention.c)
 HAVE_SOUP := $(shell $(PKG_CONFIG) --exists libsoup-3.0 2>/dev/null && echo yes)

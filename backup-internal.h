@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "vma.h"
+
 /* ---- the fleecing spill (backup-spill.c) ---- */
 
 typedef struct BackupSpill BackupSpill;
@@ -49,5 +51,34 @@ void backup_spill_free(BackupSpill *sp);
  */
 bool backup_read_config_file(const char *path, size_t max, char **data, size_t *len,
                              GError **errp);
+
+/* ---- the VM's RAM and device state (backup-vmstate.c) ---- */
+
+typedef struct BackupVmstate BackupVmstate;
+
+/* Controller thread, with the VM stopped: take the disks' instant. */
+typedef bool (*BackupVmstateInstantFn)(void *opaque, GError **errp);
+
+#define BACKUP_VMSTATE_CONFIG_NAME "vmabackup-vmstate.conf"
+
+/* Check that monitor names a socket (no connection yet). Main loop. */
+BackupVmstate *backup_vmstate_new(const char *monitor, GError **errp);
+/* Controller thread: connect, refuse a VM that is not running, learn QEMU's version,
+ * machine type, memory and CPUs: *config (g_free) is the text of the archive's
+ * BACKUP_VMSTATE_CONFIG_NAME entry, *size the size to declare for the vmstate device. */
+bool backup_vmstate_prepare(BackupVmstate *vs, char **config, size_t *config_len,
+                            uint64_t *size, GError **errp);
+/* Controller thread: migrate the VM into device dev_id of w (header final, writer
+ * started); call instant() once the VM is stopped at the end of the migration, then
+ * resume it. Returns when the stream has ended. On failure the VM runs as before. */
+bool backup_vmstate_run(BackupVmstate *vs, VmaWriter *w, uint8_t dev_id,
+                        BackupVmstateInstantFn instant, void *opaque, GError **errp);
+/* The job failed: stop streaming, cancel the migration. Any thread. */
+void backup_vmstate_cancel(BackupVmstate *vs);
+/* Stream bytes so far and the guest's downtime in ms (-1 until known). Any thread. */
+void backup_vmstate_progress(BackupVmstate *vs, uint64_t *bytes, int64_t *downtime_ms);
+/* "precopy" */
+const char *backup_vmstate_method(BackupVmstate *vs);
+void backup_vmstate_free(BackupVmstate *vs);
 
 #endif /* BACKUP_INTERNAL_H */

@@ -141,6 +141,8 @@ struct BackupJob {
     bool bitmap_reset;        /* the bitmap restarts at the instant (on success) */
     uint8_t uuid_raw[16];
     uint64_t spill_limit;     /* 0: unlimited */
+    BackupVmstate *vmstate;   /* vm-monitor: the VM's state goes into the archive too;
+                               * the controller starts the writer and takes the instant */
 
     gint failed;              /* atomic; set once job->error is latched */
 
@@ -162,6 +164,8 @@ struct BackupJob {
     uint64_t cbw_bytes;
     uint64_t spilled_bytes;
     RateLimit rate;           /* the background copy's speed limit */
+
+    bool filters_in;          /* the copy-before-write filters are in place */
 
     /* Controller thread only (joined by the main loop). */
     GThread **workers;
@@ -208,6 +212,9 @@ static void job_fail(BackupJob *job, GError *err, bool from_writer)
     }
     if (job->spill != NULL) {
         backup_spill_cancel(job->spill);
+    }
+    if (job->vmstate != NULL) {
+        backup_vmstate_cancel(job->vmstate);
     }
     g_mutex_unlock(&job->lock);
     if (err != NULL) {
@@ -494,10 +501,59 @@ static void disks_remove_filters(BackupJob *job)
     blockdev_remove_filters(bds, job->ndisks, filters);
 }
 
+static bool disks_insert_filters(BackupJob *job, GError **errp);
+
+/* BackupVmstateInstantFn: the VM is stopped at the end of its migration. */
+static bool vmstate_instant(void *opaque, GError **errp)
+{
+    BackupJob *job = opaque;
+
+    if (!disks_insert_filters(job, errp)) {
+        return false;
+    }
+    job->filters_in = true;
+    return true;
+}
+
+/*
+ * vm-monitor: learn what QEMU runs, finish the header with the vmstate device and the
+ * vmstate config entry, start the writer, and stream the migration; the disks' instant
+ * is taken inside, with the VM stopped. Controller thread; false: the job failed.
+ */
+static bool vmstate_phase(BackupJob *job)
+{
+    GError *err = NULL;
+    g_autofree char *config = NULL;
+    size_t len = 0;
+    uint64_t size = 0;
+
+    if (!backup_vmstate_prepare(job->vmstate, &config, &len, &size, &err) ||
+        !vma_writer_add_config(job->writer, BACKUP_VMSTATE_CONFIG_NAME, config, len, &err)) {
+        job_fail(job, err, false);
+        return false;
+    }
+    int id = vma_writer_register_device(job->writer, VMA_VMSTATE_NAME,
+                                        MIN(size, VMA_MAX_DEVICE_SIZE), &err);
+    if (id < 0 || !vma_writer_start(job->writer, &err)) {
+        job_fail(job, err, false);
+        return false;
+    }
+    if (!backup_vmstate_run(job->vmstate, job->writer, (uint8_t)id, vmstate_instant, job,
+                            &err)) {
+        job_fail(job, err, false);
+        return false;
+    }
+    return true;
+}
+
 static gpointer controller_main(gpointer opaque)
 {
     BackupJob *job = opaque;
     unsigned started = 0;
+
+    if (job->vmstate != NULL) {
+        (void)vmstate_phase(job);
+    }
 
     /* Start the copy threads. */
     job->workers = g_new0(GThread *, job->nworkers);
@@ -541,7 +597,10 @@ static gpointer controller_main(gpointer opaque)
 
     /* After this no copy-before-write runs: nothing but us touches the writer any more
      * (but backup_cancel, under job->lock). */
-    disks_remove_filters(job);
+    if (job->filters_in) {
+        disks_remove_filters(job);
+        job->filters_in = false;
+    }
 
     g_mutex_lock(&job->lock);
     job->finishing = true;
@@ -620,6 +679,7 @@ static void job_free(BackupJob *job)
     }
     g_free(job->disks);
     backup_spill_free(job->spill);
+    backup_vmstate_free(job->vmstate);
     g_clear_error(&job->error);
     g_free(job->backup_file);
     g_mutex_clear(&job->lock);
@@ -925,8 +985,15 @@ char *backup_start(const BackupOptions *o, GError **errp)
         }
     }
 
-    /* The header is final from here on; an exec: command gets it right away. */
-    if (!vma_writer_start(w, errp)) {
+    if (o->vm_monitor != NULL) {
+        /* The controller adds the vmstate device, starts the writer and takes the
+         * instant at the end of the VM's migration. */
+        job->vmstate = backup_vmstate_new(o->vm_monitor, errp);
+        if (job->vmstate == NULL) {
+            goto fail;
+        }
+    } else if (!vma_writer_start(w, errp)) {
+        /* The header is final from here on; an exec: command gets it right away. */
         goto fail;
     }
     vma_writer_get_uuid_str(w, job->uuid);
@@ -934,9 +1001,12 @@ char *backup_start(const BackupOptions *o, GError **errp)
     job->writer = w;
     job->start_time = (int64_t)time(NULL);
 
-    if (!disks_insert_filters(job, errp)) {
-        job->writer = NULL;
-        goto fail;
+    if (job->vmstate == NULL) {
+        if (!disks_insert_filters(job, errp)) {
+            job->writer = NULL;
+            goto fail;
+        }
+        job->filters_in = true;
     }
 
     /* Announce the jobs before the controller can end them. */
@@ -946,7 +1016,9 @@ char *backup_start(const BackupOptions *o, GError **errp)
     GError *err = NULL;
     job->controller = g_thread_try_new("backup", controller_main, job, &err);
     if (job->controller == NULL) {
-        disks_remove_filters(job);
+        if (job->filters_in) {
+            disks_remove_filters(job);
+        }
         job->writer = NULL;
         set_job_status(job, "aborting");
         set_job_status(job, "concluded");
@@ -1053,6 +1125,10 @@ void backup_query(BackupStatus *st)
     st->finishing = job->state == JOB_ACTIVE && job->finishing;
     st->cbw_bytes = job->cbw_bytes;
     st->spilled_bytes = job->spilled_bytes;
+    if (job->vmstate != NULL) {
+        st->vmstate_method = g_strdup(backup_vmstate_method(job->vmstate));
+        backup_vmstate_progress(job->vmstate, &st->vmstate_bytes, &st->vmstate_downtime_ms);
+    }
     g_mutex_unlock(&job->lock);
     g_mutex_unlock(&state_lock);
 }
@@ -1063,6 +1139,7 @@ void backup_status_clear(BackupStatus *st)
     g_clear_pointer(&st->errmsg, g_free);
     g_clear_pointer(&st->backup_file, g_free);
     g_clear_pointer(&st->uuid, g_free);
+    g_clear_pointer(&st->vmstate_method, g_free);
 }
 
 void backup_job_info_free(BackupJobInfo *info)

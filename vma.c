@@ -1,7 +1,7 @@
 /*
  * vma.c — the `vma` command: global options and dispatch to cli/<command>.c.
  *
- *   vma list|config|verify|extract|create|merge|backup|serve [options] operands...
+ *   vma list|config|verify|extract|create|merge|backup|serve|qemu-args [options] operands...
  *   vma --help | --version | COMMAND --help
  *
  * Each subcommand parses its own options with getopt_long(), which (like the deployed
@@ -29,6 +29,7 @@ static const Command commands[] = {
     {"merge", cli_merge_main, "write one full archive of the newest state of a chain"},
     {"backup", cli_backup_main, "run a live backup in vmad and follow it"},
     {"serve", cli_serve_main, "serve an archive's disks read-only over NBD"},
+    {"qemu-args", cli_qemu_args_main, "QEMU arguments resuming an extracted whole-VM backup"},
 };
 
 static void usage(FILE *out)
@@ -46,8 +47,10 @@ static void usage(FILE *out)
             "  vma create [-v] [-c CONFIG]... ARCHIVE [-d format=raw:NAME=PATH]... | "
             "[NAME=]PATH...\n"
             "  vma merge -o OUT [--base ARCHIVE]... ARCHIVE\n"
-            "  vma backup --qmp SOCKET [-d LIST] [-c CONFIG] [--speed BYTES] OUTPUT|-\n"
+            "  vma backup --qmp SOCKET [-d LIST] [-c CONFIG] [--speed BYTES] "
+            "[--vm-monitor SOCKET] OUTPUT|-\n"
             "  vma serve [--base ARCHIVE]... [--socket PATH] ARCHIVE\n"
+            "  vma qemu-args [--qemu BINARY] [--force] DIR\n"
             "\n"
             "Commands:\n");
     for (size_t i = 0; i < G_N_ELEMENTS(commands); i++) {

@@ -2,7 +2,7 @@
  * backup.c — `vma backup --qmp SOCKET [options] OUTPUT`: run a live backup in vmad and
  * follow it to its end.
  *
- * The command is a QMP client (cli/qmp-client.c) of a running vmad: it sends `backup`,
+ * The command is a QMP client (util/qmp-client.c) of a running vmad: it sends `backup`,
  * polls `query-backup` every --interval seconds, prints progress, and exits with the
  * backup's outcome: 0 when the status is "done", 1 with "vma: backup: <errmsg>" when it
  * is "error". A start error (a backup already running, an unknown device, an existing
@@ -17,7 +17,8 @@
  *              backup-file is /dev/fdname/NAME, so vmad writes straight into whatever
  *              stdout is (`vma backup --qmp S - | zstd >x.vma.zst`), no copy through us.
  *              vmad makes a pipe non-blocking; the flag is restored at the end.
- * config and firewall files are also read by vmad and made absolute the same way.
+ * config and firewall files are also read by vmad and made absolute the same way, and so
+ * is --vm-monitor (QEMU's QMP socket: the archive then holds the VM's RAM state too).
  *
  * Progress (stderr; none with -q) is what vzdump logs for a VMA backup:
  *   INFO: started backup task 'UUID'
@@ -45,7 +46,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "cli/qmp-client.h"
+#include "util/qmp-client.h"
 #include "util/size.h"
 
 #define FDNAME "vma-backup"
@@ -62,6 +63,7 @@ enum {
     OPT_DIFFERENTIAL,
     OPT_INTERVAL,
     OPT_JSON,
+    OPT_VM_MONITOR,
 };
 
 typedef enum OutputKind {
@@ -81,6 +83,7 @@ typedef struct BackupArgs {
     const char *bitmap;  /* --bitmap: an incremental (or, with differential, a
                           * differential) backup from this change bitmap */
     bool differential;
+    const char *vm_monitor; /* --vm-monitor: QEMU's QMP socket; the VM's state too */
     double interval;
     bool json;
     bool quiet;
@@ -95,6 +98,9 @@ typedef struct Status {
     uint64_t total;
     uint64_t transferred;
     uint64_t zero_bytes;
+    const char *vmstate_method; /* NULL: a disks-only backup */
+    uint64_t vmstate_bytes;
+    uint64_t vmstate_downtime;  /* ms; 0 until known */
 } Status;
 
 typedef struct Progress {
@@ -135,6 +141,9 @@ static void backup_usage(FILE *out)
             "                       backup is a full one\n"
             "      --differential   with --bitmap: relative to the bitmap's full backup\n"
             "                       (bitmap-mode never) instead of the previous one\n"
+            "      --vm-monitor SOCKET  also store the VM's RAM and device state: SOCKET is\n"
+            "                       the QMP socket of the QEMU running on these disks\n"
+            "                       (vma qemu-args prints how to resume it)\n"
             "      --interval SECS  how often to ask vmad for progress (default 1)\n"
             "      --json           print the final status as a JSON object on stdout\n"
             "  -q, --quiet          print no progress\n"
@@ -418,7 +427,10 @@ static bool query_backup(QmpClient *c, JsonObject **obj, Status *st, GError **er
         !get_string(o, "errmsg", &st->errmsg, errp) ||
         !get_string(o, "uuid", &st->uuid, errp) || !get_count(o, "total", &st->total, errp) ||
         !get_count(o, "transferred", &st->transferred, errp) ||
-        !get_count(o, "zero-bytes", &st->zero_bytes, errp)) {
+        !get_count(o, "zero-bytes", &st->zero_bytes, errp) ||
+        !get_string(o, "vmstate-method", &st->vmstate_method, errp) ||
+        !get_count(o, "vmstate-bytes", &st->vmstate_bytes, errp) ||
+        !get_count(o, "vmstate-downtime", &st->vmstate_downtime, errp)) {
         return false;
     }
     if (*obj != NULL) {
@@ -495,6 +507,10 @@ static JsonObject *backup_arguments(const BackupArgs *a, const char *backup_file
     if (a->fleecing) {
         json_object_set_boolean_member(args, "fleecing", TRUE);
     }
+    if (a->vm_monitor != NULL) {
+        g_autofree char *p = absolute_path(a->vm_monitor);
+        json_object_set_string_member(args, "vm-monitor", p);
+    }
     if (a->bitmap != NULL) {
         json_object_set_string_member(args, "bitmap", a->bitmap);
         json_object_set_string_member(args, "bitmap-mode",
@@ -550,6 +566,11 @@ static int follow_backup(QmpClient *c, const BackupArgs *a, const char *uuid,
 
     bool done = strcmp(st.status, "done") == 0;
     progress_end(&p, &st, done);
+    if (done && st.vmstate_method != NULL) {
+        progress_info(&p, "VM state: %" G_GUINT64_FORMAT " bytes (%s), guest paused for %"
+                      G_GUINT64_FORMAT " ms", st.vmstate_bytes, st.vmstate_method,
+                      st.vmstate_downtime);
+    }
     if (a->json) {
         int rc = print_json(obj);
         if (rc != CLI_EXIT_OK) {
@@ -660,6 +681,7 @@ int cli_backup_main(int argc, char **argv)
         {"differential", no_argument, NULL, OPT_DIFFERENTIAL},
         {"interval", required_argument, NULL, OPT_INTERVAL},
         {"json", no_argument, NULL, OPT_JSON},
+        {"vm-monitor", required_argument, NULL, OPT_VM_MONITOR},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -724,6 +746,9 @@ int cli_backup_main(int argc, char **argv)
         }
         case OPT_JSON:
             a.json = true;
+            break;
+        case OPT_VM_MONITOR:
+            a.vm_monitor = optarg;
             break;
         case 'q':
             a.quiet = true;

@@ -55,6 +55,7 @@ int cli_create_main(int argc, char **argv);
 int cli_backup_main(int argc, char **argv);
 int cli_merge_main(int argc, char **argv);
 int cli_serve_main(int argc, char **argv);     /* linked with vmad's code */
+int cli_qemu_args_main(int argc, char **argv);
 
 /* ---- errors and usage -------------------------------------------------------------- */
 

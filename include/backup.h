@@ -66,6 +66,11 @@ typedef struct BackupOptions {
     bool differential;          /* bitmap-mode never: the bitmap keeps its bits; else
                                  * (on-success) it restarts at the instant */
 
+    const char *vm_monitor;     /* NULL, or the QMP socket of the QEMU running on the
+                                 * disks: its RAM and device state go into the archive
+                                 * as the vmstate stream, and the disks' instant is the
+                                 * end of that migration (the VM is stopped then) */
+
     /* From vmad's command line (not QMP arguments). */
     uint64_t mem_limit;         /* copy-before-write data held in memory; 0: 256 MiB */
     const char *fleecing_dir;   /* where to spill when memory is full; NULL: only with
@@ -122,6 +127,11 @@ typedef struct BackupStatus {
     /* Beyond Proxmox's fields (diagnostics, tests). */
     uint64_t cbw_bytes;     /* old data saved by copy-before-write */
     uint64_t spilled_bytes; /* of those, bytes that went through the fleecing file */
+
+    /* vm-monitor backups only (vmstate_method NULL otherwise). */
+    char *vmstate_method;        /* "precopy" */
+    uint64_t vmstate_bytes;      /* migration stream bytes received so far */
+    int64_t vmstate_downtime_ms; /* the guest's pause (STOP to cont), -1 until known */
 } BackupStatus;
 
 /* Fill *st (overwritten, not cleared first). Main loop thread. */

@@ -77,6 +77,7 @@ JsonNode *qmp_cmd_backup(QmpSession *s, JsonObject *args, GError **errp)
         .devlist = json_object_get_string_member_with_default(args, "devlist", NULL),
         .speed = json_object_get_int_member_with_default(args, "speed", 0),
         .fleecing = json_object_get_boolean_member_with_default(args, "fleecing", FALSE),
+        .vm_monitor = json_object_get_string_member_with_default(args, "vm-monitor", NULL),
         .mem_limit = buffer_size,
         .fleecing_dir = fleecing_dir,
     };
@@ -157,6 +158,13 @@ JsonNode *qmp_cmd_query_backup(QmpSession *s, JsonObject *args, GError **errp)
         }
         json_object_set_string_member(ret, "backup-file", st.backup_file);
         json_object_set_string_member(ret, "uuid", st.uuid);
+        if (st.vmstate_method != NULL) {
+            json_object_set_string_member(ret, "vmstate-method", st.vmstate_method);
+            json_object_set_int_member(ret, "vmstate-bytes", (gint64)st.vmstate_bytes);
+            if (st.vmstate_downtime_ms >= 0) {
+                json_object_set_int_member(ret, "vmstate-downtime", st.vmstate_downtime_ms);
+            }
+        }
     }
     json_object_set_boolean_member(ret, "finishing", st.finishing);
     backup_status_clear(&st);

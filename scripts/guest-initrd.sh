@@ -14,7 +14,7 @@
 # dotted parameters alone; /init reads /proc/cmdline). Sizes and offsets are bytes, with an
 # optional K, M or G suffix (powers of 1024), and must be multiples of 4096.
 #
-#   guest.mode=MODE     write-verify | verify | loop (required)
+#   guest.mode=MODE     write-verify | verify | loop | counter (required)
 #   guest.disks=N       number of virtio disks to wait for: /dev/vda, /dev/vdb, ... (1)
 #
 # Console lines (serial console, ttyS0) the host looks for; everything else is noise:
@@ -60,6 +60,20 @@
 #                  (the host writes it, e.g. qemu-io -c 'write -P 0x53 OFF 4096'). It then
 #                  reads the range back with iflag=direct, requires the last pass's data,
 #                  and reports ok.
+#   counter        guest.first=BLK (0)  guest.blocks=N (1024)  guest.steps=N (0 = no limit)
+#                  guest.ticks=0|1 (0)
+#                  A counter N lives in guest RAM (a shell variable, starting at 0). Each
+#                  step: check that the disk agrees with RAM — the record of N sits in
+#                  block first + (N-1) % blocks and the record of N+1 is not on the disk
+#                  yet — then N=N+1, write the record "count=N" (padded like above) to
+#                  block first + (N-1) % blocks of /dev/vda with dd oflag=direct
+#                  conv=fsync, and print GUEST-COUNT N. A guest whose RAM state and disk
+#                  come from different instants fails the next check ("GUEST-RESULT:
+#                  fail disk ... RAM ..."), also after being saved and restored (the
+#                  point of the mode: a VM state + disk backup resumed in a new QEMU goes
+#                  on counting from where it was). Ends after guest.steps steps with ok.
+#                  guest.ticks=1 also prints "GUEST-TICK <uptime>" every 10 ms from a
+#                  background loop (the host time-stamps these lines to measure pauses).
 # ---------------------------------------------------------------------------------------
 set -euo pipefail
 
@@ -311,7 +325,53 @@ loop() {
     finish ok
 }
 
+# record N: the text of the counter's record, as on the disk
+record() {
+    printf '%-4095s\n' "count=$1"
+}
+
+# counter_read BLK: the text in 4 KiB block BLK of /dev/vda, up to its first newline, blanks removed
+counter_read() {
+    dd if=/dev/vda bs=4096 skip="$1" count=1 iflag=direct status=none | head -n 1 | tr -d ' '
+}
+
+counter() {
+    local first nblocks steps ticks n blk got next
+    first=$(count "$(param first 0)" guest.first)
+    nblocks=$(count "$(param blocks 1024)" guest.blocks)
+    steps=$(count "$(param steps 0)" guest.steps)
+    ticks=$(param ticks 0)
+    [ "$nblocks" -ge 2 ] || fail "guest.blocks must be at least 2"
+    [ $(((first + nblocks) * 4096)) -le "$(disk_bytes 0)" ] ||
+        fail "counter range $first+$nblocks does not fit /dev/vda"
+    if [ "$ticks" = 1 ]; then
+        (while :; do echo "GUEST-TICK $(cut -d' ' -f1 /proc/uptime)"; usleep 10000; done) &
+    fi
+    n=0
+    while :; do
+        if [ "$n" -gt 0 ]; then
+            blk=$((first + (n - 1) % nblocks))
+            got=$(counter_read "$blk")
+            [ "$got" = "count=$n" ] || fail "disk block $blk holds '$got', RAM counter is $n"
+        fi
+        blk=$((first + n % nblocks))
+        next=$((n + 1))
+        got=$(counter_read "$blk")
+        [ "$got" != "count=$next" ] || fail "disk block $blk already holds count=$next, RAM counter is $n"
+        n=$next
+        record "$n" >/tmp/record
+        dd if=/tmp/record of=/dev/vda bs=4096 seek="$blk" count=1 oflag=direct conv=fsync \
+            status=none || fail "write count=$n to block $blk: dd failed"
+        echo "GUEST-COUNT $n"
+        if [ "$steps" -gt 0 ] && [ "$n" -ge "$steps" ]; then
+            break
+        fi
+    done
+    finish ok
+}
+
 case "$mode" in
+counter) counter ;;
 write-verify) write_verify write ;;
 verify) write_verify verify ;;
 loop) loop ;;

@@ -21,7 +21,7 @@
  * Who uses what:
  *   close_fd          backup.c, backup-spill.c, block/file.c, vma-input.c,
  *                     vma-writer.c (their handles' descriptors),
- *                     cli/create.c, cli/qmp-client.c, vmad.c
+ *                     cli/create.c, util/qmp-client.c, vmad.c
  *   close_fd_checked  cli/extract.c (restored files: a failed close is a failed restore)
  *   g_autofd/steal_fd functions that open a descriptor and hand it back on success
  */

@@ -32,7 +32,7 @@
 
 #include <gio/gio.h>
 
-#include "cli/qmp-client.h"
+#include "util/qmp-client.h"
 #include "web/web.h"
 
 #define TASKS_KEPT 200

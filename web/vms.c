@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cli/qmp-client.h"
+#include "util/qmp-client.h"
 #include "web/web.h"
 
 #define QMP_TIMEOUT_MS 3000

@@ -12,7 +12,7 @@
  *
  * Threads: the HTTP server and every handler run in the main loop. A task runs in its
  * own thread; what the main loop reads of it is guarded by the task lock (tasks.c).
- * QMP calls block (cli/qmp-client.c), so they run only in worker threads.
+ * QMP calls block (util/qmp-client.c), so they run only in worker threads.
  */
 #ifndef VMA_WEB_H
 #define VMA_WEB_H

@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "cli/qmp-client.c"
+#include "util/qmp-client.c"
 
 #include "tests/fuzz/fuzz-common.h"
 

@@ -28,7 +28,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "cli/qmp-client.h"
+#include "util/qmp-client.h"
 #include "util/fd.h"
 #include "util/json-splitter.h"
 
@@ -382,6 +382,20 @@ JsonNode *qmp_client_execute(QmpClient *c, const char *command, JsonObject *args
                              const int *fds, guint nfds, GError **errp)
 {
     return execute_until(c, command, args, fds, nfds, 0, errp);
+}
+
+JsonNode *qmp_client_execute_timeout(QmpClient *c, const char *command, JsonObject *args,
+                                     const int *fds, guint nfds, int timeout_ms,
+                                     GError **errp)
+{
+    gint64 deadline = timeout_ms > 0 ? g_get_monotonic_time() + (gint64)timeout_ms * 1000 : 0;
+
+    return execute_until(c, command, args, fds, nfds, deadline, errp);
+}
+
+int qmp_client_get_fd(QmpClient *c)
+{
+    return c->fd;
 }
 
 const char *qmp_client_error_class(QmpClient *c)

@@ -1,5 +1,6 @@
 /*
- * qmp-client.h — a small synchronous QMP client for the `vma` command (cli/qmp-client.c).
+ * qmp-client.h — a small synchronous QMP client (util/qmp-client.c): `vma backup` talks to
+ * vmad with it, and vmad's backup talks to QEMU with it (backup-vmstate.c).
  *
  * One connection to a QMP server (vmad, or QEMU) on a UNIX socket: connect, read the
  * greeting, negotiate, then execute commands one at a time. Events that arrive while a
@@ -9,8 +10,8 @@
  *
  * Threads: a client is used by one thread at a time.
  */
-#ifndef VMA_CLI_QMP_CLIENT_H
-#define VMA_CLI_QMP_CLIENT_H
+#ifndef VMA_UTIL_QMP_CLIENT_H
+#define VMA_UTIL_QMP_CLIENT_H
 
 #include <stdbool.h>
 
@@ -44,6 +45,16 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(QmpClient, qmp_client_free)
 JsonNode *qmp_client_execute(QmpClient *c, const char *command, JsonObject *args,
                              const int *fds, guint nfds, GError **errp);
 
+/* The same, waiting at most timeout_ms for the reply (<= 0: no limit); a reply that does
+ * not come in time is QMP_CLIENT_ERROR_TIMEOUT and leaves the connection unusable. */
+JsonNode *qmp_client_execute_timeout(QmpClient *c, const char *command, JsonObject *args,
+                                     const int *fds, guint nfds, int timeout_ms,
+                                     GError **errp);
+
+/* The connected socket, to poll it together with other descriptors (readable: call
+ * qmp_client_wait with timeout 0). The client keeps owning it. */
+int qmp_client_get_fd(QmpClient *c);
+
 /* The class of the last error reply ("GenericError", ...); NULL if there was none. */
 const char *qmp_client_error_class(QmpClient *c);
 
@@ -57,4 +68,4 @@ bool qmp_client_wait(QmpClient *c, int timeout_ms, GError **errp);
 #define QMP_CLIENT_MAX_EVENTS 1024u
 JsonObject *qmp_client_next_event(QmpClient *c);
 
-#endif /* VMA_CLI_QMP_CLIENT_H */
+#endif /* VMA_UTIL_QMP_CLIENT_H */
