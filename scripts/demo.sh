@@ -19,6 +19,10 @@
 #   6. The archive as a disk: `vma serve` exports its disks over NBD without extracting
 #      them, and a live restore serves drive-scsi1 from the archive at once while
 #      block-stream copies it to a new target in the background.
+#   7. The whole VM: a guest counting in RAM and on its disk is backed up with its RAM and
+#      device state (backup vm-monitor, QEMU's own migration at the disks' instant),
+#      stopped, and resumed in a new QEMU from the archive (tests/functional/
+#      vmstate-resume.sh, which checks that RAM and disk are of one instant).
 #
 # Then the archive half on its own: scripts/demo-archive.sh (create, list, verify,
 # extract, and a Proxmox-written zstd archive from stdin).
@@ -215,6 +219,11 @@ wait "$restore_pid" 2>/dev/null || true
 restore_pid=
 cmp restore-target.raw disk1.orig || die "the live-restored drive-scsi1 differs"
 echo "restore-target.raw: identical to drive-scsi1 as backed up"
+
+step "the whole VM: RAM and device state in the archive, resumed in a new QEMU"
+TESTDATA=$SRCDIR/tests/data bash "$SRCDIR/tests/functional/vmstate-resume.sh" 2>&1 |
+    grep -v '^guest-initrd:' | sed 's/^/    /'
+[ "${PIPESTATUS[0]}" = 0 ] || die "the whole-VM backup and resume failed"
 
 step "the archive tool on its own"
 cd "$SRCDIR"
