@@ -515,6 +515,7 @@ static MigEnd abort_migration(BackupVmstate *vs, Stream *s, char **desc)
 {
     g_autoptr(GError) err = NULL;
     g_autoptr(JsonNode) r = cmd(vs, "migrate_cancel", NULL, &err);
+    (void)r;   /* the outcome is what query-migrate says next */
     close_fd(&s->fd);
     gint64 deadline = g_get_monotonic_time() + (gint64)END_TIMEOUT_MS * 1000;
     while (vs->qmp != NULL && g_get_monotonic_time() < deadline) {
@@ -606,6 +607,7 @@ bool backup_vmstate_run(BackupVmstate *vs, VmaWriter *w, uint8_t dev_id,
             json_object_set_string_member(ca, "fdname", vs->fdname);
             g_autoptr(JsonNode) cr = qmp_client_execute_timeout(vs->qmp, "closefd", ca, NULL,
                                                                 0, COMMAND_TIMEOUT_MS, NULL);
+            (void)cr;   /* best effort */
             goto out;
         }
     }
