@@ -12,8 +12,10 @@
  * Replies: simple replies unless structured replies were negotiated, in which case
  * READ answers with OFFSET_DATA / OFFSET_HOLE chunks (holes found with block status for
  * reads of at least NBD_SPARSE_READ_MIN; one data chunk with DF or for smaller reads)
- * and errors of READ and BLOCK_STATUS are ERROR chunks. All chunks of one reply go out
- * in one sendmsg under the send lock, so replies never interleave.
+ * and errors of READ and BLOCK_STATUS are ERROR chunks. Replies are sent under
+ * out_lock: by the pool thread that built one when nothing is queued before it, else
+ * by the connection thread from the queue's head; a reply leaves the queue only once
+ * sent whole, so the chunks of two replies never interleave.
  *
  * Buffers: every READ and WRITE allocates its own aligned buffer, after the connection
  * thread took its length from the server's budget (nbd/budget.c); the buffer and the
@@ -22,7 +24,8 @@
  * back-pressure, not memory growth.
  *
  * A Reply holds everything one reply sends (headers, the iovec, the data buffer), so
- * that a pool thread can build it and the connection thread send it later, in pieces.
+ * that what a pool thread could not send at once the connection thread sends later, in
+ * pieces.
  */
 #include <endian.h>
 #include <errno.h>
@@ -41,7 +44,7 @@
 _Static_assert(NBD_MAX_CONTEXTS <= NBD_MAX_READ_CHUNKS && NBD_MAX_CONTEXTS <= 32,
                "a BLOCK_STATUS reply has a chunk header per context, a mask bit each");
 
-/* One reply, built by a pool thread, sent by the connection thread. */
+/* One reply, built by a pool thread, sent by it or by the connection thread. */
 typedef struct Reply {
     struct iovec iov[REPLY_IOV];
     int first, iovcnt;         /* iov[first..iovcnt) is left to send */
