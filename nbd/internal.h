@@ -9,16 +9,19 @@
  *   - read a request header; take the request's bytes (READ or WRITE length) from the
  *     server's budget (budget.c), waiting if they do not fit; read a WRITE's payload;
  *     queue the request to the pool;
- *   - send the replies the pool threads have queued (non-blocking sendmsg: a client that
- *     does not read only fills its own socket buffer), and give a READ's bytes back to
+ *   - send the replies the pool threads have queued, and give a READ's bytes back to
  *     the budget once its reply is out.
- * It polls the socket and an eventfd (wake_fd: a reply queued, budget freed, stop), and
- * stops reading while NBD_CONN_MAX_REQUESTS requests of the connection are in flight,
- * while the next one waits for budget, or once it is closing. Pool threads never touch
- * the socket, so a client that never reads its replies holds no request thread: it holds
- * at most its in-flight requests and their buffers, and stalls only itself. Replies go out
- * in completion order; a request blocked in the copy-before-write filter holds one pool thread
- * and does not hold up the other requests of its connection.
+ * A pool thread that finished a request sends its reply itself when none is queued
+ * before it, under out_lock; what the socket does not take at once is queued for the
+ * connection thread. Every reply is sent with a non-blocking sendmsg (MSG_DONTWAIT), so
+ * a pool thread never waits on a socket. The connection thread polls the socket and an
+ * eventfd (wake_fd: a reply queued, a request slot freed while all were taken, budget
+ * freed, closing, stop), and stops reading while NBD_CONN_MAX_REQUESTS requests of the
+ * connection are in flight, while the next one waits for budget, or once it is closing.
+ * A client that never reads its replies holds no request thread: it holds at most its
+ * in-flight requests and their buffers, and stalls only itself. Replies go out whole, in
+ * completion order; a request blocked in the copy-before-write filter holds one pool
+ * thread and does not hold up the other requests of its connection.
  *
  * When a client sends DISC, hangs up or breaks the protocol, `closing` is set: no further
  * request is read (one waiting for budget is dropped), the requests queued finish and
@@ -169,7 +172,7 @@ struct NbdConn {
     GMutex send_lock;          /* protects writing to fd in the handshake, send_failed */
     bool send_failed;
 
-    GMutex out_lock;           /* protects outq, inflight, out_failed */
+    GMutex out_lock;           /* protects outq, inflight, out_failed and sending replies */
     GQueue outq;               /* replies ready to send (requests.c), oldest first */
     guint inflight;            /* requests read and not yet replied to (or dropped) */
     bool out_failed;           /* sending failed: replies are dropped */

@@ -17,6 +17,7 @@ struct NbdPool {
     GPtrArray *ended;          /* GThread * that returned, to be joined */
     guint max_threads;
     guint idle;                /* threads waiting for a job */
+    guint signalled;           /* of them, woken and not yet running */
     bool stopping;
     NbdPoolFn fn;
 };
@@ -43,6 +44,9 @@ static gpointer pool_thread(gpointer opaque)
         gint64 deadline = g_get_monotonic_time() + NBD_POOL_IDLE_S * G_TIME_SPAN_SECOND;
         bool timed_out = !g_cond_wait_until(&p->cond, &p->lock, deadline);
         p->idle--;
+        if (p->signalled > 0) {
+            p->signalled--;            /* a wake-up may be spurious: count it anyway */
+        }
         if (timed_out && g_queue_is_empty(&p->jobs)) {
             break;
         }
@@ -92,14 +96,22 @@ NbdPool *nbd_pool_new(guint max_threads, NbdPoolFn fn)
     return p;
 }
 
+/* A job wakes an idle thread unless enough were woken already for the jobs queued;
+ * the signal goes out after the lock is dropped, so that the woken thread does not
+ * block on it at once. */
 void nbd_pool_push(NbdPool *p, void *job)
 {
+    bool signal = false;
+
     g_mutex_lock(&p->lock);
     GPtrArray *ended = steal_ended_locked(p);
     g_queue_push_tail(&p->jobs, job);
-    if (p->idle > 0) {
-        g_cond_signal(&p->cond);
-    } else if (p->threads->len < p->max_threads) {
+    if (p->idle > p->signalled) {
+        if (p->jobs.length > p->signalled) {
+            p->signalled++;
+            signal = true;
+        }
+    } else if (p->threads->len < p->max_threads && p->jobs.length > p->signalled) {
         g_autoptr(GError) err = NULL;
         GThread *t = g_thread_try_new("nbd-req", pool_thread, p, &err);
         if (t != NULL) {
@@ -117,6 +129,9 @@ void nbd_pool_push(NbdPool *p, void *job)
         }
     }
     g_mutex_unlock(&p->lock);
+    if (signal) {
+        g_cond_signal(&p->cond);
+    }
     join_threads(ended);
 }
 

@@ -12,8 +12,10 @@
  * Replies: simple replies unless structured replies were negotiated, in which case
  * READ answers with OFFSET_DATA / OFFSET_HOLE chunks (holes found with block status for
  * reads of at least NBD_SPARSE_READ_MIN; one data chunk with DF or for smaller reads)
- * and errors of READ and BLOCK_STATUS are ERROR chunks. All chunks of one reply go out
- * in one sendmsg under the send lock, so replies never interleave.
+ * and errors of READ and BLOCK_STATUS are ERROR chunks. Replies are sent under
+ * out_lock: by the pool thread that built one when nothing is queued before it, else
+ * by the connection thread from the queue's head; a reply leaves the queue only once
+ * sent whole, so the chunks of two replies never interleave.
  *
  * Buffers: every READ and WRITE allocates its own aligned buffer, after the connection
  * thread took its length from the server's budget (nbd/budget.c); the buffer and the
@@ -22,7 +24,8 @@
  * back-pressure, not memory growth.
  *
  * A Reply holds everything one reply sends (headers, the iovec, the data buffer), so
- * that a pool thread can build it and the connection thread send it later, in pieces.
+ * that what a pool thread could not send at once the connection thread sends later, in
+ * pieces.
  */
 #include <endian.h>
 #include <errno.h>
@@ -41,7 +44,7 @@
 _Static_assert(NBD_MAX_CONTEXTS <= NBD_MAX_READ_CHUNKS && NBD_MAX_CONTEXTS <= 32,
                "a BLOCK_STATUS reply has a chunk header per context, a mask bit each");
 
-/* One reply, built by a pool thread, sent by the connection thread. */
+/* One reply, built by a pool thread, sent by it or by the connection thread. */
 typedef struct Reply {
     struct iovec iov[REPLY_IOV];
     int first, iovcnt;         /* iov[first..iovcnt) is left to send */
@@ -156,20 +159,76 @@ static void wake_conn(NbdConn *c)
     }
 }
 
-/* Hand a finished reply to the connection thread (any thread). After this the job's
+/* Send what is left of r without blocking (caller holds out_lock, and r is the head of
+ * outq or outq is empty: one sender at a time, replies whole and in order). 1: all
+ * sent; 0: the socket would block (r->first/iov record the progress); -errno: the
+ * socket failed. */
+static int reply_send(NbdConn *c, Reply *r)
+{
+    while (r->first < r->iovcnt) {
+        struct msghdr msg = { .msg_iov = &r->iov[r->first],
+                              .msg_iovlen = (size_t)MIN(r->iovcnt - r->first, IOV_MAX) };
+        ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                return 0;
+            }
+            return -errno;
+        }
+        size_t left = (size_t)n;
+        while (r->first < r->iovcnt && left >= r->iov[r->first].iov_len) {
+            left -= r->iov[r->first].iov_len;
+            r->first++;
+        }
+        if (r->first < r->iovcnt) {
+            r->iov[r->first].iov_base = (char *)r->iov[r->first].iov_base + left;
+            r->iov[r->first].iov_len -= left;
+        }
+    }
+    return 1;
+}
+
+/* A finished reply (any thread). With nothing queued before it, the finishing thread
+ * sends it itself, as far as the socket takes it without blocking; what is left is
+ * queued for the connection thread, which is woken only when it has something to do:
+ * a reply queued, a slot freed while it stopped reading at NBD_CONN_MAX_REQUESTS, the
+ * last request of a closing connection, or a failed socket. After this the calling
  * thread must not touch c: the connection may end as soon as out_lock is dropped. */
 static void reply_queue(NbdConn *c, Reply *r)
 {
+    bool wake = false;
+    bool done = false;
+
     g_mutex_lock(&c->out_lock);
     if (c->out_failed) {
-        g_mutex_unlock(&c->out_lock);
-        reply_free(c, r);
-        g_mutex_lock(&c->out_lock);
-    } else {
+        done = true;
+    } else if (g_queue_is_empty(&c->outq)) {
+        int ret = reply_send(c, r);
+        if (ret < 0) {
+            c->out_failed = true;       /* the client is gone or cut: read nothing more */
+            g_atomic_int_set(&c->closing, 1);
+            wake = true;
+        }
+        done = ret != 0;
+    }
+    if (!done) {
         g_queue_push_tail(&c->outq, r);
+        wake = true;
+    }
+    if (c->inflight == NBD_CONN_MAX_REQUESTS || g_atomic_int_get(&c->closing)) {
+        wake = true;
     }
     c->inflight--;
-    wake_conn(c);
+    if (done) {
+        /* the budget lock nests inside out_lock; c lives while we hold out_lock */
+        reply_free(c, r);
+    }
+    if (wake) {
+        wake_conn(c);
+    }
     g_mutex_unlock(&c->out_lock);
 }
 
@@ -513,54 +572,40 @@ static void reply_direct(NbdConn *c, const NbdRequest *req, int err)
     reply_queue(c, r);
 }
 
-/* Send queued replies as far as the socket takes them without blocking. False: nothing
- * more can be sent now (EAGAIN, or nothing queued). A failed socket drops every reply. */
+/* Send queued replies as far as the socket takes them without blocking. A failed
+ * socket drops every reply. */
 static void flush_replies(NbdConn *c)
 {
     for (;;) {
         g_mutex_lock(&c->out_lock);
-        Reply *r = g_queue_peek_head(&c->outq);   /* only this thread pops */
-        g_mutex_unlock(&c->out_lock);
+        Reply *r = g_queue_peek_head(&c->outq);
         if (r == NULL) {
+            g_mutex_unlock(&c->out_lock);
             return;
         }
-        while (r->first < r->iovcnt) {
-            struct msghdr msg = { .msg_iov = &r->iov[r->first],
-                                  .msg_iovlen = (size_t)MIN(r->iovcnt - r->first, IOV_MAX) };
-            ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-            if (n < 0) {
-                if (errno == EINTR) {
-                    continue;
-                }
-                if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                    return;
-                }
-                /* the client is gone or cut: drop everything, read nothing more */
-                g_mutex_lock(&c->out_lock);
-                c->out_failed = true;
-                GQueue dropped = c->outq;
-                g_queue_init(&c->outq);
-                g_mutex_unlock(&c->out_lock);
-                while ((r = g_queue_pop_head(&dropped)) != NULL) {
-                    reply_free(c, r);
-                }
-                mark_closing(c);
-                return;
-            }
-            size_t left = (size_t)n;
-            while (r->first < r->iovcnt && left >= r->iov[r->first].iov_len) {
-                left -= r->iov[r->first].iov_len;
-                r->first++;
-            }
-            if (r->first < r->iovcnt) {
-                r->iov[r->first].iov_base = (char *)r->iov[r->first].iov_base + left;
-                r->iov[r->first].iov_len -= left;
-            }
+        int ret = reply_send(c, r);
+        if (ret == 0) {
+            g_mutex_unlock(&c->out_lock);
+            return;
         }
-        g_mutex_lock(&c->out_lock);
-        g_queue_pop_head(&c->outq);
+        GQueue dropped = G_QUEUE_INIT;
+        if (ret < 0) {
+            /* the client is gone or cut: drop everything, read nothing more */
+            c->out_failed = true;
+            dropped = c->outq;
+            g_queue_init(&c->outq);
+        } else {
+            g_queue_pop_head(&c->outq);
+            g_queue_push_tail(&dropped, r);
+        }
         g_mutex_unlock(&c->out_lock);
-        reply_free(c, r);
+        while ((r = g_queue_pop_head(&dropped)) != NULL) {
+            reply_free(c, r);
+        }
+        if (ret < 0) {
+            mark_closing(c);
+            return;
+        }
     }
 }
 
