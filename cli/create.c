@@ -147,10 +147,13 @@ static bool send_cluster(Create *cr, Image *im, uint64_t cl, void *buf, GError *
 static int nbd_preadv(Image *im, struct iovec *iov, unsigned n, size_t want, uint64_t off,
                       size_t *got)
 {
-    static __thread uint8_t *bounce;
+    /* one per reader thread, kept for its images and freed when the thread ends */
+    static GPrivate bounce_key = G_PRIVATE_INIT(g_free);
+    uint8_t *bounce = g_private_get(&bounce_key);
 
     if (!bounce) {
-        bounce = g_malloc((size_t)READ_BATCH * VMA_CLUSTER_SIZE); /* per thread, kept */
+        bounce = g_malloc((size_t)READ_BATCH * VMA_CLUSTER_SIZE);
+        g_private_set(&bounce_key, bounce);
     }
     int r = cli_nbd_image_pread(im->nbd, bounce, want, off);
     if (r < 0) {
