@@ -14,6 +14,8 @@
 
 #include <uuid/uuid.h>
 
+#include "vma-format.h"
+#include "vma-internal.h"
 #include "vma.h"
 
 G_DEFINE_QUARK(vma-error-quark, vma_error)
@@ -184,4 +186,37 @@ bool vma_check_disk_name(const char *name, GError **errp)
         return false;
     }
     return vma_check_name("device", name, errp);
+}
+
+bool vma_extent_header_check(const uint8_t *hdr, const uint8_t uuid[16], const char *name,
+                             uint64_t off, GError **errp)
+{
+    const VmaExtentHeader *eh = (const VmaExtentHeader *)hdr;
+    uint8_t sum[16];
+
+    vma_md5_excluding(hdr, VMA_EXTENT_HEADER_SIZE, VMA_EXTENT_MD5_OFFSET, sum);
+    if (memcmp(sum, eh->md5sum, 16) != 0) {
+        g_set_error(errp, VMA_ERROR, VMA_ERROR_CHECKSUM,
+                    "%s: extent at byte %" G_GUINT64_FORMAT ": wrong extent header checksum",
+                    name, off);
+        return false;
+    }
+    if (memcmp(eh->uuid, uuid, 16) != 0) {
+        g_set_error(errp, VMA_ERROR, VMA_ERROR_FORMAT,
+                    "%s: extent at byte %" G_GUINT64_FORMAT
+                    ": uuid does not match the archive header", name, off);
+        return false;
+    }
+    if (memcmp(eh->magic, VMA_EXTENT_MAGIC, 4) != 0) {
+        g_set_error(errp, VMA_ERROR, VMA_ERROR_FORMAT,
+                    "%s: extent at byte %" G_GUINT64_FORMAT ": wrong extent magic", name, off);
+        return false;
+    }
+    if (eh->reserved1 != 0) {
+        g_set_error(errp, VMA_ERROR, VMA_ERROR_FORMAT,
+                    "%s: extent at byte %" G_GUINT64_FORMAT ": reserved field is not zero",
+                    name, off);
+        return false;
+    }
+    return true;
 }

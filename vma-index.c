@@ -371,25 +371,8 @@ static int64_t index_extent(VmaIndex *ix, unsigned k, uint8_t *hdr, uint64_t off
 {
     IndexArchive *a = &ix->arch[k];
     const VmaExtentHeader *eh = (const VmaExtentHeader *)hdr;
-    uint8_t sum[16];
 
-    vma_md5_excluding(hdr, VMA_EXTENT_HEADER_SIZE, VMA_EXTENT_MD5_OFFSET, sum);
-    if (memcmp(sum, eh->md5sum, 16) != 0) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_CHECKSUM,
-                    "%s: extent at byte %" G_GUINT64_FORMAT ": wrong extent header checksum",
-                    a->path, off);
-        return -1;
-    }
-    if (memcmp(eh->uuid, a->uuid, 16) != 0) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_FORMAT,
-                    "%s: extent at byte %" G_GUINT64_FORMAT
-                    ": uuid does not match the archive header", a->path, off);
-        return -1;
-    }
-    if (memcmp(eh->magic, VMA_EXTENT_MAGIC, 4) != 0 || eh->reserved1 != 0) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_FORMAT,
-                    "%s: extent at byte %" G_GUINT64_FORMAT ": wrong extent magic or "
-                    "reserved field", a->path, off);
+    if (!vma_extent_header_check(hdr, a->uuid, a->path, off, errp)) {
         return -1;
     }
 

@@ -10,6 +10,7 @@
 #define VMA_INTERNAL_H
 
 #include <glib.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,5 +35,11 @@ static inline void vma_md5_excluding(const uint8_t *buf, size_t len, size_t md5_
     g_checksum_get_digest(ck, out, &out_len);
     g_checksum_free(ck);
 }
+
+/* The checks every reader of an extent header makes before looking at its entries: its
+ * MD5 (over the 512 bytes with the sum taken as zero), the archive's uuid, the magic and
+ * the reserved field. name and off only go into the messages. vma-common.c. */
+bool vma_extent_header_check(const uint8_t *hdr, const uint8_t uuid[16], const char *name,
+                             uint64_t off, GError **errp);
 
 #endif /* VMA_INTERNAL_H */

@@ -45,6 +45,7 @@
 #include <unistd.h>
 
 #include "vma-format.h"
+#include "vma-internal.h"
 #include "vma-input.h"
 #include "vma.h"
 #include "util/bitmap.h"
@@ -487,32 +488,7 @@ static int read_extent(VmaReader *r, GError **errp)
         return -1;
     }
 
-    uint8_t stored[16], computed[16];
-    memcpy(stored, hdr + offsetof(VmaExtentHeader, md5sum), 16);
-    memset(hdr + offsetof(VmaExtentHeader, md5sum), 0, 16);
-    md5_digest(hdr, sizeof(hdr), computed);
-    if (memcmp(stored, computed, 16) != 0) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_CHECKSUM,
-                    "%s: extent at byte %" G_GUINT64_FORMAT ": wrong extent header checksum",
-                    r->name, off);
-        return -1;
-    }
-    if (memcmp(eh->uuid, r->uuid, 16) != 0) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_FORMAT,
-                    "%s: extent at byte %" G_GUINT64_FORMAT
-                    ": uuid does not match the archive header", r->name, off);
-        return -1;
-    }
-    if (memcmp(eh->magic, VMA_EXTENT_MAGIC, 4) != 0) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_FORMAT,
-                    "%s: extent at byte %" G_GUINT64_FORMAT ": wrong extent magic", r->name,
-                    off);
-        return -1;
-    }
-    if (eh->reserved1 != 0) {
-        g_set_error(errp, VMA_ERROR, VMA_ERROR_FORMAT,
-                    "%s: extent at byte %" G_GUINT64_FORMAT ": reserved field is not zero",
-                    r->name, off);
+    if (!vma_extent_header_check(hdr, r->uuid, r->name, off, errp)) {
         return -1;
     }
 
