@@ -38,16 +38,16 @@
 #define TASKS_KEPT 200
 #define POLL_MS 200
 #define RATE_WINDOW_US (2 * G_USEC_PER_SEC)
-#define QMP_TIMEOUT_MS 3000
 #define WEB_BITMAP "vma-web"
 
 typedef enum TaskType {
     TASK_BACKUP,
     TASK_VERIFY,
     TASK_RESTORE,
+    TASK_LIVE_RESTORE,
 } TaskType;
 
-static const char *const task_type_names[] = { "backup", "verify", "restore" };
+static const char *const task_type_names[] = { "backup", "verify", "restore", "live-restore" };
 
 typedef struct Task {
     /* set at creation, read-only afterwards */
@@ -143,16 +143,34 @@ static Task *task_new(TaskType type, const char *vmid, const char *archive)
     return t;
 }
 
+static void task_register_locked(Task *t)
+{
+    t->id = g_strdup_printf("%s-%" G_GUINT64_FORMAT, task_type_names[t->type], next_id++);
+    g_hash_table_insert(tasks, t->id, t);
+}
+
+/* Run fn(t) in a new thread (t registered); returns the id. */
+static char *task_run(Task *t, GThreadFunc fn)
+{
+    char *id = g_strdup(t->id);
+
+    g_thread_unref(g_thread_new(id, fn, t));
+    return id;
+}
+
 /* Register t and run fn(t) in a new thread; returns the id. */
 static char *task_start(Task *t, GThreadFunc fn)
 {
     g_mutex_lock(&tasks_lock);
-    t->id = g_strdup_printf("%s-%" G_GUINT64_FORMAT, task_type_names[t->type], next_id++);
-    g_hash_table_insert(tasks, t->id, t);
-    char *id = g_strdup(t->id);
+    task_register_locked(t);
     g_mutex_unlock(&tasks_lock);
-    g_thread_unref(g_thread_new(id, fn, t));
-    return id;
+    return task_run(t, fn);
+}
+
+/* Tasks that hold their VM: one at a time per VM. */
+static bool vm_exclusive(const Task *t)
+{
+    return t->type == TASK_BACKUP || t->type == TASK_LIVE_RESTORE;
 }
 
 static bool busy_locked(const char *vmid, const char *name)
@@ -163,15 +181,65 @@ static bool busy_locked(const char *vmid, const char *name)
     g_hash_table_iter_init(&it, tasks);
     while (g_hash_table_iter_next(&it, NULL, &v)) {
         Task *t = v;
-        if (!t->running || t->pruning || strcmp(t->vmid, vmid) != 0) {
+        if (!t->running || strcmp(t->vmid, vmid) != 0) {
             continue;
         }
-        if (name == NULL ? t->type == TASK_BACKUP
-                         : t->archive != NULL && strcmp(t->archive, name) == 0) {
+        /* a backup holds the VM until its task ends, its retention run included (two
+         * prunes of one directory at once, or a backup starting while the last one's
+         * prune removes its base, is what this prevents); its own new archive is free
+         * for verify or delete while it prunes */
+        if (name == NULL ? vm_exclusive(t)
+                         : !t->pruning && t->archive != NULL && strcmp(t->archive, name) == 0) {
             return true;
         }
     }
     return false;
+}
+
+/* The running task that holds the VM (a backup, a live restore), or NULL. */
+static Task *vm_holder_locked(const char *vmid)
+{
+    GHashTableIter it;
+    gpointer v;
+
+    g_hash_table_iter_init(&it, tasks);
+    while (g_hash_table_iter_next(&it, NULL, &v)) {
+        Task *t = v;
+        if (t->running && strcmp(t->vmid, vmid) == 0 && vm_exclusive(t)) {
+            return t;
+        }
+    }
+    return NULL;
+}
+
+/* Register t unless a task holds its VM already (CONFLICT naming that task). */
+static bool task_register_exclusive(Task *t, GError **errp)
+{
+    g_mutex_lock(&tasks_lock);
+    Task *other = vm_holder_locked(t->vmid);
+    if (other != NULL) {
+        g_set_error(errp, WEB_ERROR, WEB_ERROR_CONFLICT, "a %s of VM %s is running (task %s%s)",
+                    task_type_names[other->type], t->vmid, other->id,
+                    other->pruning ? ", applying the retention policy" : "");
+        g_mutex_unlock(&tasks_lock);
+        return false;
+    }
+    task_register_locked(t);
+    g_mutex_unlock(&tasks_lock);
+    return true;
+}
+
+bool web_task_vm_busy(const char *vmid, GError **errp)
+{
+    g_mutex_lock(&tasks_lock);
+    Task *t = vm_holder_locked(vmid);
+    if (t != NULL) {
+        g_set_error(errp, WEB_ERROR, WEB_ERROR_CONFLICT,
+                    "a %s of VM %s is running (task %s); prune when it has ended",
+                    task_type_names[t->type], vmid, t->id);
+    }
+    g_mutex_unlock(&tasks_lock);
+    return t != NULL;
 }
 
 bool web_task_busy(const char *vmid, const char *name)
@@ -186,12 +254,7 @@ bool web_task_busy(const char *vmid, const char *name)
 
 static JsonNode *qmp(QmpClient *c, const char *cmd, JsonObject *args, GError **errp)
 {
-    JsonNode *r = qmp_client_execute(c, cmd, args, NULL, 0, errp);
-
-    if (r == NULL) {
-        g_prefix_error(errp, "%s: ", cmd);
-    }
-    return r;
+    return web_qmp(config, c, cmd, args, errp);
 }
 
 /* Add WEB_BITMAP to every writable disk that has none yet. */
@@ -254,9 +317,7 @@ static bool ensure_bitmaps(QmpClient *c, GError **errp)
 
 static void set_backup_error(GError **errp, GError *err)
 {
-    if (err != NULL && err->domain == QMP_CLIENT_ERROR && err->code != QMP_CLIENT_ERROR_COMMAND) {
-        g_set_error(errp, WEB_ERROR, WEB_ERROR_VMAD, "vmad: %s", err->message);
-    } else if (err != NULL) {
+    if (err != NULL) {
         g_propagate_error(errp, g_error_copy(err));
     }
 }
@@ -360,7 +421,6 @@ static char *choose_name(const char *dir, const char *vmid, bool zstd)
 static bool run_backup(Task *t, GError **errp)
 {
     g_autofree char *dir = web_vm_backup_dir(config, t->vmid);
-    g_autofree char *sock = web_vm_qmp_path(config, t->vmid);
     g_autoptr(GError) err = NULL;
 
     if (g_mkdir_with_parents(dir, 0750) != 0) {
@@ -376,9 +436,9 @@ static bool run_backup(Task *t, GError **errp)
     t->archive = g_strdup(name);
     g_mutex_unlock(&tasks_lock);
 
-    g_autoptr(QmpClient) c = qmp_client_connect(sock, QMP_TIMEOUT_MS, &err);
+    g_autoptr(QmpClient) c = web_vm_connect(config, t->vmid, &err);
     if (c == NULL) {
-        g_set_error(errp, WEB_ERROR, WEB_ERROR_VMAD, "VM %s: %s", t->vmid, err->message);
+        g_propagate_prefixed_error(errp, g_steal_pointer(&err), "VM %s: ", t->vmid);
         return false;
     }
     if (t->req.incremental && !ensure_bitmaps(c, &err)) {
@@ -480,17 +540,15 @@ static gpointer backup_thread(gpointer p)
 
 char *web_task_backup(const char *vmid, const WebBackupRequest *req, GError **errp)
 {
-    g_mutex_lock(&tasks_lock);
-    bool busy = busy_locked(vmid, NULL);
-    g_mutex_unlock(&tasks_lock);
-    if (busy) {
-        g_set_error(errp, WEB_ERROR, WEB_ERROR_CONFLICT, "a backup of VM %s is running", vmid);
-        return NULL;
-    }
     Task *t = task_new(TASK_BACKUP, vmid, NULL);
     t->req = *req;
     t->req.notes = g_strdup(req->notes);
-    return task_start(t, backup_thread);
+    /* the check and the registration under one lock: of two requests at once, one wins */
+    if (!task_register_exclusive(t, errp)) {
+        task_free(t);
+        return NULL;
+    }
+    return task_run(t, backup_thread);
 }
 
 /* ---- verify and restore: vma as a child -------------------------------------------- */
