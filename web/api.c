@@ -515,16 +515,32 @@ static void api_archive(SoupServerMessage *msg, const char *vmid, const char *na
         }
         id = web_task_verify(vmid, name, &err);
     } else if (strcmp(action, "restore") == 0) {
-        static const char *const allowed[] = { "target", NULL };
-        const char *target;
+        static const char *const allowed[] = { "target", "mode", "speed", NULL };
+        static const char *const rmodes[] = { "directory", "live", NULL };
+        const char *target, *rmode;
+        gint64 speed = 0;
         if ((bad = unknown_member(o, allowed)) != NULL) {
             reply_error(msg, SOUP_STATUS_BAD_REQUEST, "unknown member '%s'", bad);
             return;
         }
-        if (!member_string(msg, o, "target", true, &target)) {
+        if (!member_string(msg, o, "target", true, &target) ||
+            !member_choice(msg, o, "mode", rmodes, "directory", &rmode) ||
+            !member_int(msg, o, "speed", 0, G_MAXINT64, &speed)) {
             return;
         }
-        id = web_task_restore(vmid, name, target, &err);
+        if (strcmp(rmode, "live") == 0) {
+            g_autofree char *sock = web_vm_qmp_path(config, vmid);
+            if (!g_file_test(sock, G_FILE_TEST_EXISTS)) {
+                reply_error(msg, SOUP_STATUS_NOT_FOUND, "VM %s: no vmad socket %s", vmid, sock);
+                return;
+            }
+            id = web_task_restore_live(vmid, name, target, speed, &err);
+        } else if (json_object_has_member(o, "speed")) {
+            reply_error(msg, SOUP_STATUS_BAD_REQUEST, "speed: only for a live restore");
+            return;
+        } else {
+            id = web_task_restore(vmid, name, target, &err);
+        }
     } else if (strcmp(action, "notes") == 0) {
         static const char *const allowed[] = { "notes", NULL };
         const char *notes;

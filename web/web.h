@@ -161,6 +161,13 @@ void web_tasks_init(const WebConfig *cfg);
 char *web_task_backup(const char *vmid, const WebBackupRequest *req, GError **errp);
 char *web_task_verify(const char *vmid, const char *name, GError **errp);
 char *web_task_restore(const char *vmid, const char *name, const char *target, GError **errp);
+/* Live restore into the VM's own vmad (tasks.c, docs/web-api.md): new disks
+ * DEVICE-restored over new images in target, exported over vmad's NBD server at once and
+ * copied by block-stream (speed bytes/s, 0 = no limit). The VM's existing disks are
+ * never touched. CONFLICT: compressed archive, target exists, a backup or live restore of
+ * the VM runs. */
+char *web_task_restore_live(const char *vmid, const char *name, const char *target,
+                            gint64 speed, GError **errp);
 /* NULL if no such task. */
 JsonObject *web_task_describe(const char *id);
 JsonArray *web_tasks_list(void);
