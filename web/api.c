@@ -102,6 +102,8 @@ static guint status_of(const GError *err)
         return SOUP_STATUS_CONFLICT;
     case WEB_ERROR_VMAD:
         return SOUP_STATUS_BAD_GATEWAY;
+    case WEB_ERROR_TIMEOUT:
+        return SOUP_STATUS_GATEWAY_TIMEOUT;
     case WEB_ERROR_INTERNAL:
         break;
     }
@@ -353,14 +355,23 @@ static void vm_query_thread(GTask *task, gpointer source, gpointer data, GCancel
     VmQuery *q = data;
 
     if (q->vmid != NULL) {
-        g_task_return_pointer(task, web_vm_describe(config, q->vmid),
-                              (GDestroyNotify)json_object_unref);
+        bool timeout = false;
+        JsonObject *o = web_vm_describe(config, q->vmid, &timeout);
+        if (timeout) {
+            /* one VM asked for: its vmad hangs is the answer (504); in the list it is
+             * one VM "online": false among the others */
+            g_task_return_new_error(task, WEB_ERROR, WEB_ERROR_TIMEOUT, "VM %s: %s", q->vmid,
+                                    json_object_get_string_member(o, "error"));
+            json_object_unref(o);
+            return;
+        }
+        g_task_return_pointer(task, o, (GDestroyNotify)json_object_unref);
         return;
     }
     g_autoptr(GPtrArray) ids = web_vm_ids(config);
     JsonArray *a = json_array_new();
     for (guint i = 0; i < ids->len; i++) {
-        json_array_add_object_element(a, web_vm_describe(config, ids->pdata[i]));
+        json_array_add_object_element(a, web_vm_describe(config, ids->pdata[i], NULL));
     }
     g_task_return_pointer(task, a, (GDestroyNotify)json_array_unref);
 }
@@ -368,9 +379,12 @@ static void vm_query_thread(GTask *task, gpointer source, gpointer data, GCancel
 static void vm_query_done(GObject *source, GAsyncResult *res, gpointer data)
 {
     VmQuery *q = g_task_get_task_data(G_TASK(res));
-    gpointer out = g_task_propagate_pointer(G_TASK(res), NULL);
+    g_autoptr(GError) err = NULL;
+    gpointer out = g_task_propagate_pointer(G_TASK(res), &err);
 
-    if (q->vmid != NULL) {
+    if (out == NULL) {
+        reply_gerror(q->msg, err);
+    } else if (q->vmid != NULL) {
         reply_object(q->msg, SOUP_STATUS_OK, out);
     } else {
         reply_array(q->msg, SOUP_STATUS_OK, out);
@@ -501,16 +515,32 @@ static void api_archive(SoupServerMessage *msg, const char *vmid, const char *na
         }
         id = web_task_verify(vmid, name, &err);
     } else if (strcmp(action, "restore") == 0) {
-        static const char *const allowed[] = { "target", NULL };
-        const char *target;
+        static const char *const allowed[] = { "target", "mode", "speed", NULL };
+        static const char *const rmodes[] = { "directory", "live", NULL };
+        const char *target, *rmode;
+        gint64 speed = 0;
         if ((bad = unknown_member(o, allowed)) != NULL) {
             reply_error(msg, SOUP_STATUS_BAD_REQUEST, "unknown member '%s'", bad);
             return;
         }
-        if (!member_string(msg, o, "target", true, &target)) {
+        if (!member_string(msg, o, "target", true, &target) ||
+            !member_choice(msg, o, "mode", rmodes, "directory", &rmode) ||
+            !member_int(msg, o, "speed", 0, G_MAXINT64, &speed)) {
             return;
         }
-        id = web_task_restore(vmid, name, target, &err);
+        if (strcmp(rmode, "live") == 0) {
+            g_autofree char *sock = web_vm_qmp_path(config, vmid);
+            if (!g_file_test(sock, G_FILE_TEST_EXISTS)) {
+                reply_error(msg, SOUP_STATUS_NOT_FOUND, "VM %s: no vmad socket %s", vmid, sock);
+                return;
+            }
+            id = web_task_restore_live(vmid, name, target, speed, &err);
+        } else if (json_object_has_member(o, "speed")) {
+            reply_error(msg, SOUP_STATUS_BAD_REQUEST, "speed: only for a live restore");
+            return;
+        } else {
+            id = web_task_restore(vmid, name, target, &err);
+        }
     } else if (strcmp(action, "notes") == 0) {
         static const char *const allowed[] = { "notes", NULL };
         const char *notes;
@@ -576,6 +606,12 @@ static void api_prune(SoupServerMessage *msg, const char *vmid)
         return;
     }
     json_object_remove_member(o, "dry-run");
+    /* a backup's own retention run and this one would remove files of one directory at
+     * once, and the archive a running backup builds on must stay */
+    if (!dry_run && web_task_vm_busy(vmid, &err)) {
+        reply_gerror(msg, err);
+        return;
+    }
     /* keep-* members given: that policy for this run; none: the VM's saved policy */
     if (json_object_get_size(o) > 0 ? !web_prune_policy_from_json(o, &p, &err)
                                     : !web_retention_load(config, vmid, &p, &err)) {

@@ -3,7 +3,7 @@
  * instances (docs/vma-web.md; the API in docs/web-api.md).
  *
  *   vma-web --listen 127.0.0.1:PORT|[::1]:PORT|unix:PATH --run-dir DIR --backup-dir DIR
- *           [--token-file FILE] [--allow-remote] [--vma PATH]
+ *           [--token-file FILE] [--allow-remote] [--vma PATH] [--qmp-timeout SECONDS]
  *
  * Start-up: read (or create, mode 0600, O_EXCL) the token file, bind the listening
  * socket (util/listen.c: a UNIX path in use by a live process is refused, a stale one
@@ -200,6 +200,7 @@ int main(int argc, char **argv)
     g_autofree char *listen = NULL, *run_dir = NULL, *backup_dir = NULL, *token_file = NULL;
     g_autofree char *vma = NULL;
     gboolean allow_remote = FALSE;
+    int qmp_timeout = 10;
     GOptionEntry entries[] = {
         { "listen", 0, 0, G_OPTION_ARG_STRING, &listen,
           "Where to listen: 127.0.0.1:PORT, [::1]:PORT or unix:PATH", "ADDR" },
@@ -214,6 +215,8 @@ int main(int argc, char **argv)
           "Allow a TCP address that is not loopback", NULL },
         { "vma", 0, 0, G_OPTION_ARG_FILENAME, &vma,
           "The vma program (default: next to vma-web, else from PATH)", "PATH" },
+        { "qmp-timeout", 0, 0, G_OPTION_ARG_INT, &qmp_timeout,
+          "Longest wait for a vmad's QMP greeting or reply (default 10)", "SECONDS" },
         { NULL },
     };
     g_autoptr(GOptionContext) ctx = g_option_context_new("- web console for vmad backups");
@@ -230,9 +233,14 @@ int main(int argc, char **argv)
                 argc > 1 ? "unexpected operand" : "--listen, --run-dir and --backup-dir are required");
         return 2;
     }
+    if (qmp_timeout < 1 || qmp_timeout > 3600) {
+        fprintf(stderr, "vma-web: --qmp-timeout %d: expected 1 to 3600 seconds\n", qmp_timeout);
+        return 2;
+    }
     signal(SIGPIPE, SIG_IGN);
 
     WebConfig cfg = { 0 };
+    cfg.qmp_timeout_ms = qmp_timeout * 1000;
     cfg.run_dir = g_canonicalize_filename(run_dir, NULL);
     cfg.backup_dir = g_canonicalize_filename(backup_dir, NULL);
     cfg.vma = find_vma(vma);

@@ -26,28 +26,31 @@
  * archive of a delta's chain) and read its progress lines.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <gio/gio.h>
 
+#include "vma.h"
 #include "util/qmp-client.h"
 #include "web/web.h"
 
 #define TASKS_KEPT 200
 #define POLL_MS 200
 #define RATE_WINDOW_US (2 * G_USEC_PER_SEC)
-#define QMP_TIMEOUT_MS 3000
 #define WEB_BITMAP "vma-web"
 
 typedef enum TaskType {
     TASK_BACKUP,
     TASK_VERIFY,
     TASK_RESTORE,
+    TASK_LIVE_RESTORE,
 } TaskType;
 
-static const char *const task_type_names[] = { "backup", "verify", "restore" };
+static const char *const task_type_names[] = { "backup", "verify", "restore", "live-restore" };
 
 typedef struct Task {
     /* set at creation, read-only afterwards */
@@ -70,6 +73,7 @@ typedef struct Task {
     bool cancel;
     bool pruning;              /* backup: done, applying retention (its archive is free) */
     GSubprocess *child;        /* verify/restore: the vma running */
+    GPtrArray *live;           /* live restore: LiveDisk*, its thread's (names read-only) */
     gint64 end;
     char *uuid;
     JsonArray *pruned;         /* backup with prune: what prune did */
@@ -98,6 +102,9 @@ static void task_free(Task *t)
     g_free(t->uuid);
     if (t->pruned != NULL) {
         json_array_unref(t->pruned);
+    }
+    if (t->live != NULL) {
+        g_ptr_array_unref(t->live);
     }
     g_free(t);
 }
@@ -143,16 +150,34 @@ static Task *task_new(TaskType type, const char *vmid, const char *archive)
     return t;
 }
 
+static void task_register_locked(Task *t)
+{
+    t->id = g_strdup_printf("%s-%" G_GUINT64_FORMAT, task_type_names[t->type], next_id++);
+    g_hash_table_insert(tasks, t->id, t);
+}
+
+/* Run fn(t) in a new thread (t registered); returns the id. */
+static char *task_run(Task *t, GThreadFunc fn)
+{
+    char *id = g_strdup(t->id);
+
+    g_thread_unref(g_thread_new(id, fn, t));
+    return id;
+}
+
 /* Register t and run fn(t) in a new thread; returns the id. */
 static char *task_start(Task *t, GThreadFunc fn)
 {
     g_mutex_lock(&tasks_lock);
-    t->id = g_strdup_printf("%s-%" G_GUINT64_FORMAT, task_type_names[t->type], next_id++);
-    g_hash_table_insert(tasks, t->id, t);
-    char *id = g_strdup(t->id);
+    task_register_locked(t);
     g_mutex_unlock(&tasks_lock);
-    g_thread_unref(g_thread_new(id, fn, t));
-    return id;
+    return task_run(t, fn);
+}
+
+/* Tasks that hold their VM: one at a time per VM. */
+static bool vm_exclusive(const Task *t)
+{
+    return t->type == TASK_BACKUP || t->type == TASK_LIVE_RESTORE;
 }
 
 static bool busy_locked(const char *vmid, const char *name)
@@ -163,15 +188,65 @@ static bool busy_locked(const char *vmid, const char *name)
     g_hash_table_iter_init(&it, tasks);
     while (g_hash_table_iter_next(&it, NULL, &v)) {
         Task *t = v;
-        if (!t->running || t->pruning || strcmp(t->vmid, vmid) != 0) {
+        if (!t->running || strcmp(t->vmid, vmid) != 0) {
             continue;
         }
-        if (name == NULL ? t->type == TASK_BACKUP
-                         : t->archive != NULL && strcmp(t->archive, name) == 0) {
+        /* a backup holds the VM until its task ends, its retention run included (two
+         * prunes of one directory at once, or a backup starting while the last one's
+         * prune removes its base, is what this prevents); its own new archive is free
+         * for verify or delete while it prunes */
+        if (name == NULL ? vm_exclusive(t)
+                         : !t->pruning && t->archive != NULL && strcmp(t->archive, name) == 0) {
             return true;
         }
     }
     return false;
+}
+
+/* The running task that holds the VM (a backup, a live restore), or NULL. */
+static Task *vm_holder_locked(const char *vmid)
+{
+    GHashTableIter it;
+    gpointer v;
+
+    g_hash_table_iter_init(&it, tasks);
+    while (g_hash_table_iter_next(&it, NULL, &v)) {
+        Task *t = v;
+        if (t->running && strcmp(t->vmid, vmid) == 0 && vm_exclusive(t)) {
+            return t;
+        }
+    }
+    return NULL;
+}
+
+/* Register t unless a task holds its VM already (CONFLICT naming that task). */
+static bool task_register_exclusive(Task *t, GError **errp)
+{
+    g_mutex_lock(&tasks_lock);
+    Task *other = vm_holder_locked(t->vmid);
+    if (other != NULL) {
+        g_set_error(errp, WEB_ERROR, WEB_ERROR_CONFLICT, "a %s of VM %s is running (task %s%s)",
+                    task_type_names[other->type], t->vmid, other->id,
+                    other->pruning ? ", applying the retention policy" : "");
+        g_mutex_unlock(&tasks_lock);
+        return false;
+    }
+    task_register_locked(t);
+    g_mutex_unlock(&tasks_lock);
+    return true;
+}
+
+bool web_task_vm_busy(const char *vmid, GError **errp)
+{
+    g_mutex_lock(&tasks_lock);
+    Task *t = vm_holder_locked(vmid);
+    if (t != NULL) {
+        g_set_error(errp, WEB_ERROR, WEB_ERROR_CONFLICT,
+                    "a %s of VM %s is running (task %s); prune when it has ended",
+                    task_type_names[t->type], vmid, t->id);
+    }
+    g_mutex_unlock(&tasks_lock);
+    return t != NULL;
 }
 
 bool web_task_busy(const char *vmid, const char *name)
@@ -186,12 +261,7 @@ bool web_task_busy(const char *vmid, const char *name)
 
 static JsonNode *qmp(QmpClient *c, const char *cmd, JsonObject *args, GError **errp)
 {
-    JsonNode *r = qmp_client_execute(c, cmd, args, NULL, 0, errp);
-
-    if (r == NULL) {
-        g_prefix_error(errp, "%s: ", cmd);
-    }
-    return r;
+    return web_qmp(config, c, cmd, args, errp);
 }
 
 /* Add WEB_BITMAP to every writable disk that has none yet. */
@@ -254,9 +324,7 @@ static bool ensure_bitmaps(QmpClient *c, GError **errp)
 
 static void set_backup_error(GError **errp, GError *err)
 {
-    if (err != NULL && err->domain == QMP_CLIENT_ERROR && err->code != QMP_CLIENT_ERROR_COMMAND) {
-        g_set_error(errp, WEB_ERROR, WEB_ERROR_VMAD, "vmad: %s", err->message);
-    } else if (err != NULL) {
+    if (err != NULL) {
         g_propagate_error(errp, g_error_copy(err));
     }
 }
@@ -360,7 +428,6 @@ static char *choose_name(const char *dir, const char *vmid, bool zstd)
 static bool run_backup(Task *t, GError **errp)
 {
     g_autofree char *dir = web_vm_backup_dir(config, t->vmid);
-    g_autofree char *sock = web_vm_qmp_path(config, t->vmid);
     g_autoptr(GError) err = NULL;
 
     if (g_mkdir_with_parents(dir, 0750) != 0) {
@@ -376,9 +443,9 @@ static bool run_backup(Task *t, GError **errp)
     t->archive = g_strdup(name);
     g_mutex_unlock(&tasks_lock);
 
-    g_autoptr(QmpClient) c = qmp_client_connect(sock, QMP_TIMEOUT_MS, &err);
+    g_autoptr(QmpClient) c = web_vm_connect(config, t->vmid, &err);
     if (c == NULL) {
-        g_set_error(errp, WEB_ERROR, WEB_ERROR_VMAD, "VM %s: %s", t->vmid, err->message);
+        g_propagate_prefixed_error(errp, g_steal_pointer(&err), "VM %s: ", t->vmid);
         return false;
     }
     if (t->req.incremental && !ensure_bitmaps(c, &err)) {
@@ -480,17 +547,15 @@ static gpointer backup_thread(gpointer p)
 
 char *web_task_backup(const char *vmid, const WebBackupRequest *req, GError **errp)
 {
-    g_mutex_lock(&tasks_lock);
-    bool busy = busy_locked(vmid, NULL);
-    g_mutex_unlock(&tasks_lock);
-    if (busy) {
-        g_set_error(errp, WEB_ERROR, WEB_ERROR_CONFLICT, "a backup of VM %s is running", vmid);
-        return NULL;
-    }
     Task *t = task_new(TASK_BACKUP, vmid, NULL);
     t->req = *req;
     t->req.notes = g_strdup(req->notes);
-    return task_start(t, backup_thread);
+    /* the check and the registration under one lock: of two requests at once, one wins */
+    if (!task_register_exclusive(t, errp)) {
+        task_free(t);
+        return NULL;
+    }
+    return task_run(t, backup_thread);
 }
 
 /* ---- verify and restore: vma as a child -------------------------------------------- */
@@ -634,28 +699,414 @@ char *web_task_verify(const char *vmid, const char *name, GError **errp)
     return task_start(task_new(TASK_VERIFY, vmid, name), verify_thread);
 }
 
-char *web_task_restore(const char *vmid, const char *name, const char *target, GError **errp)
+/* The archive exists; target is absolute, new, in an existing directory. */
+static bool check_restore_target(const char *vmid, const char *name, const char *target,
+                                 GError **errp)
 {
     if (!archive_exists(vmid, name, errp)) {
-        return NULL;
+        return false;
     }
     if (!g_path_is_absolute(target)) {
         g_set_error(errp, WEB_ERROR, WEB_ERROR_INVALID, "target: '%s' is not an absolute path",
                     target);
-        return NULL;
+        return false;
     }
     if (g_file_test(target, G_FILE_TEST_EXISTS)) {
         g_set_error(errp, WEB_ERROR, WEB_ERROR_CONFLICT, "target: %s already exists", target);
-        return NULL;
+        return false;
     }
     g_autofree char *parent = g_path_get_dirname(target);
     if (!g_file_test(parent, G_FILE_TEST_IS_DIR)) {
         g_set_error(errp, WEB_ERROR, WEB_ERROR_INVALID, "target: %s is not a directory", parent);
+        return false;
+    }
+    return true;
+}
+
+char *web_task_restore(const char *vmid, const char *name, const char *target, GError **errp)
+{
+    if (!check_restore_target(vmid, name, target, errp)) {
         return NULL;
     }
     Task *t = task_new(TASK_RESTORE, vmid, name);
     t->target = g_strdup(target);
     return task_start(t, restore_thread);
+}
+
+/* ---- live restore: the archive served at once through vmad, copied by block-stream --- */
+
+/* One disk of a live restore: the nodes it adds to the VM's vmad, as far as they exist. */
+typedef struct LiveDisk {
+    char *device;       /* the archive's device, "drive-scsi0" */
+    uint64_t size;
+    char *file;         /* TARGET/disk-DEVICE.raw (created by us) */
+    char *node;         /* DEVICE-restored: the alloc-track node, its export and its job */
+    char *tgt_node;     /* DEVICE-restored-target: the file node of file */
+    char *arch_node;    /* DEVICE-restored-archive: the vma node over the archive */
+    bool file_made, arch_added, tgt_added, node_added, exported, streaming, done;
+    gint64 cur, len;
+} LiveDisk;
+
+static void live_disk_free(gpointer p)
+{
+    LiveDisk *d = p;
+
+    g_free(d->device);
+    g_free(d->file);
+    g_free(d->node);
+    g_free(d->tgt_node);
+    g_free(d->arch_node);
+    g_free(d);
+}
+
+static void qmp_quiet(QmpClient *c, const char *cmd, const char *key, const char *val)
+{
+    g_autoptr(JsonObject) args = json_object_new();
+    g_autoptr(GError) err = NULL;
+
+    json_object_set_string_member(args, key, val);
+    g_autoptr(JsonNode) r = qmp(c, cmd, args, &err);
+}
+
+/* Undo what the set-up added (only before any block-stream ran: nothing but our own
+ * set-up has touched the targets then). */
+static void live_rollback(QmpClient *c, GPtrArray *disks, const char *target)
+{
+    for (guint i = disks->len; i-- > 0;) {
+        LiveDisk *d = disks->pdata[i];
+        if (c != NULL) {
+            if (d->exported) {
+                qmp_quiet(c, "block-export-del", "id", d->node);
+            }
+            if (d->node_added) {
+                qmp_quiet(c, "blockdev-del", "node-name", d->node);
+            }
+            if (d->tgt_added) {
+                qmp_quiet(c, "blockdev-del", "node-name", d->tgt_node);
+            }
+            if (d->arch_added) {
+                qmp_quiet(c, "blockdev-del", "node-name", d->arch_node);
+            }
+        }
+        if (d->file_made) {
+            unlink(d->file);
+        }
+    }
+    rmdir(target);
+}
+
+static bool add_node(QmpClient *c, JsonObject *args, bool *added, GError **errp)
+{
+    g_autoptr(JsonNode) r = qmp(c, "blockdev-add", args, errp);
+
+    *added = r != NULL;
+    return r != NULL;
+}
+
+/* Nodes, files and exports of every disk; false with the first error (caller rolls back). */
+static bool live_setup(Task *t, QmpClient *c, GPtrArray *disks, GPtrArray *chain,
+                       const char *archive, GError **errp)
+{
+    g_autoptr(JsonNode) blocks = qmp(c, "query-block", NULL, errp);
+    if (blocks == NULL) {
+        return false;
+    }
+    JsonArray *ba = JSON_NODE_HOLDS_ARRAY(blocks) ? json_node_get_array(blocks) : NULL;
+    for (guint i = 0; i < disks->len; i++) {
+        LiveDisk *d = disks->pdata[i];
+        for (guint j = 0; ba != NULL && j < json_array_get_length(ba); j++) {
+            JsonObject *b = json_array_get_object_element(ba, j);
+            const char *dev = b != NULL ? str_of(b, "device") : NULL;
+            if (g_strcmp0(dev, d->node) == 0 || g_strcmp0(dev, d->tgt_node) == 0 ||
+                g_strcmp0(dev, d->arch_node) == 0) {
+                g_set_error(errp, WEB_ERROR, WEB_ERROR_CONFLICT,
+                            "VM %s has a disk %s already (an earlier live restore?)", t->vmid, dev);
+                return false;
+            }
+        }
+    }
+    for (guint i = 0; i < disks->len; i++) {
+        LiveDisk *d = disks->pdata[i];
+        int fd = open(d->file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            int e = errno;
+            g_set_error(errp, WEB_ERROR, WEB_ERROR_INTERNAL, "create %s: %s", d->file, g_strerror(e));
+            return false;
+        }
+        d->file_made = true;
+        int r = ftruncate(fd, (off_t)d->size);
+        int e = errno;
+        close(fd);
+        if (r != 0) {
+            g_set_error(errp, WEB_ERROR, WEB_ERROR_INTERNAL, "size %s: %s", d->file, g_strerror(e));
+            return false;
+        }
+        g_autoptr(JsonObject) va = json_object_new();
+        json_object_set_string_member(va, "driver", "vma");
+        json_object_set_string_member(va, "node-name", d->arch_node);
+        json_object_set_string_member(va, "filename", archive);
+        json_object_set_string_member(va, "device", d->device);
+        if (chain->len > 0) {
+            JsonArray *base = json_array_new();
+            for (guint j = 0; j < chain->len; j++) {
+                json_array_add_string_element(base, chain->pdata[j]);
+            }
+            json_object_set_array_member(va, "base", base);
+        }
+        g_autoptr(JsonObject) fa = json_object_new();
+        json_object_set_string_member(fa, "driver", "file");
+        json_object_set_string_member(fa, "node-name", d->tgt_node);
+        json_object_set_string_member(fa, "filename", d->file);
+        g_autoptr(JsonObject) aa = json_object_new();
+        json_object_set_string_member(aa, "driver", "alloc-track");
+        json_object_set_string_member(aa, "node-name", d->node);
+        json_object_set_string_member(aa, "file", d->tgt_node);
+        json_object_set_string_member(aa, "backing", d->arch_node);
+        g_autoptr(JsonObject) ea = json_object_new();
+        json_object_set_string_member(ea, "type", "nbd");
+        json_object_set_string_member(ea, "id", d->node);
+        json_object_set_string_member(ea, "node-name", d->node);
+        json_object_set_boolean_member(ea, "writable", true);
+        if (!add_node(c, va, &d->arch_added, errp) || !add_node(c, fa, &d->tgt_added, errp) ||
+            !add_node(c, aa, &d->node_added, errp)) {
+            return false;
+        }
+        g_autoptr(JsonNode) r2 = qmp(c, "block-export-add", ea, errp);
+        if (r2 == NULL) {
+            g_prefix_error(errp, "export %s (does VM %s's vmad run an NBD server?): ", d->node,
+                           t->vmid);
+            return false;
+        }
+        d->exported = true;
+    }
+    return true;
+}
+
+/* Take the stream events that came in; false with the error of a failed or cancelled job. */
+static bool live_events(QmpClient *c, GPtrArray *disks, GError **errp)
+{
+    JsonObject *ev;
+    bool ok = true;
+
+    while ((ev = qmp_client_next_event(c)) != NULL) {
+        const char *name = str_of(ev, "event");
+        JsonNode *dn = json_object_get_member(ev, "data");
+        JsonObject *data = dn != NULL && JSON_NODE_HOLDS_OBJECT(dn) ? json_node_get_object(dn) : NULL;
+        const char *dev = data != NULL ? str_of(data, "device") : NULL;
+        for (guint i = 0; dev != NULL && i < disks->len; i++) {
+            LiveDisk *d = disks->pdata[i];
+            if (strcmp(d->node, dev) != 0 || !d->streaming) {
+                continue;
+            }
+            if (g_strcmp0(name, "BLOCK_JOB_COMPLETED") == 0) {
+                const char *e = str_of(data, "error");
+                if (e != NULL && ok) {
+                    g_set_error(errp, WEB_ERROR, WEB_ERROR_VMAD, "%s: %s", d->node, e);
+                    ok = false;
+                }
+                d->streaming = false;
+                d->done = e == NULL;
+                d->cur = d->len = int_of(data, "len");
+            } else if (g_strcmp0(name, "BLOCK_JOB_CANCELLED") == 0) {
+                if (ok) {
+                    g_set_error(errp, WEB_ERROR, WEB_ERROR_INTERNAL, "%s: cancelled", d->node);
+                    ok = false;
+                }
+                d->streaming = false;
+            }
+        }
+        json_object_unref(ev);
+    }
+    return ok;
+}
+
+static bool live_restore(Task *t, GPtrArray *disks, GError **errp)
+{
+    g_autoptr(GError) err = NULL;
+    g_autofree char *dir = web_vm_backup_dir(config, t->vmid);
+    g_autofree char *archive = g_build_filename(dir, t->archive, NULL);
+    g_autoptr(GPtrArray) chain = web_archive_chain(config, t->vmid, t->archive, errp);
+
+    if (chain == NULL) {
+        rmdir(t->target);
+        return false;
+    }
+    g_autoptr(QmpClient) c = web_vm_connect(config, t->vmid, &err);
+    if (c == NULL) {
+        rmdir(t->target);
+        g_propagate_prefixed_error(errp, g_steal_pointer(&err), "VM %s: ", t->vmid);
+        return false;
+    }
+    if (!live_setup(t, c, disks, chain, archive, &err) || task_cancelled(t)) {
+        live_rollback(c, disks, t->target);
+        if (err == NULL) {
+            g_set_error(&err, WEB_ERROR, WEB_ERROR_INTERNAL, "cancelled");
+        }
+        g_propagate_prefixed_error(errp, g_steal_pointer(&err),
+                                   "live restore not started (nothing left behind): ");
+        return false;
+    }
+    /* from here on the disks are served: a guest may use them, so nothing is undone */
+    for (guint i = 0; i < disks->len; i++) {
+        LiveDisk *d = disks->pdata[i];
+        g_autoptr(JsonObject) args = json_object_new();
+        json_object_set_string_member(args, "job-id", d->node);
+        json_object_set_string_member(args, "device", d->node);
+        if (t->req.speed > 0) {
+            json_object_set_int_member(args, "speed", t->req.speed);
+        }
+        g_autoptr(JsonNode) r = qmp(c, "block-stream", args, errp);
+        if (r == NULL) {
+            g_prefix_error(errp, "the disks are served, but ");
+            return false;
+        }
+        d->streaming = true;
+        d->len = (gint64)d->size;
+    }
+    g_mutex_lock(&tasks_lock);
+    t->started = true;
+    g_mutex_unlock(&tasks_lock);
+    gint64 sample_time = g_get_monotonic_time(), sample_bytes = 0;
+    bool cancel_sent = false;
+    for (;;) {
+        if (!cancel_sent && task_cancelled(t)) {
+            for (guint i = 0; i < disks->len; i++) {
+                LiveDisk *d = disks->pdata[i];
+                if (d->streaming) {
+                    qmp_quiet(c, "job-cancel", "id", d->node);
+                }
+            }
+            cancel_sent = true;
+        }
+        g_autoptr(JsonNode) jobs = qmp(c, "query-jobs", NULL, errp);
+        if (jobs == NULL) {
+            return false;
+        }
+        JsonArray *ja = JSON_NODE_HOLDS_ARRAY(jobs) ? json_node_get_array(jobs) : NULL;
+        for (guint j = 0; ja != NULL && j < json_array_get_length(ja); j++) {
+            JsonObject *jo = json_array_get_object_element(ja, j);
+            for (guint i = 0; jo != NULL && i < disks->len; i++) {
+                LiveDisk *d = disks->pdata[i];
+                if (d->streaming && g_strcmp0(str_of(jo, "id"), d->node) == 0) {
+                    d->cur = int_of(jo, "current-progress");
+                    d->len = MAX(int_of(jo, "total-progress"), d->cur);
+                }
+            }
+        }
+        if (!live_events(c, disks, errp)) {
+            g_prefix_error(errp, "the disks stay served from the archive (a block-stream resumes): ");
+            return false;
+        }
+        gint64 done = 0, total = 0;
+        bool all = true;
+        for (guint i = 0; i < disks->len; i++) {
+            LiveDisk *d = disks->pdata[i];
+            done += d->cur;
+            total += d->len;
+            all &= d->done;
+        }
+        gint64 now = g_get_monotonic_time();
+        g_mutex_lock(&tasks_lock);
+        t->bytes = done;
+        t->total = total;
+        t->progress = total > 0 ? MIN(1.0, (double)done / (double)total) : 0;
+        if (now - sample_time >= RATE_WINDOW_US / 4 && done >= sample_bytes) {
+            double rate = (double)(done - sample_bytes) * G_USEC_PER_SEC / (double)(now - sample_time);
+            t->rate = t->rate > 0 ? 0.75 * t->rate + 0.25 * rate : rate;
+            sample_time = now;
+            sample_bytes = done;
+        }
+        t->eta = t->rate > 0 ? (gint64)((double)(total - done) / t->rate) : -1;
+        g_mutex_unlock(&tasks_lock);
+        if (all) {
+            break;
+        }
+        /* wait for the next event (a job's end) or the next poll */
+        if (!qmp_client_wait(c, POLL_MS, &err)) {
+            g_propagate_prefixed_error(errp, g_steal_pointer(&err), "VM %s: ", t->vmid);
+            return false;
+        }
+    }
+    /* every disk is on its target: the archive nodes are unused now */
+    for (guint i = 0; i < disks->len; i++) {
+        LiveDisk *d = disks->pdata[i];
+        g_autoptr(JsonObject) args = json_object_new();
+        json_object_set_string_member(args, "node-name", d->arch_node);
+        g_autoptr(JsonNode) r = qmp(c, "blockdev-del", args, errp);
+        if (r == NULL) {
+            g_prefix_error(errp, "restored, but ");
+            return false;
+        }
+    }
+    return true;
+}
+
+static gpointer live_restore_thread(gpointer p)
+{
+    Task *t = p;
+    g_autoptr(GError) err = NULL;
+
+    live_restore(t, t->live, &err);
+    task_finish(t, err != NULL ? err->message : NULL);
+    return NULL;
+}
+
+char *web_task_restore_live(const char *vmid, const char *name, const char *target, gint64 speed,
+                            GError **errp)
+{
+    g_autofree char *dir = web_vm_backup_dir(config, vmid);
+    g_autofree char *path = g_build_filename(dir, name, NULL);
+
+    if (!check_restore_target(vmid, name, target, errp)) {
+        return NULL;
+    }
+    g_autoptr(VmaReader) r = vma_reader_open(path, errp);
+    if (r == NULL) {
+        return NULL;
+    }
+    if (vma_reader_get_compression(r) != VMA_COMPRESSION_NONE) {
+        g_set_error(errp, WEB_ERROR, WEB_ERROR_CONFLICT,
+                    "%s: a live restore needs an uncompressed archive (this one is %s); "
+                    "restore it into a directory", name,
+                    vma_compression_name(vma_reader_get_compression(r)));
+        return NULL;
+    }
+    g_autoptr(GPtrArray) disks = g_ptr_array_new_with_free_func(live_disk_free);
+    for (guint id = 1; id < 255; id++) {
+        const VmaDeviceInfo *di = vma_reader_get_device(r, id);
+        if (di == NULL || di->is_vmstate) {
+            continue;
+        }
+        LiveDisk *d = g_new0(LiveDisk, 1);
+        d->device = g_strdup(di->name);
+        d->size = di->size;
+        g_autofree char *base = g_strdup_printf("disk-%s.raw", di->name);
+        d->file = g_build_filename(target, base, NULL);
+        d->node = g_strdup_printf("%s-restored", di->name);
+        d->tgt_node = g_strdup_printf("%s-restored-target", di->name);
+        d->arch_node = g_strdup_printf("%s-restored-archive", di->name);
+        g_ptr_array_add(disks, d);
+    }
+    if (disks->len == 0) {
+        g_set_error(errp, WEB_ERROR, WEB_ERROR_CONFLICT, "%s: no disk in the archive", name);
+        return NULL;
+    }
+    if (mkdir(target, 0750) != 0) {
+        int e = errno;
+        g_set_error(errp, WEB_ERROR, e == EEXIST ? WEB_ERROR_CONFLICT : WEB_ERROR_INTERNAL,
+                    "target: mkdir %s: %s", target, g_strerror(e));
+        return NULL;
+    }
+    Task *t = task_new(TASK_LIVE_RESTORE, vmid, name);
+    t->target = g_strdup(target);
+    t->req.speed = speed;
+    t->live = g_steal_pointer(&disks);
+    if (!task_register_exclusive(t, errp)) {
+        rmdir(target);
+        task_free(t);
+        return NULL;
+    }
+    return task_run(t, live_restore_thread);
 }
 
 /* ---- queries -------------------------------------------------------------------------- */
@@ -705,6 +1156,27 @@ static JsonObject *describe_locked(Task *t)
     }
     if (t->target != NULL) {
         json_object_set_string_member(o, "target", t->target);
+    }
+    if (t->type == TASK_RESTORE || t->type == TASK_LIVE_RESTORE) {
+        json_object_set_string_member(o, "mode", t->type == TASK_RESTORE ? "directory" : "live");
+    }
+    if (t->type == TASK_LIVE_RESTORE) {
+        json_object_set_boolean_member(o, "started", t->started);
+        json_object_set_int_member(o, "bytes", t->bytes);
+        json_object_set_int_member(o, "total", t->total);
+        json_object_set_double_member(o, "rate", t->rate);
+        JsonArray *a = json_array_new();
+        for (guint i = 0; i < t->live->len; i++) {
+            LiveDisk *d = t->live->pdata[i];
+            JsonObject *dj = json_object_new();
+            json_object_set_string_member(dj, "device", d->device);
+            json_object_set_string_member(dj, "node", d->node);
+            json_object_set_string_member(dj, "export", d->node);
+            json_object_set_string_member(dj, "file", d->file);
+            json_object_set_int_member(dj, "size", (gint64)d->size);
+            json_array_add_object_element(a, dj);
+        }
+        json_object_set_array_member(o, "disks", a);
     }
     return o;
 }

@@ -4,6 +4,12 @@
  * (query-block); a vmad that does not answer makes the VM "online": false with the
  * error, never a failed listing.
  *
+ * Every QMP exchange of vma-web goes through web_vm_connect and web_qmp, which wait at
+ * most --qmp-timeout for a greeting or a reply: a vmad that accepts the connection and
+ * then says nothing (hung, stopped with SIGSTOP, or not vmad at all) costs a worker
+ * thread that long and ends as WEB_ERROR_TIMEOUT (HTTP 504, or a task's error), never
+ * a request or a task that waits for ever.
+ *
  * Threads: web_vm_ids in any thread; web_vm_describe blocks on QMP (worker thread).
  */
 #include <stdlib.h>
@@ -13,11 +19,44 @@
 #include "util/qmp-client.h"
 #include "web/web.h"
 
-#define QMP_TIMEOUT_MS 3000
-
 char *web_vm_qmp_path(const WebConfig *cfg, const char *vmid)
 {
     return g_build_filename(cfg->run_dir, vmid, "qmp.sock", NULL);
+}
+
+static bool is_timeout(const GError *err)
+{
+    return g_error_matches(err, QMP_CLIENT_ERROR, QMP_CLIENT_ERROR_TIMEOUT);
+}
+
+QmpClient *web_vm_connect(const WebConfig *cfg, const char *vmid, GError **errp)
+{
+    g_autofree char *sock = web_vm_qmp_path(cfg, vmid);
+    g_autoptr(GError) err = NULL;
+    QmpClient *c = qmp_client_connect(sock, cfg->qmp_timeout_ms, &err);
+
+    if (c == NULL && is_timeout(err)) {
+        g_set_error(errp, WEB_ERROR, WEB_ERROR_TIMEOUT, "vmad did not greet within %d s (%s)",
+                    cfg->qmp_timeout_ms / 1000, err->message);
+    } else if (c == NULL) {
+        g_set_error(errp, WEB_ERROR, WEB_ERROR_VMAD, "%s", err->message);
+    }
+    return c;
+}
+
+JsonNode *web_qmp(const WebConfig *cfg, QmpClient *c, const char *cmd, JsonObject *args,
+                  GError **errp)
+{
+    g_autoptr(GError) err = NULL;
+    JsonNode *r = qmp_client_execute_timeout(c, cmd, args, NULL, 0, cfg->qmp_timeout_ms, &err);
+
+    if (r == NULL && is_timeout(err)) {
+        g_set_error(errp, WEB_ERROR, WEB_ERROR_TIMEOUT, "%s: vmad did not answer within %d s",
+                    cmd, cfg->qmp_timeout_ms / 1000);
+    } else if (r == NULL) {
+        g_set_error(errp, WEB_ERROR, WEB_ERROR_VMAD, "%s: %s", cmd, err->message);
+    }
+    return r;
 }
 
 static gint by_number(gconstpointer a, gconstpointer b)
@@ -73,19 +112,21 @@ static JsonObject *obj_member(JsonObject *o, const char *name)
     return n != NULL && JSON_NODE_HOLDS_OBJECT(n) ? json_node_get_object(n) : NULL;
 }
 
-JsonObject *web_vm_describe(const WebConfig *cfg, const char *vmid)
+JsonObject *web_vm_describe(const WebConfig *cfg, const char *vmid, bool *timeout)
 {
-    g_autofree char *sock = web_vm_qmp_path(cfg, vmid);
     g_autoptr(GError) err = NULL;
     JsonObject *o = json_object_new();
     JsonArray *disks = json_array_new();
 
     json_object_set_string_member(o, "id", vmid);
     json_object_set_array_member(o, "disks", disks);
-    g_autoptr(QmpClient) c = qmp_client_connect(sock, QMP_TIMEOUT_MS, &err);
+    g_autoptr(QmpClient) c = web_vm_connect(cfg, vmid, &err);
     g_autoptr(JsonNode) ret = NULL;
     if (c != NULL) {
-        ret = qmp_client_execute(c, "query-block", NULL, NULL, 0, &err);
+        ret = web_qmp(cfg, c, "query-block", NULL, &err);
+    }
+    if (timeout != NULL) {
+        *timeout = err != NULL && g_error_matches(err, WEB_ERROR, WEB_ERROR_TIMEOUT);
     }
     if (ret == NULL || !JSON_NODE_HOLDS_ARRAY(ret)) {
         json_object_set_boolean_member(o, "online", false);

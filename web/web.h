@@ -32,6 +32,7 @@ typedef enum WebError {
     WEB_ERROR_NOT_FOUND,  /* 404: no such VM, archive or task */
     WEB_ERROR_CONFLICT,   /* 409: busy (a backup runs), or the archive is a base */
     WEB_ERROR_VMAD,       /* 502: vmad could not be reached or refused the command */
+    WEB_ERROR_TIMEOUT,    /* 504: vmad accepted the connection but did not answer in time */
     WEB_ERROR_INTERNAL,   /* 500: the host failed us (I/O) */
 } WebError;
 
@@ -40,6 +41,7 @@ typedef struct WebConfig {
     char *backup_dir;   /* BACKUP-DIR/<id>/vzdump-qemu-<id>-...vma[.zst] */
     char *vma;          /* the vma program (next to vma-web, else from PATH) */
     char *token;        /* the bearer token */
+    int qmp_timeout_ms; /* longest wait for a vmad's greeting or reply (--qmp-timeout) */
 } WebConfig;
 
 /* ---- names.c: everything a request may name --------------------------------------- */
@@ -128,10 +130,20 @@ JsonArray *web_prune(const WebConfig *cfg, const char *vmid, const WebPrunePolic
 /* ---- vms.c --------------------------------------------------------------------------- */
 
 char *web_vm_qmp_path(const WebConfig *cfg, const char *vmid);
+/* Connect to the VM's vmad, waiting at most cfg->qmp_timeout_ms (worker thread). Errors:
+ * WEB_ERROR_TIMEOUT when it did not greet in time, WEB_ERROR_VMAD otherwise. */
+typedef struct QmpClient QmpClient;
+QmpClient *web_vm_connect(const WebConfig *cfg, const char *vmid, GError **errp);
+/* One command, waiting at most cfg->qmp_timeout_ms for the reply: the "return" value, or
+ * NULL with errp "CMD: ..." (WEB_ERROR_TIMEOUT: no reply in time, the connection is
+ * unusable then; WEB_ERROR_VMAD: an error reply or a broken connection). */
+JsonNode *web_qmp(const WebConfig *cfg, QmpClient *c, const char *cmd, JsonObject *args,
+                  GError **errp);
 /* The VM ids of the run directory that have a qmp.sock, sorted numerically. */
 GPtrArray *web_vm_ids(const WebConfig *cfg);
-/* {id, online, disks: [{name, size, file}], error}: asks vmad (blocks: worker thread). */
-JsonObject *web_vm_describe(const WebConfig *cfg, const char *vmid);
+/* {id, online, disks: [{name, size, file}], error}: asks vmad (blocks: worker thread).
+ * A vmad that did not answer in time also sets *timeout (may be NULL). */
+JsonObject *web_vm_describe(const WebConfig *cfg, const char *vmid, bool *timeout);
 
 /* ---- tasks.c ------------------------------------------------------------------------- */
 
@@ -149,6 +161,13 @@ void web_tasks_init(const WebConfig *cfg);
 char *web_task_backup(const char *vmid, const WebBackupRequest *req, GError **errp);
 char *web_task_verify(const char *vmid, const char *name, GError **errp);
 char *web_task_restore(const char *vmid, const char *name, const char *target, GError **errp);
+/* Live restore into the VM's own vmad (tasks.c, docs/web-api.md): new disks
+ * DEVICE-restored over new images in target, exported over vmad's NBD server at once and
+ * copied by block-stream (speed bytes/s, 0 = no limit). The VM's existing disks are
+ * never touched. CONFLICT: compressed archive, target exists, a backup or live restore of
+ * the VM runs. */
+char *web_task_restore_live(const char *vmid, const char *name, const char *target,
+                            gint64 speed, GError **errp);
 /* NULL if no such task. */
 JsonObject *web_task_describe(const char *id);
 JsonArray *web_tasks_list(void);
@@ -158,6 +177,9 @@ bool web_tasks_shutdown(int timeout_ms);
 /* Whether a task of any kind runs on this archive, or a backup runs for this VM (name
  * NULL). */
 bool web_task_busy(const char *vmid, const char *name);
+/* Whether a backup or live restore of the VM runs (CONFLICT in errp naming it): a prune
+ * (other than a dry run) waits for it. */
+bool web_task_vm_busy(const char *vmid, GError **errp);
 
 /* ---- api.c / static files ---------------------------------------------------------------- */
 

@@ -12,6 +12,7 @@ import time
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
 
 URL, TOKEN, T, ART, DISK = sys.argv[1:6]
 os.makedirs(ART, exist_ok=True)
@@ -135,6 +136,22 @@ try:
     wait(lambda: q("#error").is_displayed(), "the error banner")
     assert "already exists" in q("#error").text, q("#error").text
     shot("8-error")
+
+    # Live restore of an uncompressed archive: new exports served at once, copied behind
+    n_before = len(qa("#archives tbody tr"))
+    Select(q("#backup-compress")).select_by_value("none")
+    q("#backup-now").click()
+    wait(lambda: len(qa("#archives tbody tr")) == n_before + 1, "the uncompressed archive")
+    row = [r for r in qa("#archives tbody tr") if r.get_attribute("data-name").endswith(".vma")][0]
+    live = T + "/live"
+    q("#restore-target").clear()
+    q("#restore-target").send_keys(live)
+    row.find_element(By.CSS_SELECTOR, "button.restore-live").click()
+    ok = wait(lambda: qa("#tasks tr.task-ok[data-task^='live-restore-']"), "the live restore ok")[0]
+    assert "drive-scsi0-restored" in ok.find_element(By.CSS_SELECTOR, ".exports").text, ok.text
+    assert filecmp.cmp(os.path.join(live, "disk-drive-scsi0.raw"), DISK, shallow=False), \
+        "live-restored disk differs"
+    shot("9-live-restored")
     logs()
 finally:
     try:
@@ -149,4 +166,4 @@ others = [e for e in severe if e not in expected]
 for e in console:
     print("console:", e.get("level"), e.get("message"))
 assert len(expected) <= 1 and not others, "browser console errors: %r" % others
-print("browser: backup %s, progress values %d, verified, restored" % (name, len(values)))
+print("browser: backup %s, progress values %d, verified, restored, restored live" % (name, len(values)))

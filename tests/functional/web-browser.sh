@@ -3,7 +3,8 @@
 # python3-selenium (web-browser.py): log in with the token, Backup now with a speed
 # limit, the progress bar moves, the archive appears, verify, restore (the restored disk
 # equals the disk, which nothing writes meanwhile), retention preview, a daemon error
-# shown. Screenshots of each step: $BUILDDIR/test-artifacts/web-browser/. Any console
+# shown, then an uncompressed backup restored live (the task ends ok, the new image equals
+# the disk). Screenshots of each step: $BUILDDIR/test-artifacts/web-browser/. Any console
 # error fails it.
 . "$(dirname "$0")/web-lib.bash"
 requires chromium chromedriver zstd
@@ -13,8 +14,10 @@ make_random "$T/d0.raw" 32
 truncate -s 8M "$T/d1.raw"
 # relative image names: the page (and its screenshots) show no path of this machine
 cd "$T" || fail "cd"
-web_vmad 100 --blockdev "driver=file,node-name=drive-scsi0,filename=d0.raw" \
-    --blockdev "driver=file,node-name=drive-scsi1,filename=d1.raw"
+mkdir state
+web_vmad 100 --state-dir state --blockdev "driver=file,node-name=drive-scsi0,filename=d0.raw" \
+    --blockdev "driver=file,node-name=drive-scsi1,filename=d1.raw" \
+    --nbd-server "addr.type=unix,addr.path=nbd.sock"
 start_web
 ART=$BUILDDIR/test-artifacts/web-browser
 rm -rf "$ART"

@@ -176,7 +176,10 @@ async function loadArchives() {
       el("td", {}, notes),
       el("td", {},
          el("button", { type: "button", class: "verify", onclick: () => verify(a.name) }, "Verify"), " ",
-         el("button", { type: "button", class: "restore", onclick: () => restore(a.name) }, "Restore"), " ",
+         el("button", { type: "button", class: "restore", onclick: () => restore(a.name, "directory") }, "Restore"), " ",
+         el("button", { type: "button", class: "restore-live",
+                        title: "Serve the archive's disks at once as new disks DEVICE-restored of this VM's vmad (NBD exports), copied into the directory in the background; the VM's own disks are not touched",
+                        onclick: () => restore(a.name, "live") }, "Live restore"), " ",
          el("button", { type: "button", class: "edit-notes", onclick: () => editNotes(a.name, a.notes) }, "Notes"), " ",
          el("button", { type: "button", class: "delete danger", onclick: () => del(a.name) }, "Delete")));
     if (a.error) row.append(el("td", { class: "bad" }, a.error));
@@ -189,10 +192,12 @@ async function verify(name) {
   if (t) { state.tasks[t.id] = t; renderTasks(); schedulePoll(); }
 }
 
-async function restore(name) {
+async function restore(name, mode) {
   const target = $("#restore-target").value.trim();
   if (!target) { showError("Restore: enter a new directory to restore into first."); return; }
-  const t = await act(() => api("POST", "/vms/" + state.vm + "/backups/" + encodeURIComponent(name) + "/restore", { target }));
+  const body = { target };
+  if (mode === "live") body.mode = "live";
+  const t = await act(() => api("POST", "/vms/" + state.vm + "/backups/" + encodeURIComponent(name) + "/restore", body));
   if (t) { state.tasks[t.id] = t; renderTasks(); schedulePoll(); }
 }
 
@@ -269,7 +274,9 @@ function renderTasks() {
       el("td", {}, t.id), el("td", {}, t.vm), el("td", {}, t.archive || ""),
       el("td", { class: "status " + (t.status === "error" ? "bad" : t.status === "ok" ? "ok" : "") }, t.status),
       el("td", {}, bar, " " + Math.floor(t.progress * 100) + "%"),
-      el("td", { class: "bad" }, t.error || "")));
+      el("td", { class: "bad" }, t.error || ""),
+      el("td", { class: "exports" }, t.type === "live-restore" && t.started
+         ? "exports: " + t.disks.map((x) => x.export).join(", ") : "")));
   }
 }
 
