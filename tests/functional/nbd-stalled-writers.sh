@@ -15,18 +15,7 @@ truncate -s 64M "$T/stall.raw" "$T/good.raw"
 start_server --blockdev stall,"$T/stall.raw" --blockdev good,"$T/good.raw" \
     --export stall,writable --export good,writable --max-connections 64
 
-mkfifo "$T/flood.in"
-python3 "$SRCDIR/tests/tools/nbd-flood.py" "$NBD_SOCK" stall --connections "$CONNS" \
-    --length $((1024 * 1024)) --stall-write <"$T/flood.in" >"$T/flood.out" 2>&1 &
-flood_pid=$!
-EXTRA_PIDS+=("$flood_pid")
-exec 7>"$T/flood.in"
-for _ in $(seq 1 300); do
-    grep -q '^ready$' "$T/flood.out" && break
-    kill -0 "$flood_pid" 2>/dev/null || { cat "$T/flood.out"; fail "stalling clients died"; }
-    sleep 0.1
-done
-grep -q '^ready$' "$T/flood.out" || fail "stalling clients not ready in 30 s"
+start_flood stall --connections "$CONNS" --length $((1024 * 1024)) --stall-write
 
 for i in 1 2 3; do
     off=$(( (i - 1) * 4 * 1024 * 1024 ))
@@ -40,8 +29,7 @@ echo "stalled writers=$CONNS threads=$threads (bound $max_threads)"
 [ "$threads" -le "$max_threads" ] || fail "$threads threads exceed the bound of $max_threads"
 
 # The stalled clients go away; nothing of their half payloads was written.
-exec 7>&-
-wait "$flood_pid" 2>/dev/null
+end_flood
 qio stall 'read -P 0 0 1M'
 server_alive || fail "server died"
 stop_server
