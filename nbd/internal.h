@@ -42,7 +42,8 @@
  *
  * Bounds of the whole server (docs/security.md, section 4):
  *   threads: 1 accept thread + 1 per connection + NBD_POOL_THREADS;
- *   buffers: the budget (NBD_DEFAULT_BUFFER_BUDGET, 256 MiB) + per connection its reserve
+ *   buffers: the budget (NBD_DEFAULT_BUFFER_BUDGET, 256 MiB) + the kept buffers
+ *            (NBD_BUF_CACHE_BYTES) + per connection its reserve
  *            (NBD_CONN_RESERVE, 2 MiB), its receive buffer (NBD_RBUF_SIZE) and the
  *            headers of at most NBD_CONN_MAX_REQUESTS small replies (a BLOCK_STATUS reply
  *            is at most NBD_MAX_EXTENTS extents, 8 KiB, over all its meta contexts,
@@ -149,6 +150,18 @@ bool nbd_budget_take(NbdBudget *b, NbdConn *c, size_t len);
 void nbd_budget_put(NbdBudget *b, NbdConn *c, size_t len);
 /* c ends: drop its registration (it holds nothing any more). */
 void nbd_budget_forget(NbdBudget *b, NbdConn *c);
+
+/* ---- buffers.c: READ and WRITE data buffers (4 KiB aligned), large ones cached ---- */
+
+#define NBD_BUF_CACHE_COUNT 16
+#define NBD_BUF_CACHE_MAX   (4u * 1024 * 1024)   /* larger buffers are not kept */
+#define NBD_BUF_CACHE_BYTES (16u * 1024 * 1024)  /* kept buffers in all */
+/* A buffer for len bytes, or NULL. Any thread. */
+void *nbd_buf_new(size_t len);
+/* Free (or keep) a buffer of nbd_buf_new(len); NULL is fine. */
+void nbd_buf_free(void *p, size_t len);
+/* Free the kept buffers (the server stops). */
+void nbd_buf_cache_clear(void);
 
 /* ---- pool.c: the request threads and the epoll set they read from ---- */
 

@@ -40,7 +40,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define BUF_ALIGN 4096
 #define REPLY_IOV (3 * NBD_MAX_READ_CHUNKS)
 _Static_assert(NBD_MAX_CONTEXTS <= NBD_MAX_READ_CHUNKS && NBD_MAX_CONTEXTS <= 32,
                "a BLOCK_STATUS reply has a chunk header per context, a mask bit each");
@@ -55,7 +54,8 @@ typedef struct Reply {
     NbdChunkHole holes[NBD_MAX_READ_CHUNKS];
     NbdChunkError error;
     uint32_t ctx[NBD_MAX_CONTEXTS];   /* BLOCK_STATUS: the context id of each chunk */
-    void *data;                /* READ data (free()), or NULL */
+    void *data;                /* READ data (nbd_buf_free()), or NULL */
+    size_t data_len;           /* its length */
     void *extents;             /* BLOCK_STATUS extents (g_free()), or NULL */
     size_t charged;            /* budget bytes given back once sent or dropped */
 } Reply;
@@ -122,17 +122,7 @@ int nbd_request_check(const NbdRequest *req, uint64_t size, bool writable, bool 
     return 0;
 }
 
-/* ---- buffers ---- */
-
-static void *aligned_new(size_t len)
-{
-    void *p = NULL;
-
-    if (posix_memalign(&p, BUF_ALIGN, MAX(len, (size_t)BUF_ALIGN)) != 0) {
-        return NULL;
-    }
-    return p;
-}
+/* ---- budget bytes (buffers: buffers.c) ---- */
 
 /* Bytes a request takes from the budget: its payload or its reply's data. */
 static size_t request_bytes(const NbdRequest *req)
@@ -146,7 +136,7 @@ static size_t request_bytes(const NbdRequest *req)
 
 static void reply_free(NbdConn *c, Reply *r)
 {
-    free(r->data);
+    nbd_buf_free(r->data, r->data_len);
     g_free(r->extents);
     nbd_budget_put(c->budget, c, r->charged);
     g_free(r);
@@ -318,7 +308,8 @@ static void do_read(NbdConn *c, Reply *r, const NbdRequest *req)
     int err = 0;
 
     if (req->len > 0) {
-        buf = r->data = aligned_new(req->len);
+        buf = r->data = nbd_buf_new(req->len);
+        r->data_len = req->len;
         if (buf == NULL) {
             reply_status(c, r, req, -ENOMEM);
             return;
@@ -552,7 +543,7 @@ static void nbd_request_run(Job *job)
     execute(c, r, &job->req, job->payload);
     if (job->req.type == NBD_CMD_WRITE) {
         /* the payload is done with: its bytes go back now, not with the reply */
-        free(job->payload);
+        nbd_buf_free(job->payload, job->req.len);
         nbd_budget_put(c->budget, c, job->charged);
     } else {
         r->charged = job->charged;     /* a READ's data buffer lives until sent */
@@ -779,7 +770,7 @@ static int read_payload(NbdConn *c)
 static void drop_partial(NbdConn *c)
 {
     if (c->rjob != NULL) {
-        free(c->rjob->payload);
+        nbd_buf_free(c->rjob->payload, c->rjob->req.len);
         nbd_budget_put(c->budget, c, c->rjob->charged);
         g_free(c->rjob->reply);
         g_free(c->rjob);
@@ -855,7 +846,7 @@ static void conn_read(NbdConn *c)
             c->rgot = 0;
             if (job->req.type == NBD_CMD_WRITE && job->req.len > 0) {
                 /* no memory: the payload is skipped, execute() answers ENOMEM */
-                job->payload = aligned_new(job->req.len);
+                job->payload = nbd_buf_new(job->req.len);
             }
         }
         if (c->rjob->req.type == NBD_CMD_WRITE) {

@@ -932,6 +932,7 @@ bool nbd_server_stop(GError **errp)
     }
     g_ptr_array_unref(exports);
     nbd_pool_free(srv->pool);           /* idle: every connection is gone */
+    nbd_buf_cache_clear();
     nbd_budget_clear(&srv->budget);
     g_free(srv);
     return true;
