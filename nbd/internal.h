@@ -4,33 +4,46 @@
  * phase (requests.c).
  *
  * Threads. Each connection has one thread of its own (the connection thread); the
- * requests of every connection execute on one shared pool of at most NBD_POOL_THREADS
- * threads (pool.c). The connection thread runs the handshake, then loops:
- *   - read a request header; take the request's bytes (READ or WRITE length) from the
- *     server's budget (budget.c), waiting if they do not fit; read a WRITE's payload;
- *     queue the request to the pool;
- *   - send the replies the pool threads have queued, and give a READ's bytes back to
- *     the budget once its reply is out.
+ * requests of every connection are read and executed by one shared pool of at most
+ * NBD_POOL_THREADS threads (pool.c), which wait for readable sockets in one epoll set.
+ * The connection thread runs the handshake, then hands the connection's reader token
+ * to the pool. Whoever holds the token reads (non-blocking, O_NONBLOCK socket) until
+ * one request is complete: the header, its bytes taken from the server's budget
+ * (budget.c), a WRITE's payload. Then it passes the token on — to another pool thread
+ * if the receive buffer holds more, else back to the epoll set (EPOLLONESHOT: the next
+ * event goes to one thread) — and runs the request itself: a request costs one thread
+ * wake-up, as when each connection had threads of its own. A socket that would block
+ * in the middle of a request re-arms the token and frees the thread: a client that
+ * stops half-way holds no request thread.
+ *
+ * The token parks with the connection thread while NBD_CONN_MAX_REQUESTS requests of
+ * the connection are in flight (the reply that frees a slot takes it back), while the
+ * next request waits for budget (the connection thread takes it back at a release, and
+ * watches the socket for a hang-up meanwhile), and once the connection is closing.
+ * Who holds it is NbdConn.rstate, under out_lock; the reading state (rbuf, the partial
+ * request) is touched only by the holder, and every hand-over goes through out_lock or
+ * the pool's lock, which orders it for ThreadSanitizer too.
+ *
  * A pool thread that finished a request sends its reply itself when none is queued
  * before it, under out_lock; what the socket does not take at once is queued for the
- * connection thread. Every reply is sent with a non-blocking sendmsg (MSG_DONTWAIT), so
- * a pool thread never waits on a socket. The connection thread polls the socket and an
- * eventfd (wake_fd: a reply queued, a request slot freed while all were taken, budget
- * freed, closing, stop), and stops reading while NBD_CONN_MAX_REQUESTS requests of the
- * connection are in flight, while the next one waits for budget, or once it is closing.
- * A client that never reads its replies holds no request thread: it holds at most its
- * in-flight requests and their buffers, and stalls only itself. Replies go out whole, in
- * completion order; a request blocked in the copy-before-write filter holds one pool
- * thread and does not hold up the other requests of its connection.
+ * connection thread, which polls the socket for POLLOUT and its eventfd (wake_fd: a
+ * reply queued, budget freed, the token parked, closing, stop). Every reply is sent
+ * non-blocking, so a pool thread never waits on a socket. A client that never reads
+ * its replies holds no request thread: it holds at most its in-flight requests and
+ * their buffers, and stalls only itself. Replies go out whole, in completion order; a
+ * request blocked in the copy-before-write filter holds one pool thread and does not
+ * hold up the other requests of its connection (the token went on before it ran).
  *
  * When a client sends DISC, hangs up or breaks the protocol, `closing` is set: no further
- * request is read (one waiting for budget is dropped), the requests queued finish and
- * their replies are sent (or dropped if the socket failed), and the connection thread
- * returns once none is in flight.
+ * request is read (one waiting for budget or half read is dropped), the requests in
+ * flight finish and their replies are sent (or dropped if the socket failed), and the
+ * connection thread returns once the token is parked and none is in flight (an armed
+ * token is made to fire by shutdown(SHUT_RD): end of stream).
  *
  * Bounds of the whole server (docs/security.md, section 4):
  *   threads: 1 accept thread + 1 per connection + NBD_POOL_THREADS;
- *   buffers: the budget (NBD_DEFAULT_BUFFER_BUDGET, 256 MiB) + per connection its reserve
+ *   buffers: the budget (NBD_DEFAULT_BUFFER_BUDGET, 256 MiB) + the kept buffers
+ *            (NBD_BUF_CACHE_BYTES) + per connection its reserve
  *            (NBD_CONN_RESERVE, 2 MiB), its receive buffer (NBD_RBUF_SIZE) and the
  *            headers of at most NBD_CONN_MAX_REQUESTS small replies (a BLOCK_STATUS reply
  *            is at most NBD_MAX_EXTENTS extents, 8 KiB, over all its meta contexts,
@@ -138,15 +151,55 @@ void nbd_budget_put(NbdBudget *b, NbdConn *c, size_t len);
 /* c ends: drop its registration (it holds nothing any more). */
 void nbd_budget_forget(NbdBudget *b, NbdConn *c);
 
-/* ---- pool.c: the request threads ---- */
+/* ---- buffers.c: READ and WRITE data buffers (4 KiB aligned), large ones cached ---- */
+
+#define NBD_BUF_CACHE_COUNT 16
+#define NBD_BUF_CACHE_MAX   (4u * 1024 * 1024)   /* larger buffers are not kept */
+#define NBD_BUF_CACHE_BYTES (16u * 1024 * 1024)  /* kept buffers in all */
+/* A buffer for len bytes, or NULL. Any thread. */
+void *nbd_buf_new(size_t len);
+/* Free (or keep) a buffer of nbd_buf_new(len); NULL is fine. */
+void nbd_buf_free(void *p, size_t len);
+/* Free the kept buffers (the server stops). */
+void nbd_buf_cache_clear(void);
+
+/* ---- pool.c: the request threads and the epoll set they read from ---- */
 
 typedef struct NbdPool NbdPool;
-typedef void (*NbdPoolFn)(void *job);
-NbdPool *nbd_pool_new(guint max_threads, NbdPoolFn fn);
-/* Queue a job; a thread runs fn(job) (any thread). */
-void nbd_pool_push(NbdPool *p, void *job);
+typedef void (*NbdPoolFn)(void *arg);
+/* A pool of at most max_threads threads; on_event(data) runs on a pool thread for an
+ * event of a descriptor armed with data. NULL and *errp set if epoll fails. */
+NbdPool *nbd_pool_new(guint max_threads, NbdPoolFn on_event, GError **errp);
+/* Queue fn(arg) for a pool thread (any thread). */
+void nbd_pool_push(NbdPool *p, NbdPoolFn fn, void *arg);
+/* Watch fd for one readable event (EPOLLONESHOT); add: its first time (it joins the
+ * set), else it is in the set already. 0 or -errno (then it is not watched). */
+int nbd_pool_arm(NbdPool *p, int fd, void *data, bool add);
+/* Take fd out of the set, once added (it must not be armed, or its event handled). */
+void nbd_pool_forget(NbdPool *p, int fd);
 /* Wait for the queued jobs and the threads (main loop thread). NULL is fine. */
 void nbd_pool_free(NbdPool *p);
+
+/* Who holds a connection's reader token (NbdConn.rstate, under out_lock). */
+enum {
+    NBD_READER_ARMED = 1,      /* the epoll set: the next event's thread takes it */
+    NBD_READER_TAKEN,          /* a thread reads (or a job that will is queued) */
+    NBD_READER_PARKED,         /* the connection thread, until NbdConn.park is over */
+};
+enum {
+    NBD_PARK_SLOTS = 1,        /* NBD_CONN_MAX_REQUESTS in flight */
+    NBD_PARK_BUDGET,           /* the next request waits for budget */
+    NBD_PARK_CLOSING,          /* nothing more is read */
+};
+
+/* A decoded transmission request. */
+typedef struct NbdRequest {
+    uint16_t flags;
+    uint16_t type;
+    uint64_t cookie;
+    uint64_t offset;
+    uint32_t len;
+} NbdRequest;
 
 struct NbdConn {
     int fd;
@@ -165,9 +218,14 @@ struct NbdConn {
     uint32_t meta_ctx;         /* selected meta contexts: bit i = context index i */
     uint16_t tx_flags;
 
-    GMutex recv_lock;          /* protects rbuf, rpos, rlen and reading from fd */
+    /* The reader state, touched only by the holder of the reader token (the
+     * connection thread in the handshake; see requests.c after it). */
     uint8_t *rbuf;
     size_t rpos, rlen;
+    bool have_hdr;             /* rreq holds a header, its bytes not yet taken */
+    NbdRequest rreq;
+    struct Job *rjob;          /* a WRITE whose payload is being read */
+    uint32_t rgot;             /* of its payload, bytes read */
 
     GMutex send_lock;          /* protects writing to fd in the handshake, send_failed */
     bool send_failed;
@@ -176,6 +234,9 @@ struct NbdConn {
     GQueue outq;               /* replies ready to send (requests.c), oldest first */
     guint inflight;            /* requests read and not yet replied to (or dropped) */
     bool out_failed;           /* sending failed: replies are dropped */
+    int rstate;                /* NBD_READER_*: who holds the reader token */
+    int park;                  /* NBD_PARK_*: why it is parked */
+    bool epoll_added;          /* fd is in the pool's epoll set (set before it is) */
 
     size_t budget_used;        /* under budget->lock: bytes taken from the budget */
     bool budget_waiting;       /* under budget->lock: on budget->waiters */
@@ -183,7 +244,7 @@ struct NbdConn {
 
 /* ---- server.c: socket I/O of a connection (any connection thread) ---- */
 
-/* Read exactly len bytes (caller holds recv_lock, or is the only thread). 0, -EPIPE at
+/* Read exactly len bytes (the handshake: the connection thread holds the token). 0, -EPIPE at
  * end of stream, -ETIMEDOUT in a handshake timeout, or -errno. */
 int nbd_conn_recv(NbdConn *c, void *buf, size_t len);
 /* Send iov completely under send_lock (iov is modified). 0 or -errno; after the first
@@ -242,20 +303,12 @@ uint32_t nbd_meta_select(const NbdMetaRequest *mr, bool list, const char *const 
 
 /* ---- requests.c ---- */
 
-/* A decoded transmission request. */
-typedef struct NbdRequest {
-    uint16_t flags;
-    uint16_t type;
-    uint64_t cookie;
-    uint64_t offset;
-    uint32_t len;
-} NbdRequest;
 
 /* Check a request against an export: 0 or the -errno to answer with. Pure. */
 int nbd_request_check(const NbdRequest *req, uint64_t size, bool writable, bool structured,
                       bool meta_selected);
-/* The pool threads' job function (a Job of requests.c). */
-void nbd_request_run(void *job);
+/* The pool's event function: a connection's socket is readable. */
+void nbd_conn_readable(void *conn);
 /* Serve the transmission phase, executing requests on c->pool; returns when the
  * connection is finished and no request of it is in flight (connection thread). */
 void nbd_conn_serve(NbdConn *c);

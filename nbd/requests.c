@@ -17,8 +17,8 @@
  * by the connection thread from the queue's head; a reply leaves the queue only once
  * sent whole, so the chunks of two replies never interleave.
  *
- * Buffers: every READ and WRITE allocates its own aligned buffer, after the connection
- * thread took its length from the server's budget (nbd/budget.c); the buffer and the
+ * Buffers: every READ and WRITE allocates its own aligned buffer, after the reader
+ * took its length from the server's budget (nbd/budget.c); the buffer and the
  * budget go back when the WRITE has executed or the READ's reply has been sent. A
  * request that does not fit waits, and its connection reads nothing further meanwhile:
  * back-pressure, not memory growth.
@@ -35,11 +35,11 @@
 #include "block/dirty-bitmap.h"
 #include "nbd/internal.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define BUF_ALIGN 4096
 #define REPLY_IOV (3 * NBD_MAX_READ_CHUNKS)
 _Static_assert(NBD_MAX_CONTEXTS <= NBD_MAX_READ_CHUNKS && NBD_MAX_CONTEXTS <= 32,
                "a BLOCK_STATUS reply has a chunk header per context, a mask bit each");
@@ -54,7 +54,8 @@ typedef struct Reply {
     NbdChunkHole holes[NBD_MAX_READ_CHUNKS];
     NbdChunkError error;
     uint32_t ctx[NBD_MAX_CONTEXTS];   /* BLOCK_STATUS: the context id of each chunk */
-    void *data;                /* READ data (free()), or NULL */
+    void *data;                /* READ data (nbd_buf_free()), or NULL */
+    size_t data_len;           /* its length */
     void *extents;             /* BLOCK_STATUS extents (g_free()), or NULL */
     size_t charged;            /* budget bytes given back once sent or dropped */
 } Reply;
@@ -121,17 +122,7 @@ int nbd_request_check(const NbdRequest *req, uint64_t size, bool writable, bool 
     return 0;
 }
 
-/* ---- buffers ---- */
-
-static void *aligned_new(size_t len)
-{
-    void *p = NULL;
-
-    if (posix_memalign(&p, BUF_ALIGN, MAX(len, (size_t)BUF_ALIGN)) != 0) {
-        return NULL;
-    }
-    return p;
-}
+/* ---- budget bytes (buffers: buffers.c) ---- */
 
 /* Bytes a request takes from the budget: its payload or its reply's data. */
 static size_t request_bytes(const NbdRequest *req)
@@ -145,7 +136,7 @@ static size_t request_bytes(const NbdRequest *req)
 
 static void reply_free(NbdConn *c, Reply *r)
 {
-    free(r->data);
+    nbd_buf_free(r->data, r->data_len);
     g_free(r->extents);
     nbd_budget_put(c->budget, c, r->charged);
     g_free(r);
@@ -194,9 +185,13 @@ static int reply_send(NbdConn *c, Reply *r)
 /* A finished reply (any thread). With nothing queued before it, the finishing thread
  * sends it itself, as far as the socket takes it without blocking; what is left is
  * queued for the connection thread, which is woken only when it has something to do:
- * a reply queued, a slot freed while it stopped reading at NBD_CONN_MAX_REQUESTS, the
- * last request of a closing connection, or a failed socket. After this the calling
- * thread must not touch c: the connection may end as soon as out_lock is dropped. */
+ * a reply queued, the last request of a closing connection, or a failed socket. A
+ * reader token parked at NBD_CONN_MAX_REQUESTS is taken back here and goes to a pool
+ * thread. After this the calling thread must not touch c (but to hand that token on:
+ * a connection with its token taken does not end): the connection may end as soon as
+ * out_lock is dropped. */
+static void read_job(void *opaque);
+
 static void reply_queue(NbdConn *c, Reply *r)
 {
     bool wake = false;
@@ -218,10 +213,15 @@ static void reply_queue(NbdConn *c, Reply *r)
         g_queue_push_tail(&c->outq, r);
         wake = true;
     }
-    if (c->inflight == NBD_CONN_MAX_REQUESTS || g_atomic_int_get(&c->closing)) {
+    if (g_atomic_int_get(&c->closing)) {
         wake = true;
     }
     c->inflight--;
+    /* a slot is free: the reader parked for one goes on, on this thread's job */
+    bool unpark = c->rstate == NBD_READER_PARKED && c->park == NBD_PARK_SLOTS;
+    if (unpark) {
+        c->rstate = NBD_READER_TAKEN;
+    }
     if (done) {
         /* the budget lock nests inside out_lock; c lives while we hold out_lock */
         reply_free(c, r);
@@ -230,6 +230,10 @@ static void reply_queue(NbdConn *c, Reply *r)
         wake_conn(c);
     }
     g_mutex_unlock(&c->out_lock);
+    if (unpark) {
+        /* c lives: it cannot end while the token is taken */
+        nbd_pool_push(c->pool, read_job, c);
+    }
 }
 
 /* ---- replies (built by a pool thread into job->reply) ---- */
@@ -304,7 +308,8 @@ static void do_read(NbdConn *c, Reply *r, const NbdRequest *req)
     int err = 0;
 
     if (req->len > 0) {
-        buf = r->data = aligned_new(req->len);
+        buf = r->data = nbd_buf_new(req->len);
+        r->data_len = req->len;
         if (buf == NULL) {
             reply_status(c, r, req, -ENOMEM);
             return;
@@ -529,17 +534,16 @@ static void execute(NbdConn *c, Reply *r, const NbdRequest *req, void *payload)
     reply_simple(r, req, err, NULL, 0);
 }
 
-/* The pool's job function: execute one request and queue its reply. */
-void nbd_request_run(void *opaque)
+/* Execute one request and queue its reply (the thread that read it). */
+static void nbd_request_run(Job *job)
 {
-    Job *job = opaque;
     NbdConn *c = job->c;
     Reply *r = job->reply;
 
     execute(c, r, &job->req, job->payload);
     if (job->req.type == NBD_CMD_WRITE) {
         /* the payload is done with: its bytes go back now, not with the reply */
-        free(job->payload);
+        nbd_buf_free(job->payload, job->req.len);
         nbd_budget_put(c->budget, c, job->charged);
     } else {
         r->charged = job->charged;     /* a READ's data buffer lives until sent */
@@ -548,7 +552,7 @@ void nbd_request_run(void *opaque)
     reply_queue(c, r);
 }
 
-/* ---- the connection thread ---- */
+/* ---- reading requests (the reader token) ---- */
 
 static bool conn_closing(NbdConn *c)
 {
@@ -560,7 +564,49 @@ static void mark_closing(NbdConn *c)
     g_atomic_int_set(&c->closing, 1);
 }
 
-/* Queue a reply the connection thread built itself (an error before execution). */
+static void read_job(void *opaque);
+
+/* Hand the reader token to a pool thread (the caller holds it; c lives while it is not
+ * parked). */
+static void pass_token(NbdConn *c)
+{
+    nbd_pool_push(c->pool, read_job, c);
+}
+
+/* Give the token up until the socket is readable again; nothing of the reading state
+ * may be touched after this. */
+static void arm(NbdConn *c)
+{
+    g_mutex_lock(&c->out_lock);
+    c->rstate = NBD_READER_ARMED;
+    bool add = !c->epoll_added;
+    c->epoll_added = true;            /* before the first event can be handled */
+    g_mutex_unlock(&c->out_lock);
+    int r = nbd_pool_arm(c->pool, c->fd, c, add);
+    if (r < 0) {
+        /* cannot watch the socket: take the token back and end the connection (no
+         * event can come: the descriptor is not armed) */
+        g_warning("nbd: %s: epoll_ctl: %s", c->peer, g_strerror(-r));
+        g_mutex_lock(&c->out_lock);
+        c->rstate = NBD_READER_TAKEN;
+        c->epoll_added = c->epoll_added && !add;
+        g_mutex_unlock(&c->out_lock);
+        mark_closing(c);
+        pass_token(c);
+    }
+}
+
+/* Park the token with the connection thread (it holds it from now on). */
+static void park(NbdConn *c, int why)
+{
+    g_mutex_lock(&c->out_lock);
+    c->rstate = NBD_READER_PARKED;
+    c->park = why;
+    wake_conn(c);
+    g_mutex_unlock(&c->out_lock);
+}
+
+/* Queue a reply the reader built itself (an error before execution). */
 static void reply_direct(NbdConn *c, const NbdRequest *req, int err)
 {
     Reply *r = g_new0(Reply, 1);
@@ -609,20 +655,48 @@ static void flush_replies(NbdConn *c)
     }
 }
 
-/* Read a request header. True: *req holds a request to run; false: none (closing set
- * if the connection ends). */
-static bool read_header(NbdConn *c, NbdRequest *req)
+/* Receive into the rest of rbuf without blocking: >0 bytes, 0 would block, -EPIPE at end
+ * of stream, -errno. */
+static ssize_t fill_rbuf(NbdConn *c)
+{
+    if (c->rpos > 0) {
+        memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+        c->rlen -= c->rpos;
+        c->rpos = 0;
+    }
+    for (;;) {
+        ssize_t n = recv(c->fd, c->rbuf + c->rlen, NBD_RBUF_SIZE - c->rlen, MSG_DONTWAIT);
+        if (n > 0) {
+            c->rlen += (size_t)n;
+            return n;
+        }
+        if (n == 0) {
+            return -EPIPE;
+        }
+        if (errno == EINTR) {
+            continue;
+        }
+        return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+    }
+}
+
+static void recv_failed(NbdConn *c, const char *what, int err)
+{
+    if (err != -EPIPE && !conn_closing(c)) {
+        g_message("nbd: %s: receive %s: %s", c->peer, what, g_strerror(-err));
+    }
+    mark_closing(c);
+}
+
+/* Decode the header at rbuf[rpos]. True: c->rreq holds a request to run; false: none
+ * (closing set). */
+static bool take_header(NbdConn *c)
 {
     NbdRequestWire wire;
-    int r = nbd_conn_recv(c, &wire, sizeof(wire));
+    NbdRequest *req = &c->rreq;
 
-    if (r < 0) {
-        if (r != -EPIPE && !conn_closing(c)) {
-            g_message("nbd: %s: receive request: %s", c->peer, g_strerror(-r));
-        }
-        mark_closing(c);
-        return false;
-    }
+    memcpy(&wire, c->rbuf + c->rpos, sizeof(wire));
+    c->rpos += sizeof(wire);
     if (be32toh(wire.magic) != NBD_REQUEST_MAGIC) {
         g_message("nbd: %s: bad request magic 0x%08x, closing", c->peer, be32toh(wire.magic));
         mark_closing(c);
@@ -649,93 +723,233 @@ static bool read_header(NbdConn *c, NbdRequest *req)
     return true;
 }
 
-/* The request's bytes are taken: read a WRITE's payload and hand it to the pool. */
-static void submit(NbdConn *c, const NbdRequest *req, size_t charged)
+/* Read the rest of the current WRITE's payload (into its buffer, or skipped when there
+ * was no memory for one). 1: complete; 0: the socket would block; <0: failed. */
+static int read_payload(NbdConn *c)
 {
-    Job *job = g_new0(Job, 1);
-    int r = 0;
+    Job *job = c->rjob;
+    uint32_t len = job->req.len;
+    char sink[4096];
 
-    job->c = c;
-    job->req = *req;
-    job->charged = charged;
-    if (req->type == NBD_CMD_WRITE && req->len > 0) {
-        job->payload = aligned_new(req->len);
-        if (job->payload != NULL) {
-            r = nbd_conn_recv(c, job->payload, req->len);
-        } else {
-            /* No memory: skip the payload in pieces; execute() answers ENOMEM. */
-            char sink[4096];
-            for (uint32_t left = req->len; left > 0 && r == 0;) {
-                uint32_t n = MIN(left, (uint32_t)sizeof(sink));
-                r = nbd_conn_recv(c, sink, n);
-                left -= n;
-            }
+    while (c->rgot < len) {
+        size_t want = len - c->rgot;
+        char *dst = job->payload != NULL ? (char *)job->payload + c->rgot : sink;
+        if (job->payload == NULL) {
+            want = MIN(want, sizeof(sink));
         }
-        if (r < 0) {
-            if (r != -EPIPE && !conn_closing(c)) {
-                g_message("nbd: %s: receive WRITE payload: %s", c->peer, g_strerror(-r));
+        if (c->rpos < c->rlen) {
+            size_t n = MIN(want, c->rlen - c->rpos);
+            memcpy(dst, c->rbuf + c->rpos, n);
+            c->rpos += n;
+            c->rgot += (uint32_t)n;
+            continue;
+        }
+        if (want < NBD_RBUF_SIZE / 2) {
+            /* small rests go through rbuf, which may bring the next requests along */
+            ssize_t n = fill_rbuf(c);
+            if (n <= 0) {
+                return (int)n;
             }
-            mark_closing(c);
-            free(job->payload);
-            nbd_budget_put(c->budget, c, charged);
-            g_free(job);
-            return;
+            continue;
+        }
+        ssize_t n = recv(c->fd, dst, want, MSG_DONTWAIT);
+        if (n > 0) {
+            c->rgot += (uint32_t)n;
+        } else if (n == 0) {
+            return -EPIPE;
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            return 0;
+        } else if (errno != EINTR) {
+            return -errno;
         }
     }
-    job->reply = g_new0(Reply, 1);
-    g_mutex_lock(&c->out_lock);
-    c->inflight++;
-    g_mutex_unlock(&c->out_lock);
-    nbd_pool_push(c->pool, job);
+    return 1;
 }
 
+/* Drop what the reader holds of a request not yet running (the connection ends). */
+static void drop_partial(NbdConn *c)
+{
+    if (c->rjob != NULL) {
+        nbd_buf_free(c->rjob->payload, c->rjob->req.len);
+        nbd_budget_put(c->budget, c, c->rjob->charged);
+        g_free(c->rjob->reply);
+        g_free(c->rjob);
+        c->rjob = NULL;
+    }
+    c->have_hdr = false;
+}
+
+/*
+ * The token holder reads: as many bytes as the socket has, until one request is
+ * complete. Then the token goes on (to a pool thread if rbuf holds more, else back to
+ * the epoll set) and this thread runs the request itself. Parks the token when the
+ * connection has NBD_CONN_MAX_REQUESTS in flight (the reply that frees a slot takes it
+ * back), when the next request waits for budget (the connection thread takes it back
+ * at a release) or when the connection is closing.
+ */
+static void conn_read(NbdConn *c)
+{
+    for (;;) {
+        if (conn_closing(c)) {
+            drop_partial(c);
+            park(c, NBD_PARK_CLOSING);
+            return;
+        }
+        if (c->rjob == NULL) {
+            if (!c->have_hdr) {
+                g_mutex_lock(&c->out_lock);
+                if (c->inflight >= NBD_CONN_MAX_REQUESTS) {
+                    c->rstate = NBD_READER_PARKED;
+                    c->park = NBD_PARK_SLOTS;
+                    g_mutex_unlock(&c->out_lock);
+                    return;
+                }
+                g_mutex_unlock(&c->out_lock);
+                if (c->rlen - c->rpos < sizeof(NbdRequestWire)) {
+                    ssize_t n = fill_rbuf(c);
+                    if (n == 0) {
+                        arm(c);
+                        return;
+                    }
+                    if (n < 0) {
+                        recv_failed(c, "request", (int)n);
+                    }
+                    continue;
+                }
+                c->have_hdr = take_header(c);
+                continue;
+            }
+            /* the request's bytes come from the budget before its buffer exists */
+            size_t len = request_bytes(&c->rreq);
+            if (len > 0 && !nbd_budget_take(c->budget, c, len)) {
+                g_mutex_lock(&c->out_lock);
+                g_mutex_lock(&c->budget->lock);
+                bool waiting = c->budget_waiting;   /* false: released meanwhile */
+                g_mutex_unlock(&c->budget->lock);
+                if (waiting) {
+                    c->rstate = NBD_READER_PARKED;
+                    c->park = NBD_PARK_BUDGET;
+                    wake_conn(c);              /* it watches the socket for a hang-up */
+                }
+                g_mutex_unlock(&c->out_lock);
+                if (waiting) {
+                    return;
+                }
+                continue;
+            }
+            Job *job = c->rjob = g_new0(Job, 1);
+            job->c = c;
+            job->req = c->rreq;
+            job->charged = len;
+            job->reply = g_new0(Reply, 1);
+            c->have_hdr = false;
+            c->rgot = 0;
+            if (job->req.type == NBD_CMD_WRITE && job->req.len > 0) {
+                /* no memory: the payload is skipped, execute() answers ENOMEM */
+                job->payload = nbd_buf_new(job->req.len);
+            }
+        }
+        if (c->rjob->req.type == NBD_CMD_WRITE) {
+            int r = read_payload(c);
+            if (r == 0) {
+                arm(c);
+                return;
+            }
+            if (r < 0) {
+                recv_failed(c, "WRITE payload", r);
+                continue;
+            }
+        }
+        Job *job = g_steal_pointer(&c->rjob);
+        g_mutex_lock(&c->out_lock);
+        c->inflight++;
+        g_mutex_unlock(&c->out_lock);
+        if (c->rpos < c->rlen) {
+            pass_token(c);              /* more is buffered: epoll would not tell */
+        } else {
+            arm(c);
+        }
+        nbd_request_run(job);
+        return;
+    }
+}
+
+/* A pool job holding the token. */
+static void read_job(void *opaque)
+{
+    conn_read(opaque);
+}
+
+/* The pool's event function: c's socket is readable and c armed (the token is ours). */
+void nbd_conn_readable(void *opaque)
+{
+    NbdConn *c = opaque;
+
+    g_mutex_lock(&c->out_lock);
+    assert(c->rstate == NBD_READER_ARMED);
+    c->rstate = NBD_READER_TAKEN;
+    g_mutex_unlock(&c->out_lock);
+    conn_read(c);
+}
+
+/*
+ * The connection thread in the transmission phase: it hands the token to the pool
+ * first (rbuf may hold requests the handshake read along), then sends what the pool
+ * threads could not, takes a parked token back when its reason is gone, watches the
+ * socket for a hang-up while a request waits for budget, and returns once the
+ * connection is closing, the token parked, and no request in flight or reply queued.
+ */
 void nbd_conn_serve(NbdConn *c)
 {
-    NbdRequest pending;
-    bool have_pending = false;   /* a request read, waiting for budget */
+    int flags = fcntl(c->fd, F_GETFL);
+    if (flags < 0 || fcntl(c->fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+        g_warning("nbd: %s: O_NONBLOCK: %s", c->peer, g_strerror(errno));
+        mark_closing(c);
+    }
+    c->rstate = NBD_READER_TAKEN;
+    pass_token(c);
 
-    /* The socket stays blocking: reads of a request and its payload block (a client
-     * that stops in the middle of a request stalls only itself, and stop's shutdown()
-     * ends the read); replies are sent with MSG_DONTWAIT. */
+    bool shut_rd = false;
     for (;;) {
         flush_replies(c);
-        if (have_pending && conn_closing(c)) {
-            have_pending = false;              /* never executed, never answered */
-        }
-        if (have_pending) {
-            size_t len = request_bytes(&pending);
-            if (len == 0 || nbd_budget_take(c->budget, c, len)) {
-                have_pending = false;
-                submit(c, &pending, len);
-                continue;
-            }
-        }
 
-        g_mutex_lock(&c->out_lock);
-        guint inflight = c->inflight;
-        bool queued = !g_queue_is_empty(&c->outq);
-        g_mutex_unlock(&c->out_lock);
+        bool unpark = false, end = false, watch_hup = false;
         bool closing = conn_closing(c);
-        if (closing && inflight == 0 && !queued) {
+        g_mutex_lock(&c->out_lock);
+        bool queued = !g_queue_is_empty(&c->outq);
+        if (c->rstate == NBD_READER_PARKED) {
+            if (closing) {
+                drop_partial(c);
+                end = c->inflight == 0 && !queued;
+            } else if (c->park == NBD_PARK_SLOTS) {
+                unpark = c->inflight < NBD_CONN_MAX_REQUESTS;
+            } else if (c->park == NBD_PARK_BUDGET) {
+                g_mutex_lock(&c->budget->lock);
+                unpark = !c->budget_waiting;
+                g_mutex_unlock(&c->budget->lock);
+                watch_hup = !unpark;
+            }
+            if (unpark) {
+                c->rstate = NBD_READER_TAKEN;
+            }
+        } else if (c->rstate == NBD_READER_ARMED && closing && !shut_rd) {
+            /* make the armed socket readable (end of stream): its reader parks */
+            shutdown(c->fd, SHUT_RD);
+            shut_rd = true;
+        }
+        g_mutex_unlock(&c->out_lock);
+        if (end) {
             break;
         }
+        if (unpark) {
+            pass_token(c);
+            continue;
+        }
 
-        short events = 0;
-        if (!closing && !have_pending && inflight < NBD_CONN_MAX_REQUESTS) {
-            if (c->rpos < c->rlen) {
-                /* requests already in the receive buffer: poll() would not see them */
-                have_pending = read_header(c, &pending);
-                continue;
-            }
-            events |= POLLIN;
-        }
-        if (queued) {
-            events |= POLLOUT;
-        }
         /* the socket is watched only for what we want from it, or for a hang-up while
          * a request waits for budget; otherwise POLLHUP would wake us in a loop */
         struct pollfd pfd[2] = {
-            { .fd = (events != 0 || have_pending) ? c->fd : -1, .events = events },
+            { .fd = (queued || watch_hup) ? c->fd : -1, .events = queued ? POLLOUT : 0 },
             { .fd = c->wake_fd, .events = POLLIN },
         };
         if (poll(pfd, 2, -1) < 0) {
@@ -750,12 +964,11 @@ void nbd_conn_serve(NbdConn *c)
             uint64_t v;
             (void)read(c->wake_fd, &v, sizeof(v));
         }
-        if ((pfd[0].revents & (POLLHUP | POLLERR)) && !(events & (POLLIN | POLLOUT))) {
+        if (watch_hup && (pfd[0].revents & (POLLHUP | POLLERR))) {
             mark_closing(c);                   /* gone while we waited for budget */
-            continue;
         }
-        if ((events & POLLIN) && (pfd[0].revents & (POLLIN | POLLHUP | POLLERR))) {
-            have_pending = read_header(c, &pending);
-        }
+    }
+    if (c->epoll_added) {
+        nbd_pool_forget(c->pool, c->fd);
     }
 }

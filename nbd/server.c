@@ -304,7 +304,6 @@ static void conn_free(NbdConn *c)
         close(c->wake_fd);
     }
     assert(c->inflight == 0 && g_queue_is_empty(&c->outq) && !c->budget_waiting);
-    g_mutex_clear(&c->recv_lock);
     g_mutex_clear(&c->send_lock);
     g_mutex_clear(&c->out_lock);
     g_free(c->rbuf);
@@ -408,7 +407,6 @@ static void accept_one(NbdServer *srv)
     c->pool = srv->pool;
     c->peer = g_steal_pointer(&peer);
     c->rbuf = g_malloc(NBD_RBUF_SIZE);
-    g_mutex_init(&c->recv_lock);
     g_mutex_init(&c->send_lock);
     g_mutex_init(&c->out_lock);
     g_queue_init(&c->outq);
@@ -550,9 +548,14 @@ bool nbd_server_start(const NbdServerAddress *addr, guint max_connections, GErro
                     g_strerror(err));
         goto fail_listen;
     }
+    srv->pool = nbd_pool_new(NBD_POOL_THREADS, nbd_conn_readable, errp);
+    if (srv->pool == NULL) {
+        g_prefix_error(errp, "nbd-server-start: ");
+        close(srv->wake_fd);
+        goto fail_listen;
+    }
     srv->exports = g_ptr_array_new();
     nbd_budget_init(&srv->budget, buffer_budget);
-    srv->pool = nbd_pool_new(NBD_POOL_THREADS, nbd_request_run);
     srv->accept_thread = g_thread_try_new("nbd-accept", accept_thread, srv, errp);
     if (srv->accept_thread == NULL) {
         g_prefix_error(errp, "nbd-server-start: ");
@@ -929,6 +932,7 @@ bool nbd_server_stop(GError **errp)
     }
     g_ptr_array_unref(exports);
     nbd_pool_free(srv->pool);           /* idle: every connection is gone */
+    nbd_buf_cache_clear();
     nbd_budget_clear(&srv->budget);
     g_free(srv);
     return true;

@@ -233,3 +233,29 @@ qio() {
         fail "qemu-io $uri ${args[*]} (exit $rc)"
     fi
 }
+
+# start_flood EXPORT ARGS...: tests/tools/nbd-flood.py against the server's EXPORT with
+# ARGS, its stdin a FIFO held open on descriptor 7 (end_flood closes it, which ends the
+# clients); returns once it printed "ready" (fails after 60 s or if it dies). Sets
+# FLOOD_PID.
+start_flood() {
+    local export=$1; shift
+    mkfifo "$T/flood.in"
+    python3 "$SRCDIR/tests/tools/nbd-flood.py" "$NBD_SOCK" "$export" "$@" \
+        <"$T/flood.in" >"$T/flood.out" 2>&1 &
+    FLOOD_PID=$!
+    EXTRA_PIDS+=("$FLOOD_PID")
+    exec 7>"$T/flood.in"
+    local _
+    for _ in $(seq 1 600); do
+        grep -q '^ready$' "$T/flood.out" && return 0
+        kill -0 "$FLOOD_PID" 2>/dev/null || { cat "$T/flood.out"; fail "flood client died"; }
+        sleep 0.1
+    done
+    fail "flood client not ready in 60 s"
+}
+
+end_flood() {
+    exec 7>&-
+    wait "$FLOOD_PID" 2>/dev/null
+}

@@ -34,19 +34,8 @@ proc_field() {   # proc_field NAME: the number of /proc/PID/status's line NAME
     awk -v k="$1:" '$1 == k { print $2 }' "/proc/$SERVER_PID/status"
 }
 
-# The flood: its stdin is a FIFO that we hold open; closing it ends the clients.
-mkfifo "$T/flood.in"
-python3 "$SRCDIR/tests/tools/nbd-flood.py" "$NBD_SOCK" flood --connections "$CONNS" \
-    --requests 16 --length $((32 * MIB)) <"$T/flood.in" >"$T/flood.out" 2>&1 &
-flood_pid=$!
-EXTRA_PIDS+=("$flood_pid")
-exec 7>"$T/flood.in"
-for _ in $(seq 1 600); do
-    grep -q '^ready$' "$T/flood.out" && break
-    kill -0 "$flood_pid" 2>/dev/null || { cat "$T/flood.out"; fail "flood client died"; }
-    sleep 0.1
-done
-grep -q '^ready$' "$T/flood.out" || fail "flood client not ready in 60 s"
+# The flood holds its connections until end_flood.
+start_flood flood --connections "$CONNS" --requests 16 --length $((32 * MIB))
 sleep 1
 
 # A well-behaved client, while the flood holds its connections.
@@ -72,8 +61,7 @@ echo "connections=$CONNS VmRSS=$((rss_kib / 1024))MiB VmHWM=$((hwm_kib / 1024))M
     fail "$threads threads exceed the bound of $max_threads"
 
 # The flood ends; the server recovers and stops cleanly.
-exec 7>&-
-wait "$flood_pid" 2>/dev/null
+end_flood
 qio good 'read -P 0x34 12M 1M'
 server_alive || fail "server died"
 stop_server

@@ -2,6 +2,7 @@
 """nbd-flood.py — NBD clients that pipeline large READs and never read the replies.
 
 Usage: nbd-flood.py ADDRESS EXPORT [--connections N] [--requests K] [--length BYTES]
+                    [--stall-write]
 
 Opens N connections (UNIX socket path, or 127.0.0.1:PORT), negotiates EXPORT with
 NBD_OPT_GO (simple replies: every READ answer carries its whole payload), then sends K
@@ -13,6 +14,10 @@ Prints "ready" once every connection has sent what the server would take within 
 seconds, then holds the connections open until its standard input is closed (or it is
 killed). This is the memory and thread exhaustion attack of a local user against a
 server without a server-wide bound (tests/functional/nbd-budget.sh).
+
+--stall-write: instead, each connection sends one WRITE header of BYTES and only half
+its payload, then stops (a server whose request threads block reading a payload runs
+out of them: tests/functional/nbd-stalled-writers.sh).
 """
 import argparse
 import select
@@ -28,6 +33,7 @@ REQ_MAGIC = 0x25609513
 OPT_GO = 7
 REP_ACK = 1
 CMD_READ = 0
+CMD_WRITE = 1
 
 
 def connect(addr):
@@ -78,6 +84,7 @@ def main():
     ap.add_argument("--connections", type=int, default=20)
     ap.add_argument("--requests", type=int, default=16)
     ap.add_argument("--length", type=int, default=32 * 1024 * 1024)
+    ap.add_argument("--stall-write", action="store_true")
     args = ap.parse_args()
 
     conns = []
@@ -90,6 +97,10 @@ def main():
     # What each connection still has to send: the requests, back to back.
     pending = {}
     for i, s in enumerate(conns):
+        if args.stall_write:
+            pending[s] = memoryview(struct.pack(">IHHQQI", REQ_MAGIC, 0, CMD_WRITE, i, 0,
+                                                args.length) + bytes(args.length // 2))
+            continue
         reqs = b"".join(struct.pack(">IHHQQI", REQ_MAGIC, 0, CMD_READ, (i << 32) | k, 0,
                                     args.length) for k in range(args.requests))
         pending[s] = memoryview(reqs)
