@@ -15,7 +15,7 @@
 . "$(dirname "$0")/qmp-lib.bash"
 . "$(dirname "$0")/ceph.bash"
 requires qemu-io
-ls /usr/lib/*/qemu/block-rbd.so >/dev/null 2>&1 || skip "SKIP: QEMU's rbd driver (qemu-block-extra) is not installed"
+requires_qemu_rbd
 
 ceph_start
 rbd_cli create --size 64M bm || fail "rbd create"
@@ -48,16 +48,7 @@ STEP = os.environ["STEP"]
 q = QMP(T + "/qmp.sock", timeout=60)
 q.negotiate()
 uri = "nbd+unix:///drive-scsi0?socket=%s/nbd.sock" % T
-n = len([f for f in os.listdir(T) if f.endswith(".vma")])
-
-def backup():
-    out = "%s/b%d.vma" % (T, n)
-    r = q.cmd("backup", {"backup-file": out, "bitmap": "p0"})
-    if "error" in r:
-        return r["error"]["desc"]
-    st = wait_backup(q)
-    assert st["status"] == "done", st
-    return read_vma(out)
+backup = lambda: numbered_backup(q, T, "p0")
 
 def incremental(want):
     u, cfg, devs, cl = backup()

@@ -12,7 +12,7 @@
 . "$(dirname "$0")/qmp-lib.bash"
 . "$(dirname "$0")/ceph.bash"
 requires qemu-io qemu-img cmp
-ls /usr/lib/*/qemu/block-rbd.so >/dev/null 2>&1 || skip "SKIP: QEMU's rbd driver (qemu-block-extra) is not installed"
+requires_qemu_rbd
 [ -x "$VMA" ] || fail "$VMA not built"
 MiB=1048576
 
@@ -84,8 +84,12 @@ else:
     ev = q.event("BLOCK_JOB_COMPLETED", timeout=60)
     d = ev["data"]
     assert d["type"] == "stream" and d["device"] == "restore1" and "error" not in d, d
-    q.ok("query-jobs")
-    assert job_statuses(q, "restore1")[-2:] == ["concluded", "null"]
+    for _ in range(50):                          # the events after COMPLETED
+        q.ok("query-jobs")
+        if job_statuses(q, "restore1")[-2:] == ["concluded", "null"]:
+            break
+        time.sleep(0.1)
+    assert job_statuses(q, "restore1")[-2:] == ["concluded", "null"], job_statuses(q, "restore1")
     q.ok("blockdev-del", {"node-name": "arch0"})
     m.save(T + "/want.raw")
     compare(T + "/want.raw")
