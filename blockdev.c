@@ -195,8 +195,7 @@ DirtyBitmapSet *blockdev_get_dirty_bitmaps(BlockDev *bd)
 
 bool blockdev_save_bitmaps(BlockDev *bd, GError **errp)
 {
-    return dirty_state_save(bd->base->dirty, bd->name, bd->base->filename,
-                            !bd->base->read_only, errp);
+    return dirty_state_save_node(bd->base, bd->name, !bd->base->read_only, errp);
 }
 
 /* ---- open / close / references ---- */
@@ -207,7 +206,7 @@ static void blockdev_free(BlockDev *bd)
     /* a clean close: no request runs any more; record the bitmaps and the image's
      * identity, clear the in-use mark */
     g_autoptr(GError) err = NULL;
-    if (!dirty_state_save(bd->base->dirty, bd->name, bd->base->filename, false, &err)) {
+    if (!dirty_state_save_node(bd->base, bd->name, false, &err)) {
         g_warning("close %s: %s", bd->name, err->message);
     }
     bnode_unref(bd->top);
@@ -248,8 +247,7 @@ static BlockDev *blockdev_open(const BlockDevOptions *opts, GError **errp)
         return NULL;
     }
     /* persistent bitmaps: marked in use (durably) before the disk can take a write */
-    if (!dirty_state_load(base->dirty, opts->node_name, base->filename, !base->read_only,
-                          errp)) {
+    if (!dirty_state_load_node(base, opts->node_name, errp)) {
         g_prefix_error(errp, "add %s: ", opts->node_name);
         bnode_unref(base);
         return NULL;

@@ -88,6 +88,7 @@ void bnode_unref(BlockNode *n)
     }
     g_clear_pointer(&n->child, bnode_unref);
     dirty_set_free(n->dirty);
+    g_clear_pointer(&n->state_mark, g_bytes_unref);
     g_free(n->filename);
     g_free(n);
 }

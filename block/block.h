@@ -53,6 +53,27 @@ typedef struct BlockDriver {
     /* See blockdev_block_status(). */
     int (*block_status)(BlockNode *n, uint64_t offset, uint64_t len, uint64_t *pnum,
                         bool *is_hole);
+
+    /*
+     * Persistent change bitmaps of an image that has no local file to stat (rbd); NULL:
+     * the state file records the image file's dev, ino, size and mtime instead. Main
+     * loop, no request running (see block/dirty-bitmap-store.c).
+     * state_seal: at a clean close, after the last write: mark what the image holds now
+     *   (rbd: a snapshot of ours) and return the mark's record, driver-defined bytes that
+     *   the state file keeps. old: the record loaded at open, or NULL. tag: names the
+     *   marks of one state file (they carry it, so state_drop finds them).
+     * state_check: at open: does record rec still mark this image's content? Calls
+     *   changed(opaque, offset, len) for every range written since the mark was made
+     *   (a superset is fine, a missing write is not); false with errp set when it cannot
+     *   tell (the mark is gone, another image, ...): the bitmaps are then inconsistent.
+     * state_drop: remove every mark of tag except the one record keep names (NULL: all).
+     *   Best effort: a mark left behind costs space, never correctness.
+     */
+    GBytes *(*state_seal)(BlockNode *n, const char *tag, GBytes *old, GError **errp);
+    bool (*state_check)(BlockNode *n, GBytes *rec,
+                        void (*changed)(void *opaque, uint64_t offset, uint64_t len),
+                        void *opaque, GError **errp);
+    void (*state_drop)(BlockNode *n, const char *tag, GBytes *keep);
 } BlockDriver;
 
 struct BlockNode {
@@ -70,6 +91,9 @@ struct BlockNode {
      * write, write-zeroes and discard that reaches the node marks them (NULL: filters,
      * which pass the request down to a node that has them). */
     struct DirtyBitmapSet *dirty;
+    /* Protocol nodes with state_seal: the mark record of the state file loaded at open,
+     * while it still marks the image (a read-only node seals with it again); main loop. */
+    GBytes *state_mark;
 };
 
 /* The drivers (block/file.c, block/rbd.c, block/nbd.c). */

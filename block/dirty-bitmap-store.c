@@ -13,16 +13,37 @@
  * rename over the old one, fsync of the directory. So a crash leaves the old or the new
  * file, and both are safe: the old one is IN_USE (or the write never started).
  *
+ * Images without a local file (rbd: librbd updates an image's modify time only about
+ * once a minute, so no timestamp can tell that it changed) have a driver-made mark
+ * instead of dev/ino/mtime (block.h: state_seal, state_check, state_drop):
+ *   open for writing  -> the state file is checked (below), rewritten IN_USE (no mark),
+ *                        and only then every mark of this state file is dropped: from
+ *                        here a crash leaves the bitmaps inconsistent anyway;
+ *   clean close       -> the driver makes a new mark of the image as it is now (rbd: a
+ *                        snapshot, taken after the last write and flush), the file is
+ *                        written with its record, then older marks are dropped; a
+ *                        read-only node keeps the mark it loaded (it wrote nothing);
+ *   load              -> IN_USE, no mark, another size, or a mark the driver cannot
+ *                        vouch for (gone, another image): inconsistent. Else the driver
+ *                        lists every range written since the mark and those are added
+ *                        to the enabled bitmaps: bits of the close ∪ writes since the
+ *                        close = every write since each bitmap's base.
+ * A crash between making a new mark and writing the file leaves an extra mark; it
+ * carries the state file's tag, so the next seal or drop removes it.
+ *
  * Format (little-endian; the file is input: every field is checked on load):
- *   header, 64 bytes: magic "VMADBMP1", u32 version (1), u32 flags (bit 0 IN_USE),
- *     u64 dev, u64 ino, u64 size, i64 mtime_sec, i64 mtime_nsec, u32 count, u32 CRC-32
- *     of the 60 bytes before it;
+ *   header, 64 bytes: magic "VMADBMP1", u32 version (1; 2 when a mark follows), u32
+ *     flags (bit 0 IN_USE), u64 dev, u64 ino, u64 size, i64 mtime_sec, i64 mtime_nsec,
+ *     u32 count, u32 CRC-32 of the 60 bytes before it (dev, ino, mtime 0 with a mark);
+ *   version 2 only: u32 mark_len (1..4096), the mark record (driver-defined bytes),
+ *     u32 CRC-32 of mark_len and the record;
  *   count entries, each: a 48-byte entry header — u32 name_len (1..1023), u32
  *     granularity (power of two, 4 KiB..64 MiB), u32 flags (bit 0 enabled, bit 1 has
  *     base), u32 zero, u8 base[16], u64 base_size, u64 nbits (= ceil(size/granularity))
  *     —, the name (no NUL), ceil(nbits/64) u64 words of bits, u32 CRC-32 of the entry
  *     header, name and words.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -33,6 +54,7 @@
 
 #include <zlib.h>
 
+#include "block/block.h"
 #include "block/dirty-bitmap.h"
 
 #define HEADER_SIZE 64u
@@ -157,7 +179,7 @@ GBytes *dirty_state_encode(DirtyBitmapSet *set, bool in_use, const DirtyStateIde
     EncodeState es = {.out = g_byte_array_new()};
 
     g_byte_array_append(es.out, (const guint8 *)DIRTY_STATE_MAGIC, 8);
-    put32(es.out, DIRTY_STATE_VERSION);
+    put32(es.out, id->mark != NULL ? DIRTY_STATE_VERSION_MARK : DIRTY_STATE_VERSION);
     put32(es.out, in_use ? FLAG_IN_USE : 0);
     put64(es.out, id->dev);
     put64(es.out, id->ino);
@@ -166,6 +188,15 @@ GBytes *dirty_state_encode(DirtyBitmapSet *set, bool in_use, const DirtyStateIde
     put64(es.out, (uint64_t)id->mtime_nsec);
     put32(es.out, 0);   /* count, filled in below */
     put32(es.out, 0);   /* header CRC */
+    if (id->mark != NULL) {
+        gsize mlen = 0;
+        const uint8_t *m = g_bytes_get_data(id->mark, &mlen);
+        assert(mlen >= 1 && mlen <= DIRTY_STATE_MAX_MARK);
+        size_t start = es.out->len;
+        put32(es.out, (uint32_t)mlen);
+        g_byte_array_append(es.out, m, (guint)mlen);
+        put32(es.out, (uint32_t)crc32(0, es.out->data + start, (uInt)(es.out->len - start)));
+    }
     dirty_set_foreach_persistent(set, encode_one, &es);
     uint32_t count = GUINT32_TO_LE(es.count);
     memcpy(es.out->data + 56, &count, 4);
@@ -189,9 +220,10 @@ bool dirty_state_decode(DirtyBitmapSet *set, const void *data, size_t len, bool 
                             "header checksum mismatch");
         return false;
     }
-    if (get32(p + 8) != DIRTY_STATE_VERSION) {
+    uint32_t version = get32(p + 8);
+    if (version != DIRTY_STATE_VERSION && version != DIRTY_STATE_VERSION_MARK) {
         g_set_error(errp, DIRTY_BITMAP_ERROR, DIRTY_BITMAP_ERROR_STATE,
-                    "unsupported version %u", get32(p + 8));
+                    "unsupported version %u (this vmad reads versions 1 and 2)", version);
         return false;
     }
     uint32_t flags = get32(p + 12);
@@ -209,6 +241,23 @@ bool dirty_state_decode(DirtyBitmapSet *set, const void *data, size_t len, bool 
     }
 
     size_t off = HEADER_SIZE;
+    id->mark = NULL;
+    if (version == DIRTY_STATE_VERSION_MARK) {
+        uint32_t mlen = len - off >= 4 ? get32(p + off) : 0;
+        if (len - off < 4 || mlen == 0 || mlen > DIRTY_STATE_MAX_MARK ||
+            len - off - 4 < (size_t)mlen + 4) {
+            g_set_error_literal(errp, DIRTY_BITMAP_ERROR, DIRTY_BITMAP_ERROR_STATE,
+                                "the image mark is truncated or of a bad length");
+            return false;
+        }
+        if (get32(p + off + 4 + mlen) != (uint32_t)crc32(0, p + off, (uInt)(4 + mlen))) {
+            g_set_error_literal(errp, DIRTY_BITMAP_ERROR, DIRTY_BITMAP_ERROR_STATE,
+                                "image mark checksum mismatch");
+            return false;
+        }
+        id->mark = g_bytes_new(p + off + 4, mlen);
+        off += 4 + (size_t)mlen + 4;
+    }
     for (uint32_t i = 0; i < count; i++) {
         if (len - off < ENTRY_SIZE) {
             g_set_error(errp, DIRTY_BITMAP_ERROR, DIRTY_BITMAP_ERROR_STATE,
@@ -382,6 +431,27 @@ static bool write_atomic(const char *path, GBytes *data, GError **errp)
     return fsync_dir(dir, errp);
 }
 
+/* No persistent bitmap left: remove the state file (true when there is none). */
+static bool remove_state(const char *path, GError **errp)
+{
+    if (unlink(path) == 0) {
+        g_autofree char *dir = g_path_get_dirname(path);
+        return fsync_dir(dir, errp);
+    }
+    return true;
+}
+
+static bool write_state(DirtyBitmapSet *set, const char *node, const char *path,
+                        bool in_use, const DirtyStateIdentity *id, GError **errp)
+{
+    g_autoptr(GBytes) data = dirty_state_encode(set, in_use, id);
+    if (!write_atomic(path, data, errp)) {
+        g_prefix_error(errp, "save bitmaps of %s: ", node);
+        return false;
+    }
+    return true;
+}
+
 bool dirty_state_save(DirtyBitmapSet *set, const char *node, const char *filename,
                       bool in_use, GError **errp)
 {
@@ -389,19 +459,29 @@ bool dirty_state_save(DirtyBitmapSet *set, const char *node, const char *filenam
     DirtyStateIdentity id = {0};
 
     if (!dirty_set_has_persistent(set)) {
-        if (unlink(path) == 0) {
-            g_autofree char *dir = g_path_get_dirname(path);
-            return fsync_dir(dir, errp);
-        }
-        return true;
+        return remove_state(path, errp);
     }
     /* in use: the identity is only what the bit counts are checked against */
     if (!identity_of(filename, &id, errp)) {
         return false;
     }
-    g_autoptr(GBytes) data = dirty_state_encode(set, in_use, &id);
-    if (!write_atomic(path, data, errp)) {
-        g_prefix_error(errp, "save bitmaps of %s: ", node);
+    return write_state(set, node, path, in_use, &id, errp);
+}
+
+/* The state file's contents into *data (g_free); false when there is none (or it is
+ * unreadable: a warning, its bitmaps are lost). */
+static bool read_state(const char *node, const char *path, char **data, gsize *len)
+{
+    g_autoptr(GError) err = NULL;
+    struct stat st;
+
+    if (stat(path, &st) < 0) {
+        return false;  /* no persistent bitmaps */
+    }
+    if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > MAX_FILE_SIZE ||
+        !g_file_get_contents(path, data, len, &err)) {
+        g_warning("%s: bitmap state file %s unreadable (%s): its bitmaps are lost",
+                  node, path, err ? err->message : "not a regular file of sane size");
         return false;
     }
     return true;
@@ -414,20 +494,15 @@ bool dirty_state_load(DirtyBitmapSet *set, const char *node, const char *filenam
     g_autofree char *data = NULL;
     gsize len = 0;
     g_autoptr(GError) err = NULL;
-    struct stat st;
 
-    if (stat(path, &st) < 0) {
-        return true;  /* no persistent bitmaps */
-    }
-    if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > MAX_FILE_SIZE ||
-        !g_file_get_contents(path, &data, &len, &err)) {
-        g_warning("%s: bitmap state file %s unreadable (%s): its bitmaps are lost",
-                  node, path, err ? err->message : "not a regular file of sane size");
+    if (!read_state(node, path, &data, &len)) {
         return true;
     }
     bool in_use = false;
     DirtyStateIdentity rec = {0}, now = {0};
-    if (!dirty_state_decode(set, data, len, &in_use, &rec, &err)) {
+    bool decoded = dirty_state_decode(set, data, len, &in_use, &rec, &err);
+    g_clear_pointer(&rec.mark, g_bytes_unref);   /* a file image has no mark */
+    if (!decoded) {
         g_warning("%s: bitmap state file %s is damaged (%s): its bitmaps are inconsistent",
                   node, path, err->message);
         dirty_set_make_inconsistent(set);
@@ -446,5 +521,136 @@ bool dirty_state_load(DirtyBitmapSet *set, const char *node, const char *filenam
     if (writable && dirty_set_has_persistent(set)) {
         return dirty_state_save(set, node, filename, true, errp);
     }
+    return true;
+}
+
+/* ---- nodes whose driver marks the image (rbd) ---- */
+
+/* The tag of a state file's marks: 12 hex of sha256 of its name. */
+static char *mark_tag(const char *path)
+{
+    g_autofree char *base = g_path_get_basename(path);
+    g_autofree char *sum = g_compute_checksum_for_string(G_CHECKSUM_SHA256, base, -1);
+    return g_strndup(sum, 12);
+}
+
+typedef struct Changed {
+    DirtyBitmapSet *set;
+    uint64_t bytes;
+} Changed;
+
+static void changed_cb(void *opaque, uint64_t offset, uint64_t len)
+{
+    Changed *c = opaque;
+    uint64_t size = dirty_set_disk_size(c->set);
+
+    if (offset < size && len > 0) {
+        len = MIN(len, size - offset);
+        dirty_set_mark(c->set, offset, len);
+        c->bytes += len;
+    }
+}
+
+bool dirty_state_save_node(BlockNode *n, const char *node, bool in_use, GError **errp)
+{
+    if (n->drv->state_seal == NULL) {
+        return dirty_state_save(n->dirty, node, n->filename, in_use, errp);
+    }
+    g_autofree char *path = dirty_state_path(node, n->filename);
+    g_autofree char *tag = mark_tag(path);
+    DirtyStateIdentity id = {.size = n->size};
+
+    if (!dirty_set_has_persistent(n->dirty)) {
+        if (!remove_state(path, errp)) {
+            return false;
+        }
+        if (!n->read_only) {
+            n->drv->state_drop(n, tag, NULL);
+            g_clear_pointer(&n->state_mark, g_bytes_unref);
+        }
+        return true;
+    }
+    if (in_use) {
+        /* no mark: a file marked in use loads inconsistent whatever the image holds */
+        return write_state(n->dirty, node, path, true, &id, errp);
+    }
+    g_autoptr(GBytes) mark = n->drv->state_seal(n, tag, n->state_mark, errp);
+    if (mark == NULL) {
+        g_prefix_error(errp, "save bitmaps of %s: ", node);
+        return false;
+    }
+    gsize mlen = g_bytes_get_size(mark);
+    if (mlen == 0 || mlen > DIRTY_STATE_MAX_MARK) {
+        g_set_error(errp, DIRTY_BITMAP_ERROR, DIRTY_BITMAP_ERROR_STATE,
+                    "save bitmaps of %s: the image mark is %zu bytes", node, (size_t)mlen);
+        return false;
+    }
+    id.mark = mark;
+    if (!write_state(n->dirty, node, path, false, &id, errp)) {
+        return false;
+    }
+    if (!n->read_only) {
+        n->drv->state_drop(n, tag, mark);   /* the file names the new mark now */
+    }
+    g_clear_pointer(&n->state_mark, g_bytes_unref);
+    n->state_mark = g_steal_pointer(&mark);
+    return true;
+}
+
+bool dirty_state_load_node(BlockNode *n, const char *node, GError **errp)
+{
+    if (n->drv->state_check == NULL) {
+        return dirty_state_load(n->dirty, node, n->filename, !n->read_only, errp);
+    }
+    g_autofree char *path = dirty_state_path(node, n->filename);
+    g_autofree char *tag = mark_tag(path);
+    g_autofree char *data = NULL;
+    gsize len = 0;
+    g_autoptr(GError) err = NULL;
+    bool in_use = false;
+    DirtyStateIdentity rec = {0};
+
+    if (!read_state(node, path, &data, &len)) {
+        return true;
+    }
+    bool decoded = dirty_state_decode(n->dirty, data, len, &in_use, &rec, &err);
+    g_autoptr(GBytes) mark = g_steal_pointer(&rec.mark);
+    Changed ch = {.set = n->dirty};
+    if (!decoded) {
+        g_warning("%s: bitmap state file %s is damaged (%s): its bitmaps are inconsistent",
+                  node, path, err->message);
+        dirty_set_make_inconsistent(n->dirty);
+    } else if (in_use) {
+        g_warning("%s: vmad did not stop cleanly with the disk open: its persistent "
+                  "bitmaps are inconsistent", node);
+        dirty_set_make_inconsistent(n->dirty);
+    } else if (mark == NULL || rec.size != n->size ||
+               rec.size != dirty_set_disk_size(n->dirty)) {
+        g_warning("%s: the state file %s records %s: its persistent bitmaps are "
+                  "inconsistent", node, path,
+                  mark == NULL ? "no mark of the image" : "another image size");
+        dirty_set_make_inconsistent(n->dirty);
+    } else if (!n->drv->state_check(n, mark, changed_cb, &ch, &err)) {
+        g_warning("%s: cannot tell what changed in %s since vmad stopped (%s): its "
+                  "persistent bitmaps are inconsistent", node, n->filename, err->message);
+        dirty_set_make_inconsistent(n->dirty);
+    } else {
+        if (ch.bytes > 0) {
+            g_message("%s: %" G_GUINT64_FORMAT " bytes of %s were written while vmad was "
+                      "not running: added to its enabled persistent bitmaps", node,
+                      ch.bytes, n->filename);
+        }
+        n->state_mark = g_steal_pointer(&mark);   /* still marks the image */
+    }
+    if (n->read_only || !dirty_set_has_persistent(n->dirty)) {
+        return true;
+    }
+    if (!dirty_state_save_node(n, node, true, errp)) {
+        return false;
+    }
+    /* in use from here on: the marks are not needed any more, and a snapshot would make
+     * every write copy its object */
+    n->drv->state_drop(n, tag, NULL);
+    g_clear_pointer(&n->state_mark, g_bytes_unref);
     return true;
 }

@@ -164,7 +164,9 @@ Bitmap *dirty_bits_to_clusters(const Bitmap *bits, uint32_t granularity, uint64_
  *           base size, bit count, name, raw bitmap words, CRC of the entry
  */
 #define DIRTY_STATE_MAGIC "VMADBMP1"
-#define DIRTY_STATE_VERSION 1u
+#define DIRTY_STATE_VERSION 1u        /* written for image files (no mark) */
+#define DIRTY_STATE_VERSION_MARK 2u   /* written when the identity has a mark (rbd) */
+#define DIRTY_STATE_MAX_MARK 4096u    /* bytes of a mark record */
 
 /* The state directory (vmad --state-dir); NULL: the default (see vmad.8). */
 void dirty_state_set_dir(const char *dir);
@@ -192,10 +194,26 @@ bool dirty_state_load(DirtyBitmapSet *set, const char *node, const char *filenam
 bool dirty_state_save(DirtyBitmapSet *set, const char *node, const char *filename,
                       bool in_use, GError **errp);
 
+/*
+ * The same for a protocol node n named node, by its driver: a driver with state ops
+ * (block.h: state_seal, state_check, state_drop; rbd) has no file identity; its state
+ * file (version 2) holds the record of a mark the driver made of the image at the clean
+ * close, and a load asks the driver whether the image is unchanged since that mark (the
+ * ranges written since are added to the enabled bitmaps) — see dirty-bitmap-store.c.
+ * Other drivers: dirty_state_load() / dirty_state_save() on n->filename.
+ */
+struct BlockNode;
+bool dirty_state_load_node(struct BlockNode *n, const char *node, GError **errp);
+bool dirty_state_save_node(struct BlockNode *n, const char *node, bool in_use,
+                           GError **errp);
+
 /* Serialise / parse the state file body (for the unit tests and the fuzzer). */
 typedef struct DirtyStateIdentity {
     uint64_t dev, ino, size;
     int64_t mtime_sec, mtime_nsec;
+    /* version 2: the driver's mark record (1..DIRTY_STATE_MAX_MARK bytes), else NULL.
+     * decode sets a new reference (the caller unrefs it, also after a failure). */
+    GBytes *mark;
 } DirtyStateIdentity;
 GBytes *dirty_state_encode(DirtyBitmapSet *set, bool in_use, const DirtyStateIdentity *id);
 /* Fills the (empty) set; *in_use and *id from the header. A damaged file: false with

@@ -46,10 +46,28 @@
  * writing one image, and a write that does not go through vmad is not seen by a running
  * backup's copy-before-write. Read-only nodes (read-only=on, snapshot=) take no lock.
  *
+ * Persistent bitmaps (state_seal / state_check / state_drop; the rules are in
+ * block/dirty-bitmap-store.c). librbd updates an image's modify timestamp only about
+ * once a minute, so no timestamp can prove that nobody wrote. The mark is an RBD
+ * snapshot of ours, `vmabackup-bitmap-TAG-RANDOM`, created at the clean close after the
+ * last write and a flush (librbd's snapshot creation also blocks and flushes I/O, and
+ * takes the exclusive lock when the image has that feature: the lock holder is the only
+ * writer, so the snapshot is a point no write straddles). Its record: the image id
+ * (rbd_get_id, so an image deleted and created again under the name does not pass),
+ * the snapshot id and name, and the size. At open: the snapshot must still exist with
+ * that id and name, and rbd_diff_iterate2 from it (whole_object off: the exact extents
+ * of each object, from RADOS's clone overlap, which every write, discard or rollback
+ * after the snapshot changes) lists what was written since; each listed extent is added
+ * to the bitmaps. An extent written back with its old bytes is still listed: the list is
+ * a superset, never short. The snapshot is removed as soon as the disk is open for
+ * writing (the state file is IN_USE then), so it exists only while vmad is down: a
+ * snapshot would make every later first write to an object copy it.
+ *
  * Threads: open and close on the main loop; every I/O op from any thread at once. The
  * node's state is immutable after open (librbd does its own locking).
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <gio/gio.h>
@@ -63,6 +81,7 @@ typedef struct RbdState {
     rados_ioctx_t io;
     rbd_image_t image;
     bool whole_object;     /* fast-diff with a valid object map: block status per object */
+    bool at_snapshot;      /* opened on a snapshot (snapshot=): no persistent bitmaps */
 } RbdState;
 
 /* ---- one request: submit, wait, collect ---- */
@@ -350,6 +369,7 @@ static bool rbd_open_op(BlockNode *n, const BlockDevOptions *o, GError **errp)
     }
     if (o->snapshot != NULL) {
         n->read_only = true;   /* a snapshot cannot be written */
+        s->at_snapshot = true;
     }
     if (n->read_only) {
         r = rbd_open_read_only(s->io, o->image, &s->image, o->snapshot);
@@ -384,6 +404,264 @@ fail:
     return false;
 }
 
+/* ---- persistent bitmaps: the snapshot mark ---- */
+
+#define MARK_MAGIC "VRBDMRK1"
+#define MARK_PREFIX "vmabackup-bitmap-"
+#define MARK_MAX_ID 256u
+#define MARK_MAX_NAME 256u
+
+/*
+ * The mark record (little-endian): magic "VRBDMRK1", u64 snapshot id, u64 image size,
+ * u16 id_len (1..256), u16 name_len (1..256), the image id, the snapshot name.
+ */
+typedef struct RbdMark {
+    uint64_t snap_id;
+    uint64_t size;
+    char *image_id;
+    char *snap_name;
+} RbdMark;
+
+static void rbd_mark_clear(RbdMark *m)
+{
+    g_clear_pointer(&m->image_id, g_free);
+    g_clear_pointer(&m->snap_name, g_free);
+}
+
+static GBytes *rbd_mark_encode(const RbdMark *m)
+{
+    GByteArray *b = g_byte_array_new();
+    uint64_t v;
+    uint16_t l;
+
+    g_byte_array_append(b, (const guint8 *)MARK_MAGIC, 8);
+    v = GUINT64_TO_LE(m->snap_id);
+    g_byte_array_append(b, (const guint8 *)&v, 8);
+    v = GUINT64_TO_LE(m->size);
+    g_byte_array_append(b, (const guint8 *)&v, 8);
+    l = GUINT16_TO_LE((uint16_t)strlen(m->image_id));
+    g_byte_array_append(b, (const guint8 *)&l, 2);
+    l = GUINT16_TO_LE((uint16_t)strlen(m->snap_name));
+    g_byte_array_append(b, (const guint8 *)&l, 2);
+    g_byte_array_append(b, (const guint8 *)m->image_id, (guint)strlen(m->image_id));
+    g_byte_array_append(b, (const guint8 *)m->snap_name, (guint)strlen(m->snap_name));
+    return g_byte_array_free_to_bytes(b);
+}
+
+/* Parse a record (state file input: every length checked). */
+static bool rbd_mark_decode(GBytes *rec, RbdMark *m)
+{
+    gsize len = 0;
+    const uint8_t *p = g_bytes_get_data(rec, &len);
+    uint64_t v;
+    uint16_t il, nl;
+
+    if (len < 28 || memcmp(p, MARK_MAGIC, 8) != 0) {
+        return false;
+    }
+    memcpy(&il, p + 24, 2);
+    memcpy(&nl, p + 26, 2);
+    il = GUINT16_FROM_LE(il);
+    nl = GUINT16_FROM_LE(nl);
+    if (il == 0 || il > MARK_MAX_ID || nl == 0 || nl > MARK_MAX_NAME ||
+        len != 28u + il + nl || memchr(p + 28, 0, (size_t)il + nl) != NULL) {
+        return false;
+    }
+    memcpy(&v, p + 8, 8);
+    m->snap_id = GUINT64_FROM_LE(v);
+    memcpy(&v, p + 16, 8);
+    m->size = GUINT64_FROM_LE(v);
+    m->image_id = g_strndup((const char *)p + 28, il);
+    m->snap_name = g_strndup((const char *)p + 28 + il, nl);
+    return true;
+}
+
+static bool image_id(RbdState *s, char **id, GError **errp)
+{
+    char buf[MARK_MAX_ID + 1];
+    int r = rbd_get_id(s->image, buf, sizeof(buf));
+
+    if (r < 0) {
+        g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(-r), "get the image id: %s",
+                    g_strerror(-r));
+        return false;
+    }
+    *id = g_strdup(buf);
+    return true;
+}
+
+/* librbd calls a progress callback without checking it for NULL */
+static int no_progress(uint64_t done, uint64_t total, void *arg)
+{
+    return 0;
+}
+
+static GBytes *rbd_state_seal(BlockNode *n, const char *tag, GBytes *old, GError **errp)
+{
+    RbdState *s = n->opaque;
+    RbdMark m = {.size = n->size};
+    int r;
+
+    if (s->at_snapshot) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                    "%s: a node on an rbd snapshot has no persistent bitmaps", n->filename);
+        return NULL;
+    }
+    if (n->read_only) {
+        /* nothing written through this node: the mark it loaded still holds */
+        if (old != NULL) {
+            return g_bytes_ref(old);
+        }
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_READ_ONLY,
+                    "%s: a read-only rbd node cannot take the snapshot that persistent "
+                    "bitmaps need (open it writable once)", n->filename);
+        return NULL;
+    }
+    r = result(rbd_run(s, submit_flush, NULL));
+    if (r < 0) {
+        g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(-r), "%s: flush: %s",
+                    n->filename, g_strerror(-r));
+        return NULL;
+    }
+    m.snap_name = g_strdup_printf(MARK_PREFIX "%s-%08x%08x", tag, g_random_int(),
+                                  g_random_int());
+    r = rbd_snap_create2(s->image, m.snap_name, 0, no_progress, NULL);
+    if (r < 0) {
+        g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(-r),
+                    "%s: create snapshot %s: %s", n->filename, m.snap_name, g_strerror(-r));
+        rbd_mark_clear(&m);
+        return NULL;
+    }
+    r = rbd_snap_get_id(s->image, m.snap_name, &m.snap_id);
+    if (r < 0) {
+        g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(-r),
+                    "%s: look up snapshot %s: %s", n->filename, m.snap_name, g_strerror(-r));
+        (void)rbd_snap_remove(s->image, m.snap_name);
+        rbd_mark_clear(&m);
+        return NULL;
+    }
+    if (!image_id(s, &m.image_id, errp)) {
+        g_prefix_error(errp, "%s: ", n->filename);
+        (void)rbd_snap_remove(s->image, m.snap_name);
+        rbd_mark_clear(&m);
+        return NULL;
+    }
+    GBytes *rec = rbd_mark_encode(&m);
+    rbd_mark_clear(&m);
+    return rec;
+}
+
+typedef struct DiffScan {
+    void (*changed)(void *opaque, uint64_t offset, uint64_t len);
+    void *opaque;
+} DiffScan;
+
+static int diff_cb(uint64_t off, size_t len, int exists, void *arg)
+{
+    DiffScan *d = arg;
+
+    (void)exists;   /* written or discarded: either is a change */
+    d->changed(d->opaque, off, len);
+    return 0;
+}
+
+static bool rbd_state_check(BlockNode *n, GBytes *rec,
+                            void (*changed)(void *opaque, uint64_t offset, uint64_t len),
+                            void *opaque, GError **errp)
+{
+    RbdState *s = n->opaque;
+    RbdMark m = {0};
+    g_autofree char *id = NULL;
+    char name[MARK_MAX_NAME + 1];
+    size_t name_len = sizeof(name);
+    bool ok = false;
+    int r;
+
+    if (s->at_snapshot) {
+        g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                            "a node on an rbd snapshot has no persistent bitmaps");
+        return false;
+    }
+    if (!rbd_mark_decode(rec, &m)) {
+        g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                            "the recorded rbd mark is damaged");
+        return false;
+    }
+    if (!image_id(s, &id, errp)) {
+        goto out;
+    }
+    if (strcmp(id, m.image_id) != 0) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_FAILED,
+                    "another image (id %s, the bitmaps are of id %s)", id, m.image_id);
+        goto out;
+    }
+    r = rbd_snap_get_name(s->image, m.snap_id, name, &name_len);
+    if (r < 0 || strcmp(name, m.snap_name) != 0) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+                    "its snapshot %s (id %" G_GUINT64_FORMAT ") is gone", m.snap_name,
+                    m.snap_id);
+        goto out;
+    }
+    if (m.size != n->size) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_FAILED,
+                    "resized from %" G_GUINT64_FORMAT " to %" G_GUINT64_FORMAT " bytes",
+                    m.size, n->size);
+        goto out;
+    }
+    DiffScan d = {.changed = changed, .opaque = opaque};
+    r = rbd_diff_iterate2(s->image, m.snap_name, 0, n->size, 1, 0, diff_cb, &d);
+    if (r < 0) {
+        g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(-r),
+                    "diff since snapshot %s: %s", m.snap_name, g_strerror(-r));
+        goto out;
+    }
+    ok = true;
+out:
+    rbd_mark_clear(&m);
+    return ok;
+}
+
+static void rbd_state_drop(BlockNode *n, const char *tag, GBytes *keep)
+{
+    RbdState *s = n->opaque;
+    g_autofree char *prefix = g_strdup_printf(MARK_PREFIX "%s-", tag);
+    RbdMark k = {0};
+    int max = 16, r;
+    rbd_snap_info_t *snaps = NULL;
+
+    if (keep != NULL && !rbd_mark_decode(keep, &k)) {
+        return;   /* not ours to judge: remove nothing */
+    }
+    for (;;) {
+        snaps = g_new0(rbd_snap_info_t, max);
+        r = rbd_snap_list(s->image, snaps, &max);
+        if (r != -ERANGE) {
+            break;
+        }
+        g_free(snaps);
+    }
+    if (r < 0) {
+        g_warning("%s: list snapshots: %s", n->filename, g_strerror(-r));
+        g_free(snaps);
+        rbd_mark_clear(&k);
+        return;
+    }
+    for (int i = 0; i < r; i++) {
+        const char *name = snaps[i].name;
+        if (!g_str_has_prefix(name, prefix) ||
+            (k.snap_name != NULL && strcmp(name, k.snap_name) == 0)) {
+            continue;
+        }
+        int e = rbd_snap_remove(s->image, name);
+        if (e < 0 && e != -ENOENT) {
+            g_warning("%s: remove snapshot %s: %s", n->filename, name, g_strerror(-e));
+        }
+    }
+    rbd_snap_list_end(snaps);
+    g_free(snaps);
+    rbd_mark_clear(&k);
+}
+
 const BlockDriver bdrv_rbd = {
     .name = "rbd",
     .open = rbd_open_op,
@@ -394,4 +672,7 @@ const BlockDriver bdrv_rbd = {
     .discard = rbd_discard_op,
     .flush = rbd_flush_op,
     .block_status = rbd_block_status_op,
+    .state_seal = rbd_state_seal,
+    .state_check = rbd_state_check,
+    .state_drop = rbd_state_drop,
 };

@@ -29,16 +29,7 @@ STEP = os.environ["STEP"]
 q = QMP(T + "/qmp.sock", timeout=60)
 q.negotiate()
 uri = "nbd+unix:///drive-scsi0?socket=%s/nbd.sock" % T
-n = len([f for f in os.listdir(T) if f.endswith(".vma")])
-
-def backup():
-    out = "%s/b%d.vma" % (T, n)
-    r = q.cmd("backup", {"backup-file": out, "bitmap": "p0"})
-    if "error" in r:
-        return r["error"]["desc"]
-    st = wait_backup(q)
-    assert st["status"] == "done", st
-    return read_vma(out)
+backup = lambda: numbered_backup(q, T, "p0")
 
 if STEP == "first":
     q.ok("block-dirty-bitmap-add", {"node": "drive-scsi0", "name": "p0", "persistent": True})

@@ -157,3 +157,16 @@ def bitmaps(q, node):
         if b["device"] == node:
             return {x["name"]: x for x in b["inserted"].get("dirty-bitmaps", [])}
     raise AssertionError("no node " + node)
+
+
+def numbered_backup(q, d, bitmap):
+    """A backup from bitmap into the next bN.vma of directory d (N: the archives there).
+    Returns the error's desc if backup refused it, else read_vma of the archive."""
+    n = len([f for f in os.listdir(d) if f.endswith(".vma")])
+    out = "%s/b%d.vma" % (d, n)
+    r = q.cmd("backup", {"backup-file": out, "bitmap": bitmap})
+    if "error" in r:
+        return r["error"]["desc"]
+    st = wait_backup(q)
+    assert st["status"] == "done", st
+    return read_vma(out)

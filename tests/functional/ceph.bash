@@ -9,6 +9,7 @@
 # reaped at exit, and the directory is removed. A test brings the cluster up once.
 #
 #   requires_ceph          skip unless the Ceph daemons and tools are installed
+#   requires_qemu_rbd      skip unless QEMU's rbd driver (qemu-block-extra) is installed
 #   ceph_start [POOL]      start the cluster and create POOL (default rbd) initialised for
 #                          RBD; sets and exports CEPH_DIR, CEPH_CONF (the config file:
 #                          clients need nothing else, its keyring line names the admin
@@ -46,6 +47,11 @@ CEPH_UP_SECS=
 
 requires_ceph() {
     requires ceph-mon ceph-osd ceph ceph-authtool monmaptool rbd uuidgen
+}
+
+requires_qemu_rbd() {
+    ls /usr/lib/*/qemu/block-rbd.so >/dev/null 2>&1 ||
+        skip "SKIP: QEMU's rbd driver (qemu-block-extra) is not installed"
 }
 
 ceph_cli() {

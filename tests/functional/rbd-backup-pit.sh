@@ -15,7 +15,7 @@
 . "$(dirname "$0")/qmp-lib.bash"
 . "$(dirname "$0")/ceph.bash"
 requires qemu-img qemu-io
-ls /usr/lib/*/qemu/block-rbd.so >/dev/null 2>&1 || skip "SKIP: QEMU's rbd driver (qemu-block-extra) is not installed"
+requires_qemu_rbd
 PIT_WRITER=$BUILDDIR/tests/tools/pit-writer
 [ -x "$VMA" ] || fail "vma not built"
 [ -x "$PIT_WRITER" ] || fail "$PIT_WRITER not built (make test-build)"

@@ -15,7 +15,7 @@
 . "$(dirname "$0")/qmp-lib.bash"
 . "$(dirname "$0")/ceph.bash"
 requires qemu-io qemu-img nbdinfo
-ls /usr/lib/*/qemu/block-rbd.so >/dev/null 2>&1 || skip "SKIP: QEMU's rbd driver (qemu-block-extra) is not installed"
+requires_qemu_rbd
 
 ceph_start
 MiB=1048576

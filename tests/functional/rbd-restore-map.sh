@@ -8,7 +8,7 @@
 . "$(dirname "$0")/qmp-lib.bash"
 . "$(dirname "$0")/ceph.bash"
 requires qemu-img qemu-io qemu-nbd
-ls /usr/lib/*/qemu/block-rbd.so >/dev/null 2>&1 || skip "SKIP: QEMU's rbd driver (qemu-block-extra) is not installed"
+requires_qemu_rbd
 [ -x "$VMA" ] || fail "vma not built"
 MiB=1048576
 
