@@ -66,7 +66,8 @@
  *   state_lock  — the global `cur` job pointer (events go through block/job.c);
  *   job->lock   — the job's mutable state (see BackupJob);
  *     -> the writer's internal lock (vma_writer_* calls),
- *     -> a BlockCopy's lock, the spill's lock (their cancel, from job_fail): neither
+ *     -> a BlockCopy's lock (its cancel, from job_fail; the copy cursor's skip to the
+ *        next cluster to copy, next_chunk), the spill's lock (its cancel): neither
  *        calls back into the job while holding its lock.
  * `failed` is an atomic flag set after job->error, so hot paths test it without a lock;
  * waiters re-check it under the lock they wait with, and the failer broadcasts under
@@ -398,6 +399,9 @@ static bool next_chunk(BackupJob *job, unsigned *disk, uint64_t *first, unsigned
     g_mutex_lock(&job->lock);
     while (!job->stop && !job_failed(job) && job->cursor_disk < job->ndisks) {
         BackupDisk *d = &job->disks[job->cursor_disk];
+        /* skip what is not to be copied (an incremental's clean clusters, what
+         * copy-before-writes took) a bitmap word at a time, not a chunk at a time */
+        job->cursor_cluster = block_copy_next_todo(d->bc, job->cursor_cluster);
         if (job->cursor_cluster < d->nclusters) {
             *disk = job->cursor_disk;
             *first = job->cursor_cluster;

@@ -27,7 +27,8 @@
  * then calls block_copy_cancel(): nothing is claimed any more and every waiter returns,
  * so guest writes go through untouched.
  *
- * Lock: bc->lock protects todo and busy; it is taken alone and never held across I/O or
+ * Lock: bc->lock protects todo and busy; it is the innermost lock (the job may hold its
+ * own around block_copy_cancel and block_copy_next_todo) and never held across I/O or
  * a callback.
  */
 #include <assert.h>
@@ -238,23 +239,38 @@ static void find_data(BlockCopy *bc, uint64_t first, unsigned n, bool *data)
     }
 }
 
+uint64_t block_copy_next_todo(BlockCopy *bc, uint64_t from)
+{
+    g_mutex_lock(&bc->lock);
+    uint64_t c = bitmap_find_next_set(bc->todo, from);
+    g_mutex_unlock(&bc->lock);
+    return c;
+}
+
 void block_copy_chunk(BlockCopy *bc, uint64_t first, unsigned n)
 {
     bool data[BLOCK_COPY_MAX_RUN];
-    bool any = false;
+    unsigned lo = n, hi = 0;   /* the todo clusters of the chunk lie in [lo, hi) */
 
     assert(n > 0 && n <= BLOCK_COPY_MAX_RUN && first + n <= bc->nclusters);
     /* Nothing to do when copy-before-writes took the whole chunk already. */
     g_mutex_lock(&bc->lock);
-    for (unsigned i = 0; i < n && !any; i++) {
-        any = bitmap_test(bc->todo, first + i);
+    for (unsigned i = 0; i < n; i++) {
+        if (bitmap_test(bc->todo, first + i)) {
+            lo = MIN(lo, i);
+            hi = i + 1;
+        }
     }
     g_mutex_unlock(&bc->lock);
-    if (!any) {
+    if (lo >= hi) {
         return;
     }
 
-    find_data(bc, first, n, data);
+    /* Block status only where something is left (a cluster that is not todo now never
+     * becomes todo again): one dirty cluster of an incremental costs its own lookup,
+     * not the chunk's. */
+    memset(data, 0, sizeof(data));
+    find_data(bc, first + lo, hi - lo, data + lo);
     uint64_t to_read = 0;
     for (unsigned i = 0; i < n; i++) {
         if (data[i]) {

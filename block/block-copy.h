@@ -62,4 +62,9 @@ void block_copy_before_write(BlockCopy *bc, uint64_t offset, uint64_t len);
  * claims, reads and hands over the rest. Any thread. */
 void block_copy_chunk(BlockCopy *bc, uint64_t first, unsigned n);
 
+/* The first cluster at or after `from` still to be copied (todo), or the disk's cluster
+ * count when there is none: the background cursor skips what an incremental backup
+ * does not copy, a word of the bitmap at a time. Any thread. */
+uint64_t block_copy_next_todo(BlockCopy *bc, uint64_t from);
+
 #endif /* BLOCK_BLOCK_COPY_H */

@@ -15,6 +15,7 @@
 #include <glib/gstdio.h>
 
 #include "block/block-copy.h"
+#include "util/bitmap.h"
 #include "vma.h"
 
 #define CS 65536u
@@ -25,6 +26,9 @@ typedef struct Counts {
     gint copied[NCLUSTERS];     /* hand-overs per cluster */
     gint from_write;
     gint failed;
+    gint status_calls;          /* block status queries that reached the source */
+    uint64_t status_lo;         /* the lowest and highest byte they asked about */
+    uint64_t status_hi;
 } Counts;
 
 static int count_preadv(BlockNode *n, const struct iovec *iov, int iovcnt, uint64_t len,
@@ -35,10 +39,21 @@ static int count_preadv(BlockNode *n, const struct iovec *iov, int iovcnt, uint6
     return bnode_preadv(n->child, iov, iovcnt, offset);
 }
 
+static int count_block_status(BlockNode *n, uint64_t offset, uint64_t len, uint64_t *pnum,
+                              bool *is_hole)
+{
+    Counts *c = n->opaque;
+    g_atomic_int_inc(&c->status_calls);
+    c->status_lo = MIN(c->status_lo, offset);  /* one thread here */
+    c->status_hi = MAX(c->status_hi, offset + len);
+    return bnode_block_status(n->child, offset, len, pnum, is_hole);
+}
+
 static const BlockDriver counting = {
     .name = "counting",
     .is_filter = true,
     .preadv = count_preadv,
+    .block_status = count_block_status,
 };
 
 static void copied(void *opaque, uint64_t cluster, void *buf, bool from_write)
@@ -114,10 +129,78 @@ static void test_merged_reads(void **state)
     g_rmdir(dir);
 }
 
+/* An incremental's todo: the cursor finds the dirty clusters, and the background copy
+ * of a chunk looks up and reads only its dirty ones. */
+static void test_restricted(void **state)
+{
+    g_autofree char *dir = g_dir_make_tmp("test-block-copy-XXXXXX", NULL);
+    g_autofree char *path = g_build_filename(dir, "disk.raw", NULL);
+    g_autofree uint8_t *data = g_malloc((size_t)NCLUSTERS * CS);
+    for (unsigned k = 0; k < NCLUSTERS; k++) {
+        memset(data + (size_t)k * CS, (int)(k + 1), CS);
+    }
+    assert_true(g_file_set_contents(path, (char *)data, (gssize)NCLUSTERS * CS, NULL));
+
+    BlockDevOptions o = { .node_name = "d", .filename = path };
+    g_autoptr(GError) err = NULL;
+    BlockNode *file = bnode_open(NULL, &o, &err);
+    assert_non_null(file);
+    Counts c = { .status_lo = UINT64_MAX };
+    BlockNode *src = bnode_new_filter(&counting, file, &c);
+    BlockCopy *bc = block_copy_new(src, &ops, &c);
+
+    g_autoptr(Bitmap) dirty = bitmap_new(NCLUSTERS, false);
+    const uint64_t want[] = { 3, 5, 17, 18, 39 };
+    for (unsigned i = 0; i < G_N_ELEMENTS(want); i++) {
+        bitmap_set(dirty, want[i]);
+    }
+    assert_int_equal(block_copy_restrict(bc, dirty), G_N_ELEMENTS(want));
+
+    assert_int_equal(block_copy_next_todo(bc, 0), 3);
+    assert_int_equal(block_copy_next_todo(bc, 4), 5);
+    assert_int_equal(block_copy_next_todo(bc, 6), 17);
+    assert_int_equal(block_copy_next_todo(bc, 19), 39);
+    assert_int_equal(block_copy_next_todo(bc, NCLUSTERS), NCLUSTERS);
+
+    /* chunk 0..15: block status of clusters 3..5 only, two reads (3 and 5) */
+    block_copy_chunk(bc, 0, 16);
+    assert_int_equal(c.reads, 2);
+    assert_true(c.status_calls >= 1);
+    assert_int_equal(c.status_lo, 3 * CS);
+    assert_int_equal(c.status_hi, 6 * CS);
+    assert_int_equal(block_copy_next_todo(bc, 0), 17);
+    /* a write over 17 copies it; the chunk from 17 then reads 18 only */
+    block_copy_before_write(bc, 17 * CS, CS);
+    assert_int_equal(c.reads, 3);
+    c.status_lo = UINT64_MAX;
+    c.status_hi = 0;
+    block_copy_chunk(bc, 17, 16);
+    assert_int_equal(c.reads, 4);
+    assert_int_equal(c.status_lo, 18 * CS);
+    assert_int_equal(c.status_hi, 19 * CS);
+    /* the last cluster, at the end of the disk */
+    block_copy_chunk(bc, block_copy_next_todo(bc, 19), 1);
+    assert_int_equal(block_copy_next_todo(bc, 0), NCLUSTERS);
+    assert_int_equal(c.reads, 5);
+    for (unsigned k = 0; k < NCLUSTERS; k++) {
+        bool d = bitmap_test(dirty, k);
+        assert_int_equal(c.copied[k], d ? 1 : 0);
+    }
+    assert_int_equal(c.from_write, 1);
+    assert_int_equal(c.failed, 0);
+
+    block_copy_free(bc);
+    bnode_unref(src);
+    bnode_unref(file);
+    g_unlink(path);
+    g_rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_merged_reads),
+        cmocka_unit_test(test_restricted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
