@@ -9,13 +9,15 @@ and exits 1.
   bitmap-remove SOCK NODE NAME
   vmad-backup SOCK TARGET [--bitmap NAME]
         vmad's backup (with the bitmap: on-success) -> {"seconds": from the command to
-        BLOCK_JOB_COMPLETED, "dirty", "reused", "total"}
+        BLOCK_JOB_COMPLETED, "durable": plus an fdatasync of TARGET right after it,
+        "dirty", "reused", "total"}; --max-workers N passes max-workers
   qsd-setup SOCK IMAGE NBDSOCK         raw node "src" over IMAGE, exported writable over
                                        NBD as "src" on NBDSOCK
   qsd-backup SOCK TARGET SYNC [--bitmap NAME]
         raw target node over TARGET (a file of the image's size), blockdev-backup
         src -> it with SYNC (full or incremental), x-perf max-workers 8 / max-chunk 1 MiB
-        as in bench/backup-qmp.py -> {"seconds", "len"}; the target node is removed
+        as in bench/backup-qmp.py -> {"seconds", "durable" (as for vmad-backup), "len",
+        "del_seconds": the blockdev-del of the target after the job}
 """
 
 import argparse
@@ -63,20 +65,34 @@ def bitmap_remove(a):
     out({})
 
 
+def flush(path):
+    """fdatasync PATH (its data and what reading it back needs) -> seconds taken"""
+    t0 = time.monotonic()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+    return time.monotonic() - t0
+
+
 def vmad_backup(a):
     q = connect(a.sock)
     args = {"backup-file": a.target}
     if a.bitmap:
         args["bitmap"] = a.bitmap
+    if a.max_workers:
+        args["max-workers"] = a.max_workers
     t0 = time.monotonic()
     q.ok("backup", args)
     ev = q.event("BLOCK_JOB_COMPLETED", timeout=3600.0)
     secs = time.monotonic() - t0
+    durable = secs + flush(a.target)
     st = q.ok("query-backup")
     if "error" in ev["data"] or st.get("status") != "done":
         sys.exit("vmad backup failed: %r %r" % (ev["data"], st))
-    out({"seconds": secs, "dirty": st.get("dirty"), "reused": st.get("reused"),
-         "total": st.get("total")})
+    out({"seconds": secs, "durable": durable, "dirty": st.get("dirty"),
+         "reused": st.get("reused"), "total": st.get("total")})
 
 
 def qsd_setup(a):
@@ -101,14 +117,19 @@ def qsd_backup(a):
     q.ok("blockdev-backup", args)
     ev = q.event("BLOCK_JOB_COMPLETED", timeout=3600.0)
     secs = time.monotonic() - t0
+    # the target's data made durable as vmad's archive is before its event (QEMU's job
+    # syncs nothing; without this, blockdev-del would flush it, untimed, on close)
+    durable = secs + flush(a.target)
     if "error" in ev["data"] or ev["data"]["offset"] != ev["data"]["len"]:
         sys.exit("qemu-storage-daemon backup failed: %r" % ev["data"])
     while True:  # auto-dismiss: concluded -> null, then the target can go
         e = q.event("JOB_STATUS_CHANGE", timeout=3600.0)
         if e["data"]["status"] == "null":
             break
+    t1 = time.monotonic()
     q.ok("blockdev-del", {"node-name": "tgt"})
-    out({"seconds": secs, "len": ev["data"]["len"]})
+    out({"seconds": secs, "durable": durable, "del_seconds": time.monotonic() - t1,
+         "len": ev["data"]["len"]})
 
 
 def main():
@@ -124,6 +145,7 @@ def main():
     s.add_argument("sock")
     s.add_argument("target")
     s.add_argument("--bitmap")
+    s.add_argument("--max-workers", type=int)
     s = sub.add_parser("qsd-setup")
     s.add_argument("sock")
     s.add_argument("image")

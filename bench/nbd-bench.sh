@@ -29,8 +29,16 @@
 #                     with {IMG} and {SOCK}).
 #                     With `old` in SERVERS a third table gives the ratio new / old of
 #                     every job (ours = the new binary).
-#   SERVERS="ours qsd qemu-nbd"   any of ours, old, qsd, qemu-nbd, in the order run
-#                     (with VMAD_OLD set the default is "ours old qsd qemu-nbd")
+#   SERVERS="ours qsd qemu-nbd"   any of ours, old, bitmap, qsd, qemu-nbd, in the order
+#                     run (with VMAD_OLD set the default is "ours old qsd qemu-nbd").
+#                     `bitmap` is ours (vmad) with an enabled dirty bitmap on the
+#                     exported disk (block-dirty-bitmap-add over QMP, 64 KiB granularity,
+#                     checked to have counted writes after each job): what change
+#                     tracking costs guest I/O. Like `old` it swaps places with ours on
+#                     even runs, and a table gives bitmap / ours per job, as the ratio
+#                     of the medians and as the median of each run's ratio (the two
+#                     servers of one run see the same load). E.g.
+#                     SERVERS="ours bitmap" JOBS=randwrite-4k RUNS=9
 #   JOBS="randwrite-4k randread-4k write-1M read-1M"   the jobs to run, e.g.
 #                     JOBS=randwrite-4k for the 4 KiB random write row only
 set -euo pipefail
@@ -55,8 +63,8 @@ for job in $JOBS; do
     esac
 done
 for server in $SERVERS; do
-    case $server in ours|old|qsd|qemu-nbd) ;;
-    *) echo "nbd-bench: unknown server '$server' (ours, old, qsd, qemu-nbd)" >&2; exit 1 ;;
+    case $server in ours|old|bitmap|qsd|qemu-nbd) ;;
+    *) echo "nbd-bench: unknown server '$server' (ours, old, bitmap, qsd, qemu-nbd)" >&2; exit 1 ;;
     esac
 done
 # vmad's command line; {BIN}, {IMG} and {SOCK} are replaced
@@ -82,6 +90,15 @@ case " $SERVERS " in *" old "*)
     esac
     ;;
 esac
+case " $SERVERS " in *" bitmap "*)
+    case ${OUR_SERVER%% *} in */vmad) ;;
+    *) echo "nbd-bench: server 'bitmap' needs ours to be vmad (OUR_SERVER=${OUR_SERVER%% *})" >&2
+       exit 1 ;;
+    esac
+    # ours plus a monitor to add the bitmap through
+    BITMAP_SERVER="$OUR_SERVER --monitor path={QMP}"
+    ;;
+esac
 export LC_ALL=C
 
 tools="fio python3"
@@ -100,6 +117,7 @@ DIR=${BENCH_DIR:-$(mktemp -d "$HERE/scratch/nbd.XXXXXX")}
 cd "$DIR"
 IMG=$DIR/disk.raw
 SOCK=$DIR/nbd.sock
+QMP_SOCK=$DIR/qmp.sock
 RES=$DIR/results.txt
 SERVER_PID=
 cleanup() {
@@ -116,11 +134,13 @@ start_server() {
     rm -f "$SOCK"
     cat "$IMG" >/dev/null   # every server starts with the image in the page cache
     case $1 in
-    ours|old)
+    ours|old|bitmap)
         local cmd=$OUR_SERVER
-        [ "$1" = ours ] || cmd=$OLD_SERVER
+        [ "$1" != old ] || cmd=$OLD_SERVER
+        [ "$1" != bitmap ] || { cmd=$BITMAP_SERVER; rm -f "$QMP_SOCK"; }
         cmd=${cmd//\{IMG\}/$IMG}
         cmd=${cmd//\{SOCK\}/$SOCK}
+        cmd=${cmd//\{QMP\}/$QMP_SOCK}
         # shellcheck disable=SC2086
         $cmd >"$DIR/server.log" 2>&1 &
         ;;
@@ -139,12 +159,37 @@ start_server() {
     SERVER_PID=$!
     local i
     for i in $(seq 1 100); do
-        [ -S "$SOCK" ] && return 0
+        if [ -S "$SOCK" ]; then
+            [ "$1" != bitmap ] || bitmap_qmp add
+            return 0
+        fi
         kill -0 "$SERVER_PID" 2>/dev/null || break
         sleep 0.1
     done
     echo "nbd-bench: $1 did not start: $(cat "$DIR/server.log")" >&2
     exit 1
+}
+
+# bitmap_qmp add|check: add the bitmap "bench" (enabled) to disk0 of the `bitmap` server,
+# or check that it has counted writes (its count grows with every write job)
+bitmap_qmp() {
+    python3 - "$HERE/../tests/functional" "$QMP_SOCK" "$1" <<'PY' ||
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from qmp import QMP
+q = QMP(sys.argv[2], timeout=30)
+q.negotiate()
+if sys.argv[3] == "add":
+    q.ok("block-dirty-bitmap-add", {"node": "disk0", "name": "bench", "granularity": 65536})
+    sys.exit(0)
+for dev in q.ok("query-block"):
+    for b in dev.get("inserted", {}).get("dirty-bitmaps", []):
+        if b["name"] == "bench" and b["recording"]:
+            print(b["count"])
+            sys.exit(0)
+sys.exit("no recording bitmap 'bench' on disk0")
+PY
+    { echo "nbd-bench: the bitmap server's QMP $1 failed" >&2; exit 1; }
 }
 
 stop_server() {
@@ -176,6 +221,11 @@ run_job() {
         --size=${SIZE_MIB}M --time_based --runtime="$RUNTIME" \
         $(job_args "$job") --output-format=json --output="$json" >/dev/null
     t1=$(server_ticks)
+    if [ "$server" = bitmap ] && [[ $job == *write* ]]; then
+        local count
+        count=$(bitmap_qmp check)
+        [ "$count" -gt 0 ] || { echo "nbd-bench: the bitmap counted no writes" >&2; exit 1; }
+    fi
     python3 - "$json" "$server" "$job" "$run" $((t1 - t0)) "$(getconf CLK_TCK)" >>"$RES" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))["jobs"][0]
@@ -187,12 +237,14 @@ PY
     tail -n 1 "$RES" >&2
 }
 
-# on even runs ours and old swap places, so that neither always goes first
+# on even runs ours and old (or bitmap) swap places, so that neither always goes first
 run_order() {
-    local s
+    local s peer=
+    [[ " $SERVERS " == *" old "* ]] && peer=old
+    [[ " $SERVERS " == *" bitmap "* ]] && peer=${peer:-bitmap}
     for s in $SERVERS; do
-        if [ $(($1 % 2)) = 0 ] && [[ " $SERVERS " == *" ours "* && " $SERVERS " == *" old "* ]]; then
-            case $s in ours) s=old ;; old) s=ours ;; esac
+        if [ $(($1 % 2)) = 0 ] && [ -n "$peer" ] && [[ " $SERVERS " == *" ours "* ]]; then
+            case $s in ours) s=$peer ;; "$peer") s=ours ;; esac
         fi
         echo "$s"
     done
@@ -215,8 +267,8 @@ servers, jobs = sys.argv[2].split(), sys.argv[3].split()
 def med(server, job, col):
     v = [float(r[col]) for r in rows if r[0] == server and r[1] == job]
     return statistics.median(v) if v else float("nan")
-names = {"ours": "ours", "old": "vmad (old)", "qsd": "qemu-storage-daemon",
-         "qemu-nbd": "qemu-nbd"}
+names = {"ours": "ours", "old": "vmad (old)", "bitmap": "ours + enabled bitmap",
+         "qsd": "qemu-storage-daemon", "qemu-nbd": "qemu-nbd"}
 others = [s for s in servers if s != "ours"]
 def table(title, metric):
     hdr = ["job", title] + [names.get(s, s) for s in servers]
@@ -242,6 +294,30 @@ table("unit", lambda j: (3, "IOPS", "high") if j.endswith("4k") else (4, "MiB/s"
 print("Server CPU time per request, user + system, µs (median; ratio > 1: ours uses less)")
 print()
 table("unit", lambda j: (5, "µs/req", "low"))
+if "ours" in servers and "bitmap" in servers:
+    def per_run(job, col):
+        r = {}
+        for row in rows:
+            if row[1] == job and row[0] in ("ours", "bitmap"):
+                r.setdefault(row[2], {})[row[0]] = float(row[col])
+        return [v["bitmap"] / v["ours"] for v in r.values() if len(v) == 2 and v["ours"]]
+    print("An enabled dirty bitmap (bitmap = ours + an enabled bitmap on the disk; "
+          "cost = 1 - bitmap / ours):")
+    print()
+    print("| job | unit | ours | ours + bitmap | ratio of medians | median of run ratios "
+          "| run ratios | cost |")
+    print("|---|---|---:|---:|---:|---:|---|---:|")
+    for job in jobs:
+        unit, col = ("IOPS", 3) if job.endswith("4k") else ("MiB/s", 4)
+        for u, c, sign in ((unit, col, 1), ("server µs/req", 5, -1)):
+            o, b = med("ours", job, c), med("bitmap", job, c)
+            rr = per_run(job, c)
+            mr = statistics.median(rr) if rr else float("nan")
+            # throughput: cost = 1 - ratio; CPU per request: cost = ratio - 1
+            print("| %s | %s | %.1f | %.1f | %.3f | %.3f | %s | %.1f %% |" % (
+                job, u, o, b, b / o if o else float("nan"), mr,
+                " ".join("%.3f" % x for x in rr), 100 * sign * (1 - mr)))
+    print()
 if "ours" in servers and "old" in servers:
     # the same layout in every bench script (bench/before-after.sh collects these rows)
     print("Before/after (median of %d runs; new = ours, old = vmad (old)):" %
