@@ -259,6 +259,28 @@ bool web_task_busy(const char *vmid, const char *name)
 
 /* ---- backup -------------------------------------------------------------------------- */
 
+/* A task's progress: done of total bytes; the rate is smoothed over about
+ * RATE_WINDOW_US from the caller's last sample (*sample_time, *sample_bytes). */
+static void task_set_progress(Task *t, gint64 done, gint64 total, gint64 *sample_time,
+                              gint64 *sample_bytes)
+{
+    gint64 now = g_get_monotonic_time();
+
+    g_mutex_lock(&tasks_lock);
+    t->bytes = done;
+    t->total = total;
+    t->progress = total > 0 ? MIN(1.0, (double)done / (double)total) : 0;
+    if (now - *sample_time >= RATE_WINDOW_US / 4 && done >= *sample_bytes) {
+        double rate = (double)(done - *sample_bytes) * G_USEC_PER_SEC /
+                      (double)(now - *sample_time);
+        t->rate = t->rate > 0 ? 0.75 * t->rate + 0.25 * rate : rate;
+        *sample_time = now;
+        *sample_bytes = done;
+    }
+    t->eta = t->rate > 0 ? (gint64)((double)(total - done) / t->rate) : -1;
+    g_mutex_unlock(&tasks_lock);
+}
+
 static JsonNode *qmp(QmpClient *c, const char *cmd, JsonObject *args, GError **errp)
 {
     return web_qmp(config, c, cmd, args, errp);
@@ -378,20 +400,7 @@ static bool follow_backup(Task *t, QmpClient *c, const char *uuid, GError **errp
             return false;
         }
         gint64 done = int_of(st, "transferred"), total = int_of(st, "total");
-        gint64 now = g_get_monotonic_time();
-        g_mutex_lock(&tasks_lock);
-        t->bytes = done;
-        t->total = total;
-        t->progress = total > 0 ? MIN(1.0, (double)done / (double)total) : 0;
-        if (now - sample_time >= RATE_WINDOW_US / 4 && done >= sample_bytes) {
-            double rate = (double)(done - sample_bytes) * G_USEC_PER_SEC / (double)(now - sample_time);
-            /* smooth over about RATE_WINDOW_US */
-            t->rate = t->rate > 0 ? 0.75 * t->rate + 0.25 * rate : rate;
-            sample_time = now;
-            sample_bytes = done;
-        }
-        t->eta = t->rate > 0 ? (gint64)((double)(total - done) / t->rate) : -1;
-        g_mutex_unlock(&tasks_lock);
+        task_set_progress(t, done, total, &sample_time, &sample_bytes);
 
         if (g_strcmp0(status, "done") == 0) {
             return true;
@@ -1005,19 +1014,7 @@ static bool live_restore(Task *t, GPtrArray *disks, GError **errp)
             total += d->len;
             all &= d->done;
         }
-        gint64 now = g_get_monotonic_time();
-        g_mutex_lock(&tasks_lock);
-        t->bytes = done;
-        t->total = total;
-        t->progress = total > 0 ? MIN(1.0, (double)done / (double)total) : 0;
-        if (now - sample_time >= RATE_WINDOW_US / 4 && done >= sample_bytes) {
-            double rate = (double)(done - sample_bytes) * G_USEC_PER_SEC / (double)(now - sample_time);
-            t->rate = t->rate > 0 ? 0.75 * t->rate + 0.25 * rate : rate;
-            sample_time = now;
-            sample_bytes = done;
-        }
-        t->eta = t->rate > 0 ? (gint64)((double)(total - done) / t->rate) : -1;
-        g_mutex_unlock(&tasks_lock);
+        task_set_progress(t, done, total, &sample_time, &sample_bytes);
         if (all) {
             break;
         }
