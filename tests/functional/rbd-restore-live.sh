@@ -42,7 +42,7 @@ phase() {
     PHASE=$1 py "$T" <<'PYEOF' || fail "live restore onto rbd ($1)"
 import os, pickle, random, subprocess, sys, time
 from qmp import QMP
-from restorelib import Model, qemu_io, read_range, job_statuses
+from restorelib import Model, qemu_io, read_range, job_gone
 
 T = sys.argv[1]
 PHASE = os.environ["PHASE"]
@@ -84,12 +84,8 @@ else:
     ev = q.event("BLOCK_JOB_COMPLETED", timeout=60)
     d = ev["data"]
     assert d["type"] == "stream" and d["device"] == "restore1" and "error" not in d, d
-    for _ in range(50):                          # the events after COMPLETED
-        q.ok("query-jobs")
-        if job_statuses(q, "restore1")[-2:] == ["concluded", "null"]:
-            break
-        time.sleep(0.1)
-    assert job_statuses(q, "restore1")[-2:] == ["concluded", "null"], job_statuses(q, "restore1")
+    st = job_gone(q, "restore1")
+    assert st[-2:] == ["concluded", "null"], st
     q.ok("blockdev-del", {"node-name": "arch0"})
     m.save(T + "/want.raw")
     compare(T + "/want.raw")

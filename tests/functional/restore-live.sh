@@ -27,7 +27,7 @@ start_vmad --monitor "$T/qmp.sock" --state-dir "$T/state" \
 py "$T" <<'PYEOF' || fail "live restore"
 import os, random, subprocess, sys, time
 from qmp import QMP, expect_error
-from restorelib import Model, qemu_io, read_range, job_statuses
+from restorelib import Model, qemu_io, read_range, job_gone
 
 T = sys.argv[1]
 URI = "nbd+unix:///drive-scsi0?socket=%s/nbd.sock" % T
@@ -82,10 +82,8 @@ ev = q.event("BLOCK_JOB_COMPLETED", timeout=60)
 d = ev["data"]
 assert d == {"type": "stream", "device": "restore0", "len": SIZE, "offset": SIZE,
              "speed": SPEED}, d
-q.ok("query-jobs")   # the events after COMPLETED are in q.events now
-time.sleep(0.2)
+st = job_gone(q, "restore0")
 assert q.ok("query-jobs") == []
-st = job_statuses(q, "restore0")
 assert st == ["created", "running", "waiting", "pending", "concluded", "null"], st
 
 # the backing is unused: delete the node and its file; the disk is still served

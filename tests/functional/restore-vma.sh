@@ -26,7 +26,7 @@ start_vmad --monitor "$T/qmp.sock" --state-dir "$T/state" \
 py "$T" <<'PYEOF' || fail "live restore from an archive"
 import os, random, subprocess, sys
 from qmp import QMP
-from restorelib import Model, qemu_io, read_range, job_statuses
+from restorelib import Model, qemu_io, read_range, job_gone
 
 T = sys.argv[1]
 URI = "nbd+unix:///drive-scsi0?socket=%s/nbd.sock" % T
@@ -46,8 +46,8 @@ for _ in range(3):
 ev = q.event("BLOCK_JOB_COMPLETED", timeout=60)
 assert ev["data"] == {"type": "stream", "device": "restore-drive-scsi0", "len": SIZE,
                       "offset": SIZE, "speed": 8 << 20}, ev
-q.ok("query-jobs")
-assert job_statuses(q, "restore-drive-scsi0")[-2:] == ["concluded", "null"]
+st = job_gone(q, "restore-drive-scsi0")
+assert st[-2:] == ["concluded", "null"], st
 q.ok("blockdev-del", {"node-name": "arch0"})
 os.unlink(T + "/a.vma")
 qemu_io(URI, m.random_ops(rng, 5))

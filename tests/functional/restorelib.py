@@ -8,6 +8,8 @@
     qemu_io(uri, cmds)                  # run qemu-io commands on an NBD export (fails loudly)
     read_range(uri, off, length, tmp)   # bytes of an export, through qemu-img dd
     job_statuses(q, job_id)             # JOB_STATUS_CHANGE words of job_id seen so far
+    job_gone(q, job_id)                 # the same, once the job's "null" arrived (the
+                                        # events after BLOCK_JOB_COMPLETED; 30 s at most)
 
 Discards are 4 KiB-aligned: on vmad's file target a discard reads back as zeros, which the
 model records. On an RBD target librbd may skip a discard of part of an object, so those
@@ -16,6 +18,7 @@ tests ask for no discards.
 
 import os
 import subprocess
+import time
 
 
 class Model:
@@ -78,3 +81,15 @@ def read_range(uri, off, length, tmp):
 def job_statuses(q, job_id):
     return [e["data"]["status"] for e in q.events
             if e["event"] == "JOB_STATUS_CHANGE" and e["data"]["id"] == job_id]
+
+
+def job_gone(q, job_id, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        q.ok("query-jobs")                       # collects the events sent before it
+        st = job_statuses(q, job_id)
+        if st and st[-1] == "null":
+            return st
+        time.sleep(0.05)
+    raise AssertionError("job %s not dismissed in %d s: %r" % (job_id, timeout,
+                                                               job_statuses(q, job_id)))
