@@ -22,14 +22,9 @@ run() {
 step() {
     STEP=$1 py "$T" <<'EOF' || fail "step $1"
 import os, sys
-from qmp import QMP
 from bitmaplib import *
 T = sys.argv[1]
-STEP = os.environ["STEP"]
-q = QMP(T + "/qmp.sock", timeout=60)
-q.negotiate()
-uri = "nbd+unix:///drive-scsi0?socket=%s/nbd.sock" % T
-backup = lambda: numbered_backup(q, T, "p0")
+STEP, q, uri, backup = step_session(T)
 
 if STEP == "first":
     q.ok("block-dirty-bitmap-add", {"node": "drive-scsi0", "name": "p0", "persistent": True})

@@ -170,3 +170,14 @@ def numbered_backup(q, d, bitmap):
     st = wait_backup(q)
     assert st["status"] == "done", st
     return read_vma(out)
+
+
+def step_session(d, node="drive-scsi0", bitmap="p0"):
+    """One step of a persistence test against the vmad of directory d (qmp.sock,
+    nbd.sock; the step's name in $STEP): (STEP, q negotiated, the NBD URI of node, a
+    numbered_backup of bitmap into d)."""
+    from qmp import QMP
+    q = QMP(d + "/qmp.sock", timeout=60)
+    q.negotiate()
+    uri = "nbd+unix:///%s?socket=%s/nbd.sock" % (node, d)
+    return os.environ["STEP"], q, uri, lambda: numbered_backup(q, d, bitmap)

@@ -41,14 +41,9 @@ for s in json.load(sys.stdin):
 step() {
     STEP=$1 py "$T" <<'EOF' || fail "step $1"
 import os, sys
-from qmp import QMP
 from bitmaplib import *
 T = sys.argv[1]
-STEP = os.environ["STEP"]
-q = QMP(T + "/qmp.sock", timeout=60)
-q.negotiate()
-uri = "nbd+unix:///drive-scsi0?socket=%s/nbd.sock" % T
-backup = lambda: numbered_backup(q, T, "p0")
+STEP, q, uri, backup = step_session(T)
 
 def incremental(want):
     u, cfg, devs, cl = backup()

@@ -82,23 +82,48 @@ static bool rate_wait(void *opaque, uint64_t bytes)
 
 static const BlockCopyOps ops = { copied, read_failed, rate_wait };
 
-static void test_merged_reads(void **state)
+/* A file of NCLUSTERS clusters (cluster k holds bytes k+1) under the counting filter,
+ * and a BlockCopy over it reporting to c. */
+typedef struct Fixture {
+    char *dir, *path;
+    BlockNode *file, *src;
+} Fixture;
+
+static BlockCopy *fixture_open(Fixture *f, Counts *c)
 {
-    g_autofree char *dir = g_dir_make_tmp("test-block-copy-XXXXXX", NULL);
-    g_autofree char *path = g_build_filename(dir, "disk.raw", NULL);
+    f->dir = g_dir_make_tmp("test-block-copy-XXXXXX", NULL);
+    assert_non_null(f->dir);
+    f->path = g_build_filename(f->dir, "disk.raw", NULL);
     g_autofree uint8_t *data = g_malloc((size_t)NCLUSTERS * CS);
     for (unsigned k = 0; k < NCLUSTERS; k++) {
         memset(data + (size_t)k * CS, (int)(k + 1), CS);
     }
-    assert_true(g_file_set_contents(path, (char *)data, (gssize)NCLUSTERS * CS, NULL));
+    assert_true(g_file_set_contents(f->path, (char *)data, (gssize)NCLUSTERS * CS, NULL));
 
-    BlockDevOptions o = { .node_name = "d", .filename = path };
+    BlockDevOptions o = { .node_name = "d", .filename = f->path };
     g_autoptr(GError) err = NULL;
-    BlockNode *file = bnode_open(NULL, &o, &err);
-    assert_non_null(file);
+    f->file = bnode_open(NULL, &o, &err);
+    assert_non_null(f->file);
+    f->src = bnode_new_filter(&counting, f->file, c);
+    return block_copy_new(f->src, &ops, c);
+}
+
+static void fixture_close(Fixture *f, BlockCopy *bc)
+{
+    block_copy_free(bc);
+    bnode_unref(f->src);
+    bnode_unref(f->file);
+    g_unlink(f->path);
+    g_rmdir(f->dir);
+    g_free(f->path);
+    g_free(f->dir);
+}
+
+static void test_merged_reads(void **state)
+{
     Counts c = { 0 };
-    BlockNode *src = bnode_new_filter(&counting, file, &c);
-    BlockCopy *bc = block_copy_new(src, &ops, &c);
+    Fixture f;
+    BlockCopy *bc = fixture_open(&f, &c);
 
     /* a 1 MiB write over uncopied data at a cluster boundary: one read */
     block_copy_before_write(bc, 0, 16 * CS);
@@ -122,32 +147,16 @@ static void test_merged_reads(void **state)
     }
     assert_int_equal(c.failed, 0);
 
-    block_copy_free(bc);
-    bnode_unref(src);
-    bnode_unref(file);
-    g_unlink(path);
-    g_rmdir(dir);
+    fixture_close(&f, bc);
 }
 
 /* An incremental's todo: the cursor finds the dirty clusters, and the background copy
  * of a chunk looks up and reads only its dirty ones. */
 static void test_restricted(void **state)
 {
-    g_autofree char *dir = g_dir_make_tmp("test-block-copy-XXXXXX", NULL);
-    g_autofree char *path = g_build_filename(dir, "disk.raw", NULL);
-    g_autofree uint8_t *data = g_malloc((size_t)NCLUSTERS * CS);
-    for (unsigned k = 0; k < NCLUSTERS; k++) {
-        memset(data + (size_t)k * CS, (int)(k + 1), CS);
-    }
-    assert_true(g_file_set_contents(path, (char *)data, (gssize)NCLUSTERS * CS, NULL));
-
-    BlockDevOptions o = { .node_name = "d", .filename = path };
-    g_autoptr(GError) err = NULL;
-    BlockNode *file = bnode_open(NULL, &o, &err);
-    assert_non_null(file);
     Counts c = { .status_lo = UINT64_MAX };
-    BlockNode *src = bnode_new_filter(&counting, file, &c);
-    BlockCopy *bc = block_copy_new(src, &ops, &c);
+    Fixture f;
+    BlockCopy *bc = fixture_open(&f, &c);
 
     g_autoptr(Bitmap) dirty = bitmap_new(NCLUSTERS, false);
     const uint64_t want[] = { 3, 5, 17, 18, 39 };
@@ -189,11 +198,7 @@ static void test_restricted(void **state)
     assert_int_equal(c.from_write, 1);
     assert_int_equal(c.failed, 0);
 
-    block_copy_free(bc);
-    bnode_unref(src);
-    bnode_unref(file);
-    g_unlink(path);
-    g_rmdir(dir);
+    fixture_close(&f, bc);
 }
 
 int main(void)
