@@ -19,7 +19,9 @@
 #   6. The archive as a disk: `vma serve` exports its disks over NBD without extracting
 #      them, and a live restore serves drive-scsi1 from the archive at once while
 #      block-stream copies it to a new target in the background.
-#   7. The whole VM: a guest counting in RAM and on its disk is backed up with its RAM and
+#   7. The web console: vma-web finds this vmad in its run directory; through the JSON
+#      API its page uses, "Backup now" (zstd) and a verify of the new archive.
+#   8. The whole VM: a guest counting in RAM and on its disk is backed up with its RAM and
 #      device state (backup vm-monitor, QEMU's own migration at the disks' instant),
 #      stopped, and resumed in a new QEMU from the archive (tests/functional/
 #      vmstate-resume.sh, which checks that RAM and disk are of one instant).
@@ -36,10 +38,10 @@ export VMA VMAD
 . "$SRCDIR/tests/functional/guest.bash"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/vmabackup-demo.XXXXXX")
-vmad_pid= serve_pid= restore_pid=
+vmad_pid= serve_pid= restore_pid= web_pid=
 cleanup() {
     guest_cleanup
-    for p in $serve_pid $restore_pid; do kill -TERM "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+    for p in $serve_pid $restore_pid $web_pid; do kill -TERM "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
     if [ -n "$vmad_pid" ] && kill -0 "$vmad_pid" 2>/dev/null; then
         kill -TERM "$vmad_pid"
         wait "$vmad_pid" 2>/dev/null || true
@@ -219,6 +221,35 @@ wait "$restore_pid" 2>/dev/null || true
 restore_pid=
 cmp restore-target.raw disk1.orig || die "the live-restored drive-scsi1 differs"
 echo "restore-target.raw: identical to drive-scsi1 as backed up"
+
+step "the web console: vma-web over this vmad (the JSON API the page uses): Backup now, verify"
+mkdir -p web/run/100 web/backups
+ln -s "$work/qmp.sock" web/run/100/qmp.sock
+"$BUILDDIR/vma-web" --listen 127.0.0.1:0 --run-dir web/run --backup-dir web/backups --vma "$VMA" \
+    >web.log 2>&1 &
+web_pid=$!
+for _ in $(seq 100); do grep -q '^vma-web: listening on ' web.log && break; sleep 0.1; done
+url=$(sed -n 's/^vma-web: listening on //p' web.log | tail -1)
+[ -n "$url" ] || { cat web.log; die "vma-web did not start"; }
+echo "vma-web: $url (the page asks once for the token in web/backups/vma-web.token)"
+WEB_URL=$url WEB_TOKEN=$(cat web/backups/vma-web.token) python3 - <<'PY' || die "web console failed"
+import os, sys
+sys.path.insert(0, os.path.join(os.environ["SRCDIR"], "tests", "functional"))
+from webapi import Api
+api = Api(os.environ["WEB_URL"], os.environ["WEB_TOKEN"])
+vm = api.get("/api/v1/vms")[0]
+print("VM %s, disks %s" % (vm["id"], ", ".join(d["name"] if isinstance(d, dict) else str(d)
+                                                for d in vm["disks"])))
+t = api.wait_task(api.post("/api/v1/vms/100/backup", {"mode": "full", "compress": "zstd"})["task"])
+assert t["status"] == "ok", t
+b = api.backups("100")[0]
+print("Backup now: %s, %d bytes, %s" % (b["name"], b["size"], b["kind"]))
+t = api.wait_task(api.post("/api/v1/vms/100/backups/%s/verify" % b["name"])["task"])
+assert t["status"] == "ok", t
+print("verify: ok; verified = %s" % api.backups("100")[0]["verified"])
+PY
+kill -TERM "$web_pid"; wait "$web_pid" 2>/dev/null || true
+web_pid=
 
 step "the whole VM: RAM and device state in the archive, resumed in a new QEMU"
 TESTDATA=$SRCDIR/tests/data bash "$SRCDIR/tests/functional/vmstate-resume.sh" 2>&1 |
