@@ -55,6 +55,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -101,7 +102,15 @@ struct VmaOutput {
     pid_t child;         /* the shell, 0 once reaped */
 
     atomic_uint_fast64_t bytes;
+    atomic_int fate;     /* FATE_*: woken (abandoned) or committed (kept), never both */
 };
+
+/* An output is either woken — the writer failed or was cancelled, the stream is
+ * abandoned — or committed — close found it complete and keeps it (renames a new file,
+ * reports success) — whichever comes first; the other is refused from then on. So a
+ * cancel that races with the end of a backup either wins, and nothing is kept, or
+ * loses, and the archive stands and is reported as stored. */
+enum { FATE_OPEN, FATE_WOKEN, FATE_COMMITTED };
 
 /* ---- small helpers ------------------------------------------------------------------ */
 
@@ -118,6 +127,25 @@ static bool close_stream(VmaOutput *o, GError **errp)
         return false;
     }
     return true;
+}
+
+/* Close: keep the output, unless it was woken first (then errp is set). */
+static bool commit(VmaOutput *o, GError **errp)
+{
+    int expected = FATE_OPEN;
+
+    if (atomic_compare_exchange_strong(&o->fate, &expected, FATE_COMMITTED) ||
+        expected == FATE_COMMITTED) {
+        return true;
+    }
+    g_set_error(errp, VMA_ERROR, VMA_ERROR_CANCELLED, "%s: abandoned before it was stored",
+                o->name);
+    return false;
+}
+
+static bool woken(VmaOutput *o)
+{
+    return atomic_load(&o->fate) == FATE_WOKEN;
 }
 
 static bool flush_stream(VmaOutput *o, GError **errp)
@@ -212,6 +240,9 @@ static bool plain_close(VmaOutput *o, bool failed, GError **errp)
     if (!failed && o->regular) {
         ok = flush_stream(o, errp);
     }
+    if (ok && !failed) {
+        ok = commit(o, errp);
+    }
     return close_stream(o, ok ? errp : NULL) && ok;
 }
 
@@ -222,12 +253,46 @@ static const OutputOps plain_ops = {
 
 /* ---- exec: -------------------------------------------------------------------------- */
 
-/* Wait for the command's exit; after a failure end one that does not exit. */
+/* Wait for the command's exit or the output's wake, whichever comes first; true once
+ * the command has exited (not reaped yet). Without pidfds (Linux < 5.3) only the exit. */
+static bool wait_exit_or_wake(VmaOutput *o)
+{
+    int pidfd = (int)syscall(SYS_pidfd_open, o->child, 0);
+    if (pidfd < 0) {
+        return true;
+    }
+    bool exited = false;
+    for (;;) {
+        struct pollfd pfd[2] = {
+            { .fd = pidfd, .events = POLLIN },
+            { .fd = o->wake_fd, .events = POLLIN },
+        };
+        if (poll(pfd, 2, -1) < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            exited = true; /* cannot wait for both: wait for the exit alone */
+            break;
+        }
+        exited = pfd[0].revents != 0;
+        if (exited || pfd[1].revents != 0) {
+            break;
+        }
+    }
+    close(pidfd);
+    return exited;
+}
+
+/* Wait for the command's exit; after a failure, or a wake while waiting (a cancel), end
+ * one that does not exit. */
 static pid_t wait_child(VmaOutput *o, bool failed, int *status)
 {
     pid_t r;
 
-    if (failed) {
+    if (!failed && !woken(o) && !wait_exit_or_wake(o)) {
+        failed = true;
+    }
+    if (failed || woken(o)) {
         for (int step = 0; step < 3; step++) {
             gint64 deadline = g_get_monotonic_time() + CHILD_GRACE_MS * 1000;
             do {
@@ -285,7 +350,7 @@ static bool exec_close(VmaOutput *o, bool failed, GError **errp)
         g_propagate_error(errp, g_steal_pointer(&close_err));
         return false;
     }
-    return true;
+    return failed || commit(o, errp);
 }
 
 static const OutputOps exec_ops = {
@@ -434,7 +499,7 @@ static bool file_close(VmaOutput *o, bool failed, GError **errp)
     }
     ok = close_stream(o, ok ? errp : NULL) && ok;
     if (ok && !failed) {
-        ok = rename_into_place(o, errp);
+        ok = commit(o, errp) && rename_into_place(o, errp);
         if (ok) {
             g_clear_pointer(&o->tmp_base, g_free);
         }
@@ -521,6 +586,7 @@ static VmaOutput *output_new(int fd, const char *name, const OutputOps *ops, GEr
     o->dir_fd = -1;
     o->regular = S_ISREG(st.st_mode);
     atomic_init(&o->bytes, 0);
+    atomic_init(&o->fate, FATE_OPEN);
 
     if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) {
         if (S_ISFIFO(st.st_mode)) {
@@ -679,13 +745,19 @@ int vma_output_finish(VmaOutput *o)
     return o->ops->finish ? o->ops->finish(o) : 0;
 }
 
-void vma_output_wake(VmaOutput *o)
+bool vma_output_wake(VmaOutput *o)
 {
     uint64_t one = 1;
+    int expected = FATE_OPEN;
 
+    if (!atomic_compare_exchange_strong(&o->fate, &expected, FATE_WOKEN) &&
+        expected == FATE_COMMITTED) {
+        return false;
+    }
     while (write(o->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR) {
         /* EAGAIN: a full eventfd is already signalled */
     }
+    return true;
 }
 
 uint64_t vma_output_get_bytes(VmaOutput *o)

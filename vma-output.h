@@ -43,8 +43,11 @@ int vma_output_writev(VmaOutput *o, struct iovec *iov, int cnt);
 int vma_output_finish(VmaOutput *o);
 
 /* Any thread: make a writer thread blocked on a full pipe return -ECANCELED, now and
- * in every later wait (the writer has failed and latched its error). */
-void vma_output_wake(VmaOutput *o);
+ * in every later wait, and a close waiting for a command end it (the writer has failed
+ * and latched its error); the output is abandoned: close keeps nothing. Returns false,
+ * doing nothing, once close has committed the output (found it complete and kept it):
+ * the failure came too late to matter. */
+bool vma_output_wake(VmaOutput *o);
 /* Bytes written to the output so far. */
 uint64_t vma_output_get_bytes(VmaOutput *o);
 
@@ -56,7 +59,8 @@ uint64_t vma_output_get_bytes(VmaOutput *o);
  * group) and remove a new file. Returns false with errp set when something failed here;
  * a command's failure is VMA_ERROR_FAILED (the writer prefers it over the broken pipe it
  * causes). A new file is left under neither name unless this returns true with failed
- * false. Call once. */
+ * false. Woken before close commits, close keeps nothing and fails (VMA_ERROR_CANCELLED
+ * unless something else failed first). Call once. */
 bool vma_output_close(VmaOutput *o, bool failed, GError **errp);
 
 #endif /* VMA_OUTPUT_H */

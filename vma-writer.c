@@ -37,6 +37,9 @@
  * w->error and wakes every waiter: producers blocked on not_full, the writer thread in
  * the queue wait, and (through vma_output_wake) the writer thread blocked on a pipe
  * that does not drain. Every later write_cluster, check and close returns a copy of it.
+ * Once close has committed the output (the archive is complete and kept) an error from
+ * outside (a cancel) is too late and dropped: the archive is either kept and close
+ * succeeds, or removed and close fails, never kept and reported as failed.
  * Caller mistakes (unknown device, cluster out of range, a duplicate) are answered with
  * an error but not latched: the archive written so far stays valid.
  *
@@ -174,7 +177,9 @@ static inline uint64_t round_up_512(uint64_t n)
 /* Latch err (taking ownership) unless an error is latched already; wake every waiter. */
 static void latch_error_locked(VmaWriter *w, GError *err, bool is_epipe)
 {
-    if (w->error) {
+    if (w->error || !vma_output_wake(w->out)) {
+        /* an error is latched already, or the output is complete and kept (a cancel
+         * that came during the end of close changes nothing) */
         g_error_free(err);
         return;
     }
@@ -182,7 +187,6 @@ static void latch_error_locked(VmaWriter *w, GError *err, bool is_epipe)
     w->error_is_epipe = is_epipe;
     g_cond_broadcast(&w->not_empty);
     g_cond_broadcast(&w->not_full);
-    vma_output_wake(w->out);
 }
 
 static void latch_error(VmaWriter *w, GError *err, bool is_epipe)
@@ -965,7 +969,13 @@ bool vma_writer_close(VmaWriter *w, GError **errp)
             /* the command's failure caused the broken pipe: it is the error to report */
             g_clear_error(&w->error);
         }
-        latch_error_locked(w, err, false);
+        /* not through the output's wake: a close that committed the output (then failed
+         * to rename it, say) has failed all the same */
+        if (w->error) {
+            g_error_free(err);
+        } else {
+            w->error = err;
+        }
         g_mutex_unlock(&w->lock);
     }
 

@@ -21,11 +21,14 @@
  *   after=N           let the first N matching calls through          (default 0)
  *   every=K           then act on every K-th matching call            (default 1)
  *   count=N           act at most N times                             (default: no limit)
- *   mode=fail|short|eintr
+ *   mode=fail|short|eintr|delay
  *                     fail: return -1 with errno = err, doing nothing; short: do the
  *                     call with half the length (a short transfer; sync calls and
  *                     fallocate are passed through); eintr: return -1 with EINTR,
- *                     doing nothing                                   (default fail).
+ *                     doing nothing; delay: sleep ms= milliseconds, then do the call
+ *                     (a slow disk; the log line is written before the sleep, so a
+ *                     test can act while the call hangs)           (default fail).
+ *   ms=N              delay's sleep                               (default 1000)
  *                     Keep short rules to files and pipes (a path pattern that starts
  *                     with '/' or 'pipe:'): an eventfd transfers 8 bytes or fails, it
  *                     is never short
@@ -61,6 +64,7 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_RULES 16
@@ -89,7 +93,7 @@ static const struct {
     { "fallocate", OP_FALLOCATE },
 };
 
-enum { MODE_FAIL, MODE_SHORT, MODE_EINTR };
+enum { MODE_FAIL, MODE_SHORT, MODE_EINTR, MODE_DELAY };
 
 static const struct {
     const char *name;
@@ -109,6 +113,7 @@ typedef struct Rule {
     unsigned long after, every;
     long count;              /* < 0: no limit */
     int mode, err;
+    unsigned long ms;        /* delay */
     unsigned long seen;      /* matching calls (atomic) */
     unsigned long acted;     /* faults injected (atomic) */
 } Rule;
@@ -174,6 +179,7 @@ static void parse_rule(char *text)
     r->mode = MODE_FAIL;
     r->err = EIO;
     r->at = -1;
+    r->ms = 1000;
 
     char *save = NULL;
     for (char *kv = strtok_r(text, ",", &save); kv != NULL; kv = strtok_r(NULL, ",", &save)) {
@@ -225,9 +231,13 @@ static void parse_rule(char *text)
                 r->mode = MODE_SHORT;
             } else if (strcmp(v, "eintr") == 0) {
                 r->mode = MODE_EINTR;
+            } else if (strcmp(v, "delay") == 0) {
+                r->mode = MODE_DELAY;
             } else {
-                die("mode=%s: expected fail, short or eintr", v);
+                die("mode=%s: expected fail, short, eintr or delay", v);
             }
+        } else if (strcmp(kv, "ms") == 0) {
+            r->ms = parse_num(kv, v);
         } else if (strcmp(kv, "err") == 0) {
             size_t i;
             for (i = 0; i < sizeof(err_names) / sizeof(err_names[0]); i++) {
@@ -299,7 +309,10 @@ static void log_fault(unsigned op, int fd, const char *path, const char *thread,
     char line[1024];
     int n = snprintf(line, sizeof(line), "faultinj: %s fd=%d %s thread=%s %s %s\n",
                      op_name(op), fd, path, thread,
-                     r->mode == MODE_FAIL ? "fail" : r->mode == MODE_SHORT ? "short" : "eintr",
+                     r->mode == MODE_FAIL    ? "fail"
+                     : r->mode == MODE_SHORT ? "short"
+                     : r->mode == MODE_EINTR ? "eintr"
+                                             : "delay",
                      r->mode == MODE_FAIL ? err_name(r->err) : "-");
     int lfd = (int)syscall(SYS_openat, AT_FDCWD, log_path,
                            O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
@@ -362,6 +375,13 @@ static const Rule *decide(unsigned op, int fd, long long off, unsigned long long
                 prctl(PR_GET_NAME, thread);
             }
             log_fault(op, fd, path, thread, r);
+        }
+        if (r->mode == MODE_DELAY) {
+            struct timespec ts = { .tv_sec = (time_t)(r->ms / 1000),
+                                   .tv_nsec = (long)(r->ms % 1000) * 1000000L };
+            while (syscall(SYS_nanosleep, &ts, &ts) < 0 && errno == EINTR) {
+            }
+            return NULL; /* then the call itself */
         }
         return r;
     }

@@ -2,8 +2,9 @@
 # A backup whose target is stuck must still end promptly when it is cancelled or vmad is
 # told to quit (backup-cancel "returns at once; the job ends shortly after"): the target
 # here is an exec: command that neither reads its input nor exits (a hung ssh or a
-# compressor writing to a dead NFS server looks the same to vmad). Also a FIFO whose
-# reader stops reading without closing, and a passed pipe descriptor nobody reads.
+# compressor writing to a dead NFS server looks the same to vmad); one that reads the
+# whole archive and then does not exit; a FIFO whose reader stops reading without
+# closing, and a passed pipe descriptor nobody reads.
 #
 # Expected: after backup-cancel, query-backup reports status error "backup canceled"
 # within 5 s; after quit, vmad exits with status 0 within 10 s; the command is not left
@@ -68,10 +69,22 @@ os.close(r)
 # an exec: command that neither reads nor exits
 pidfile = T + "/cmd1.pid"
 cancel_ends("exec: command", {"backup-file": "exec:echo $$ > '%s'; exec sleep 20" % pidfile})
-pid = int(open(pidfile).read())
-time.sleep(0.2)
-assert not os.path.exists("/proc/%d" % pid) or \
-    open("/proc/%d/stat" % pid).read().split(") ")[1][0] == "Z", "the command is still running"
+def gone(pidfile):
+    pid = int(open(pidfile).read())
+    time.sleep(0.2)
+    assert not os.path.exists("/proc/%d" % pid) or \
+        open("/proc/%d/stat" % pid).read().split(") ")[1][0] == "Z", \
+        "the command is still running"
+gone(pidfile)
+
+# an exec: command that reads the whole archive, then hangs instead of exiting (the
+# backup is waiting for its exit status when it is cancelled)
+pidfile = T + "/cmd3.pid"
+cancel_ends("exec: command that does not exit",
+            {"backup-file": "exec:echo $$ > '%s'; cat > '%s/cmd3.out'; exec sleep 20"
+             % (pidfile, T)})
+gone(pidfile)
+assert os.path.getsize(T + "/cmd3.out") > 4 << 20, "the command did not read the archive"
 q.close()
 EOF
 
