@@ -23,7 +23,9 @@
  * is held open from open to close, so a rename of the directory in between changes
  * nothing. With direct, the file gets O_DIRECT if its file system allows it (tmpfs does
  * not: then ordinary writes); the stream is staged into aligned 1 MiB chunks and the
- * unaligned tail written after clearing O_DIRECT.
+ * unaligned tail written after clearing O_DIRECT. Without it, the write-back of every
+ * 8 MiB written is started at once (sync_file_range), so that the final fdatasync has
+ * little left to do and the archive does not pile up as dirty page cache.
  *
  * FIFOs are opened non-blocking, as the deployed writer opens them: a FIFO without a
  * reader is an error at once instead of a hang (the daemon opens targets in its main
@@ -68,6 +70,7 @@ extern char **environ;
 #define PIPE_BUFFER_SIZE (1024 * 1024)
 #define DIRECT_CHUNK_SIZE (1024 * 1024)
 #define DIRECT_ALIGN 4096
+#define WRITEBACK_CHUNK (8 * 1024 * 1024)
 #define CHILD_GRACE_MS 1000 /* a failed writer's command gets this long per signal */
 #define TMP_SUFFIX ".tmp-XXXXXX"
 #define TMP_TRIES 100
@@ -95,6 +98,8 @@ struct VmaOutput {
     char *final_base;    /* its final name in dir_fd */
     char *tmp_base;      /* its temporary name in dir_fd; NULL once renamed or removed */
     bool direct;         /* fd has O_DIRECT: stage into aligned chunks */
+    bool writeback;      /* start the write-back of each WRITEBACK_CHUNK written */
+    uint64_t wb_started; /* writer thread: write-back started up to here */
     uint8_t *stage;      /* writer thread only */
     size_t stage_len;
 
@@ -411,10 +416,33 @@ static int stage_flush(VmaOutput *o)
     return r;
 }
 
+/* Writer thread: start writing what is written but not yet on its way to the disk,
+ * once there is WRITEBACK_CHUNK of it. The final fdatasync then finds most of the
+ * archive written already (it overlaps the copy instead of following it), and the
+ * archive does not fill the page cache with dirty pages. Errors show at the fdatasync;
+ * a file system without it turns it off. */
+static void start_writeback(VmaOutput *o)
+{
+    uint64_t end = atomic_load(&o->bytes);
+
+    if (end - o->wb_started < WRITEBACK_CHUNK) {
+        return;
+    }
+    if (sync_file_range(o->fd, (off_t)o->wb_started, (off_t)(end - o->wb_started),
+                        SYNC_FILE_RANGE_WRITE) < 0 && errno != EINTR) {
+        o->writeback = false;
+    }
+    o->wb_started = end;
+}
+
 static int file_writev(VmaOutput *o, struct iovec *iov, int cnt)
 {
     if (!o->direct) {
-        return write_all_iov(o, iov, cnt);
+        int r = write_all_iov(o, iov, cnt);
+        if (r == 0 && o->writeback) {
+            start_writeback(o);
+        }
+        return r;
     }
     for (int i = 0; i < cnt; i++) {
         const uint8_t *p = iov[i].iov_base;
@@ -705,6 +733,7 @@ static VmaOutput *open_file(const char *target, bool direct, GError **errp)
         o->direct = true;
         o->stage = g_aligned_alloc(1, DIRECT_CHUNK_SIZE, DIRECT_ALIGN);
     }
+    o->writeback = !has_direct;
     return o;
 }
 
