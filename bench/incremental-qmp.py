@@ -7,6 +7,7 @@ and exits 1.
   bitmap-add SOCK NODE NAME            block-dirty-bitmap-add (64 KiB granularity)
   bitmap-count SOCK NODE NAME          -> {"count": dirty bytes}
   bitmap-remove SOCK NODE NAME
+  quit SOCK                            quit (the daemon exits)
   vmad-backup SOCK TARGET [--bitmap NAME]
         vmad's backup (with the bitmap: on-success) -> {"seconds": from the command to
         BLOCK_JOB_COMPLETED, "durable": plus an fdatasync of TARGET right after it,
@@ -105,6 +106,12 @@ def qsd_setup(a):
     out({})
 
 
+def quit_daemon(a):
+    q = connect(a.sock)
+    q.ok("quit")
+    out({})
+
+
 def qsd_backup(a):
     q = connect(a.sock)
     q.ok("blockdev-add", {"node-name": "tgt", "driver": "raw",
@@ -141,6 +148,8 @@ def main():
         s.add_argument("node")
         s.add_argument("name")
         s.add_argument("--qsd", action="store_true")
+    s = sub.add_parser("quit")
+    s.add_argument("sock")
     s = sub.add_parser("vmad-backup")
     s.add_argument("sock")
     s.add_argument("target")
@@ -158,7 +167,7 @@ def main():
     a = p.parse_args()
     fn = {"bitmap-add": bitmap_add, "bitmap-count": bitmap_count,
           "bitmap-remove": bitmap_remove, "vmad-backup": vmad_backup,
-          "qsd-setup": qsd_setup, "qsd-backup": qsd_backup}[a.cmd]
+          "qsd-setup": qsd_setup, "qsd-backup": qsd_backup, "quit": quit_daemon}[a.cmd]
     try:
         fn(a)
     except (QMPError, OSError, TimeoutError) as e:
