@@ -137,23 +137,11 @@ WORK=$(mktemp -d "$BENCH_TMPDIR/backup-bench.XXXXXX")
 DAEMON_PID=
 PERF_PID=
 cleanup() {
-    if [ -n "$PERF_PID" ]; then
-        kill -INT "$PERF_PID" 2>/dev/null || true
-        wait "$PERF_PID" 2>/dev/null || true
-    fi
-    if [ -n "$DAEMON_PID" ]; then
-        kill "$DAEMON_PID" 2>/dev/null || true
-        wait "$DAEMON_PID" 2>/dev/null || true
-    fi
-    if [ "${KEEP:-0}" = 1 ]; then
-        log "work dir kept: $WORK"
-    else
-        rm -rf "$WORK"
-    fi
+    bench_stop "$PERF_PID" INT
+    bench_stop "$DAEMON_PID"
+    bench_remove_work
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_traps cleanup
 
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 IMG=$WORK/image.raw
@@ -176,23 +164,13 @@ prepare_cache() {
     fi
 }
 
-wait_for() {   # wait_for FILE-TEST PATH WHAT
-    for _ in $(seq 1 300); do
-        test "$1" "$2" && return 0
-        kill -0 "$DAEMON_PID" 2>/dev/null || break
-        sleep 0.05
-    done
-    cat "$WORK/daemon.log" >&2 || true
-    die "$3 did not start"
-}
-
 start_vmad() {   # start_vmad BINARY
     rm -f "$QMP_SOCK" "$WORK/vmad.pid"
     "$1" --blockdev "driver=file,node-name=drive-scsi0,filename=${IMG//,/,,}" \
         --backup-buffer-size "$buffer_bytes" \
         --monitor "$QMP_SOCK" --pidfile "$WORK/vmad.pid" >"$WORK/daemon.log" 2>&1 &
     DAEMON_PID=$!
-    wait_for -s "$WORK/vmad.pid" vmad
+    bench_wait_for -s "$WORK/vmad.pid" vmad 300
 }
 
 start_qsd() {
@@ -200,7 +178,7 @@ start_qsd() {
     qemu-storage-daemon --chardev "socket,id=m0,path=$QMP_SOCK,server=on,wait=off" \
         --monitor chardev=m0 >"$WORK/daemon.log" 2>&1 &
     DAEMON_PID=$!
-    wait_for -S "$QMP_SOCK" qemu-storage-daemon
+    bench_wait_for -S "$QMP_SOCK" qemu-storage-daemon 300
     python3 "$QMPPY" qsd-source "$QMP_SOCK" "$IMG" >/dev/null
 }
 

@@ -50,15 +50,10 @@ bench_scratch_dir bitmap-cost
 WORK=$(mktemp -d "$BENCH_TMPDIR/bitmap-cost.XXXXXX")
 DAEMON_PID=
 cleanup() {
-    if [ -n "$DAEMON_PID" ]; then
-        kill "$DAEMON_PID" 2>/dev/null || true
-        wait "$DAEMON_PID" 2>/dev/null || true
-    fi
-    if [ "${KEEP:-0}" = 1 ]; then log "work dir kept: $WORK"; else rm -rf "$WORK"; fi
+    bench_stop "$DAEMON_PID"
+    bench_remove_work
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_traps cleanup
 
 IMG=$WORK/disk.raw
 QMP_SOCK=$WORK/qmp.sock
@@ -75,16 +70,6 @@ mapfile -t CMDS <"$WORK/cmds"
 qio_args=()
 for c in "${CMDS[@]}"; do qio_args+=(-c "$c"); done
 
-wait_for() {   # wait_for FILE-TEST PATH WHAT
-    for _ in $(seq 1 1200); do
-        test "$1" "$2" && return 0
-        kill -0 "$DAEMON_PID" 2>/dev/null || break
-        sleep 0.05
-    done
-    cat "$WORK/daemon.log" >&2 || true
-    die "$3 did not start"
-}
-
 declare -A IR MARK
 run_case() {   # run_case bitmap|nobitmap writes|idle
     local out=$WORK/callgrind.$1.$2
@@ -95,7 +80,7 @@ run_case() {   # run_case bitmap|nobitmap writes|idle
         --nbd-server "addr.type=unix,addr.path=$NBD_SOCK" \
         --export "nbd,id=e0,node-name=drive-scsi0,writable=on" >"$WORK/daemon.log" 2>&1 &
     DAEMON_PID=$!
-    wait_for -S "$NBD_SOCK" "vmad (under callgrind)"
+    bench_wait_for -S "$NBD_SOCK" "vmad (under callgrind)"
     [ "$1" = nobitmap ] || python3 "$QMPPY" bitmap-add "$QMP_SOCK" drive-scsi0 daily >/dev/null
     if [ "$2" = writes ]; then
         qemu-io -f raw "nbd+unix:///drive-scsi0?socket=$NBD_SOCK" "${qio_args[@]}" \

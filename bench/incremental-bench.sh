@@ -81,15 +81,10 @@ avail_kib=$(df -Pk "$BENCH_TMPDIR" | awk 'NR == 2 { print $4 }')
 WORK=$(mktemp -d "$BENCH_TMPDIR/incremental-bench.XXXXXX")
 DAEMON_PID=
 cleanup() {
-    if [ -n "$DAEMON_PID" ]; then
-        kill "$DAEMON_PID" 2>/dev/null || true
-        wait "$DAEMON_PID" 2>/dev/null || true
-    fi
-    if [ "${KEEP:-0}" = 1 ]; then log "work dir kept: $WORK"; else rm -rf "$WORK"; fi
+    bench_stop "$DAEMON_PID"
+    bench_remove_work
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_traps cleanup
 
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 MASTER=$WORK/master.raw
@@ -115,15 +110,6 @@ for c in "${WRITE_CMDS[@]}"; do qio_args+=(-c "$c"); done
 json_field() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 alloc_bytes() { echo $(($(stat -c %b "$1") * $(stat -c %B "$1"))); }
 
-wait_for() {   # wait_for FILE-TEST PATH WHAT
-    for _ in $(seq 1 300); do
-        test "$1" "$2" && return 0
-        kill -0 "$DAEMON_PID" 2>/dev/null || break
-        sleep 0.05
-    done
-    cat "$WORK/daemon.log" >&2 || true
-    die "$3 did not start"
-}
 stop_daemon() {
     kill "$DAEMON_PID" 2>/dev/null || true
     wait "$DAEMON_PID" 2>/dev/null || true
@@ -137,8 +123,8 @@ start_vmad() {   # start_vmad IMAGE [BINARY]
         --nbd-server "addr.type=unix,addr.path=$NBD_SOCK" \
         --export "nbd,id=e0,node-name=drive-scsi0,writable=on" >"$WORK/daemon.log" 2>&1 &
     DAEMON_PID=$!
-    wait_for -s "$WORK/vmad.pid" vmad
-    wait_for -S "$NBD_SOCK" "vmad's NBD server"
+    bench_wait_for -s "$WORK/vmad.pid" vmad 300
+    bench_wait_for -S "$NBD_SOCK" "vmad's NBD server" 300
 }
 
 start_qsd() {
@@ -146,7 +132,7 @@ start_qsd() {
     qemu-storage-daemon --chardev "socket,id=m0,path=$QMP_SOCK,server=on,wait=off" \
         --monitor chardev=m0 >"$WORK/daemon.log" 2>&1 &
     DAEMON_PID=$!
-    wait_for -S "$QMP_SOCK" qemu-storage-daemon
+    bench_wait_for -S "$QMP_SOCK" qemu-storage-daemon 300
     python3 "$QMPPY" qsd-setup "$QMP_SOCK" "$IMG" "$NBD_SOCK" >/dev/null
 }
 

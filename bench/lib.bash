@@ -1,5 +1,5 @@
 # bench/lib.bash — pieces every benchmark script shares (sourced). The script defines
-# die MESSAGE (print and exit 1) before sourcing this file.
+# die MESSAGE (print and exit 1) and log MESSAGE (print to stderr) before sourcing this file.
 
 # bench_cache_modes: from CACHE (drop, warm or both; unset = both where the page cache can
 # be dropped, else warm) and DROP (/proc/sys/vm/drop_caches), set the array `modes`.
@@ -27,4 +27,38 @@ bench_scratch_dir() {
     case "$fstype" in tmpfs|ramfs)
         echo "$1: warning: $BENCH_TMPDIR is $fstype: timings will not reflect a disk" >&2 ;;
     esac
+}
+
+# bench_stop PID [SIGNAL]: end a process this script started (SIGTERM unless given) and
+# reap it; nothing if PID is empty or already gone.
+bench_stop() {
+    [ -n "$1" ] || return 0
+    kill "-${2:-TERM}" "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+# bench_remove_work: remove the work dir WORK, or keep it (and say so, with the script's
+# log) when KEEP=1.
+bench_remove_work() {
+    if [ "${KEEP:-0}" = 1 ]; then log "work dir kept: $WORK"; else rm -rf "$WORK"; fi
+}
+
+# bench_traps FUNCTION: run FUNCTION at exit, and exit on INT and TERM (so it runs then).
+bench_traps() {
+    trap "$1" EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+
+# bench_wait_for TEST PATH WHAT [TRIES]: wait (TRIES x 50 ms, default 1200) until
+# `test TEST PATH` holds while DAEMON_PID lives; else print WORK/daemon.log and die.
+bench_wait_for() {
+    local i
+    for ((i = 0; i < ${4:-1200}; i++)); do
+        test "$1" "$2" && return 0
+        kill -0 "$DAEMON_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    cat "$WORK/daemon.log" >&2 || true
+    die "$3 did not start"
 }
