@@ -222,7 +222,6 @@ record() {   # record ROW JOB_S SYNC_S RSS_KIB CPU_S (for the current run and mo
         "$run" "$mode" "${NAME[$1]}" "$2" "$s" "$5" "$(awk -v k="$4" 'BEGIN { print k / 1024 }')" >&2
 }
 
-json_field() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 
 # vmad_row ROW BINARY TARGET [FILE]: FILE, when the target is a file, is fsync'ed after
 # the job
@@ -358,12 +357,6 @@ done
 
 # ---- report -----------------------------------------------------------------------------
 
-median() {
-    tr ' ' '\n' | awk 'NF { v[n++] = $1 } END {
-        if (n == 0) { print "nan"; exit }
-        for (i = 1; i < n; i++) { x = v[i]; for (j = i - 1; j >= 0 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x }
-        if (n % 2) print v[int(n / 2)]; else print (v[n / 2 - 1] + v[n / 2]) / 2 }'
-}
 maxof() { tr ' ' '\n' | awk 'NF && $1 > m { m = $1 } END { print m + 0 }'; }
 fmt_runs() { tr ' ' '\n' | awk 'NF { printf "%s%.2f", (n++ ? " " : ""), $1 }'; }
 

@@ -90,8 +90,7 @@ run_case() {   # run_case bitmap|nobitmap writes|idle
     # Both bitmap cases query the bitmap, so the cost of that QMP call cancels out.
     if [ "$1" = bitmap ]; then
         local count
-        count=$(python3 "$QMPPY" bitmap-count "$QMP_SOCK" drive-scsi0 daily |
-            python3 -c 'import json, sys; print(json.load(sys.stdin)["count"])')
+        count=$(python3 "$QMPPY" bitmap-count "$QMP_SOCK" drive-scsi0 daily | json_field count)
         if [ "$2" = writes ]; then
             [ "$count" -gt 0 ] || die "the bitmap counted no writes"
         else
@@ -109,7 +108,7 @@ run_case() {   # run_case bitmap|nobitmap writes|idle
     log "$1 $2: ${IR[$1.$2]} instructions (dirty_set_mark: ${MARK[$1.$2]})"
 }
 
-PER=()      # per round: "nobitmap-per-write bitmap-per-write"
+P0= P1= RATIOS=   # per round: instructions per write without and with the bitmap, their ratio
 for r in $(seq 1 "$RUNS"); do
     for c in nobitmap bitmap; do
         for w in idle writes; do
@@ -119,27 +118,23 @@ for r in $(seq 1 "$RUNS"); do
     p0=$(( (IR[nobitmap.writes] - IR[nobitmap.idle]) / WRITES ))
     p1=$(( (IR[bitmap.writes] - IR[bitmap.idle]) / WRITES ))
     log "round $r: $p0 instructions per write without a bitmap, $p1 with one"
-    PER+=("$p0 $p1")
+    P0+=" $p0" P1+=" $p1"
+    RATIOS+=" $(awk -v a="$p0" -v b="$p1" 'BEGIN { print (b - a) / a }')"
 done
+p0=$(median <<<"$P0")
+p1=$(median <<<"$P1")
 
 echo "Machine: $(nproc) CPUs, kernel $(uname -r), $(valgrind --version), $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "Workload: $WRITES 4 KiB writes at random aligned offsets of a $FILE_MIB MiB preallocated file, one qemu-io over vmad's NBD export (UNIX socket); $RUNS rounds"
 echo
-printf '%s\n' "${PER[@]}" | awk -v n="$WRITES" -v m0="${MARK[nobitmap.writes]}" \
-    -v m1="${MARK[bitmap.writes]}" '
-    function median(a, k,   i, j, t) {
-        for (i = 2; i <= k; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
-        return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
-    }
-    { k++; a0[k] = $1; a1[k] = $2; d[k] = ($2 - $1) / $1; s0 = s0 " " $1; s1 = s1 " " $2 }
-    END {
-        p0 = median(a0, k); p1 = median(a1, k); c = median(d, k)
-        direct = (m1 - m0) / n
-        print "| case | instructions per 4 KiB write, median (rounds) |"
-        print "|---|---:|"
-        printf "| no bitmap | %d (%s) |\n", p0, substr(s0, 2)
-        printf "| enabled bitmap, 64 KiB granularity | %d (%s) |\n", p1, substr(s1, 2)
-        print ""
-        printf "Whole write path: an enabled bitmap adds %.2f %% (median of the rounds'"'"' ratios; target <= 5 %%: %s)\n", 100 * c, c <= 0.05 ? "met" : "MISSED"
-        printf "Marking itself (dirty_set_mark, inclusive, deterministic): %.0f instructions per write, %.2f %% of %d\n", direct, 100 * direct / p0, p0
-    }'
+echo "| case | instructions per 4 KiB write, median (rounds) |"
+echo "|---|---:|"
+echo "| no bitmap | $p0 (${P0# }) |"
+echo "| enabled bitmap, 64 KiB granularity | $p1 (${P1# }) |"
+echo
+awk -v c="$(median <<<"$RATIOS")" -v p0="$p0" -v n="$WRITES" -v m0="${MARK[nobitmap.writes]}" \
+    -v m1="${MARK[bitmap.writes]}" 'BEGIN {
+    direct = (m1 - m0) / n
+    printf "Whole write path: an enabled bitmap adds %.2f %% (median of the rounds'"'"' ratios; target <= 5 %%: %s)\n", 100 * c, c <= 0.05 ? "met" : "MISSED"
+    printf "Marking itself (dirty_set_mark, inclusive, deterministic): %.0f instructions per write, %.2f %% of %d\n", direct, 100 * direct / p0, p0
+}'

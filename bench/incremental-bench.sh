@@ -107,12 +107,10 @@ mapfile -t WRITE_CMDS <"$WORK/writes"
 qio_args=()
 for c in "${WRITE_CMDS[@]}"; do qio_args+=(-c "$c"); done
 
-json_field() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 alloc_bytes() { echo $(($(stat -c %b "$1") * $(stat -c %B "$1"))); }
 
 stop_daemon() {
-    kill "$DAEMON_PID" 2>/dev/null || true
-    wait "$DAEMON_PID" 2>/dev/null || true
+    bench_stop "$DAEMON_PID"
     DAEMON_PID=
 }
 
@@ -263,12 +261,6 @@ done
 
 # ---- report -----------------------------------------------------------------------------
 
-median() {
-    tr ' ' '\n' | awk 'NF { v[n++] = $1 } END {
-        if (n == 0) { print "nan"; exit }
-        for (i = 1; i < n; i++) { x = v[i]; for (j = i - 1; j >= 0 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x }
-        if (n % 2) print v[int(n / 2)]; else print (v[n / 2 - 1] + v[n / 2]) / 2 }'
-}
 fmt_runs() { tr ' ' '\n' | awk 'NF { printf "%s%.3f", (n++ ? " " : ""), $1 }'; }
 
 data_bytes=$(alloc_bytes "$IMG")   # the image after the writes

@@ -62,3 +62,15 @@ bench_wait_for() {
     cat "$WORK/daemon.log" >&2 || true
     die "$3 did not start"
 }
+
+# median: the median of the numbers on standard input (separated by spaces or newlines);
+# "nan" when there are none.
+median() {
+    tr ' ' '\n' | awk 'NF { v[n++] = $1 } END {
+        if (n == 0) { print "nan"; exit }
+        for (i = 1; i < n; i++) { x = v[i]; for (j = i - 1; j >= 0 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x }
+        if (n % 2) print v[int(n / 2)]; else print (v[n / 2 - 1] + v[n / 2]) / 2 }'
+}
+
+# json_field NAME: the member NAME of the JSON object on standard input.
+json_field() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
